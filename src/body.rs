@@ -1,0 +1,137 @@
+//! Body types: the request body handed to the inner service and the response
+//! body returned by the layer. Both yield [`Bytes`] frames.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+pin_project! {
+    /// The request body the inner service receives: the original body,
+    /// streamed through untouched, or the bytes the layer buffered (for body
+    /// sources), handed on byte-for-byte.
+    #[project = RequestBodyProj]
+    pub enum RequestBody<B> {
+        /// The original body.
+        Stream {
+            /// The wrapped body.
+            #[pin]
+            body: B,
+        },
+        /// Buffered bytes.
+        Buffered {
+            /// The bytes not yet yielded.
+            data: Option<Bytes>,
+        },
+    }
+}
+
+impl<B> RequestBody<B> {
+    /// Wraps a body to be streamed through.
+    pub fn new(body: B) -> Self {
+        RequestBody::Stream { body }
+    }
+
+    /// A body made of buffered bytes.
+    pub fn buffered(data: Bytes) -> Self {
+        RequestBody::Buffered { data: (!data.is_empty()).then_some(data) }
+    }
+}
+
+pin_project! {
+    /// The response body of the layer: the inner service's body, or a
+    /// rejection's body. No `Default` bound on the inner body, so hyper's
+    /// `Incoming` works as well as axum's and tonic's bodies.
+    #[project = ResponseBodyProj]
+    pub enum ResponseBody<B> {
+        /// The inner service's body.
+        Inner {
+            /// The wrapped body.
+            #[pin]
+            body: B,
+        },
+        /// A body built by the layer.
+        Full {
+            /// The bytes not yet yielded.
+            data: Option<Bytes>,
+        },
+    }
+}
+
+impl<B> ResponseBody<B> {
+    /// Wraps the inner service's body.
+    pub fn inner(body: B) -> Self {
+        ResponseBody::Inner { body }
+    }
+
+    /// A full body.
+    pub fn full(data: Bytes) -> Self {
+        ResponseBody::Full { data: (!data.is_empty()).then_some(data) }
+    }
+}
+
+fn poll_inner<B: Body>(body: Pin<&mut B>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    body.poll_frame(cx).map_ok(|frame| frame.map_data(|mut d| d.copy_to_bytes(d.remaining())))
+}
+
+fn poll_full<E>(data: &mut Option<Bytes>) -> Poll<Option<Result<Frame<Bytes>, E>>> {
+    Poll::Ready(data.take().map(|d| Ok(Frame::data(d))))
+}
+
+fn full_hint(data: &Option<Bytes>) -> SizeHint {
+    SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+}
+
+impl<B: Body> Body for RequestBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project() {
+            RequestBodyProj::Stream { body } => poll_inner(body, cx),
+            RequestBodyProj::Buffered { data } => poll_full(data),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Stream { body } => body.is_end_stream(),
+            RequestBody::Buffered { data } => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Stream { body } => body.size_hint(),
+            RequestBody::Buffered { data } => full_hint(data),
+        }
+    }
+}
+
+impl<B: Body> Body for ResponseBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project() {
+            ResponseBodyProj::Inner { body } => poll_inner(body, cx),
+            ResponseBodyProj::Full { data } => poll_full(data),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Inner { body } => body.is_end_stream(),
+            ResponseBody::Full { data } => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Inner { body } => body.size_hint(),
+            ResponseBody::Full { data } => full_hint(data),
+        }
+    }
+}

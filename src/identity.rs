@@ -1,0 +1,266 @@
+//! What handlers see: [`VerifiedIdentity`], [`IdentityOutcome`], and the
+//! cheap identifier string [`IdStr`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+use crate::key::{Identifier, Scheme};
+use crate::reject::ErrorCode;
+
+/// An identifier string (user id, email, visitor id, tenant) as received.
+///
+/// Cheap to clone: a value taken from a request header shares the header's
+/// bytes (no copy, no allocation); other values share one `Arc<str>`. The
+/// bytes are exactly the ones the client sent and, once verified, the ones
+/// the signature covers: no trimming, case folding or Unicode normalisation.
+/// Always valid UTF-8.
+#[derive(Clone)]
+pub struct IdStr(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Header(HeaderValue),
+    Shared(Arc<str>),
+    Static(&'static str),
+}
+
+impl IdStr {
+    /// An identifier from a header value, or `None` when its bytes are not UTF-8.
+    pub fn from_header(value: &HeaderValue) -> Option<IdStr> {
+        std::str::from_utf8(value.as_bytes()).ok()?;
+        Some(IdStr(Repr::Header(value.clone())))
+    }
+
+    /// An identifier from a static string.
+    pub const fn from_static(s: &'static str) -> IdStr {
+        IdStr(Repr::Static(s))
+    }
+
+    /// The identifier as a string slice.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Checked to be UTF-8 when built; the fallback cannot be reached.
+            Repr::Header(v) => std::str::from_utf8(v.as_bytes()).unwrap_or_default(),
+            Repr::Shared(s) => s,
+            Repr::Static(s) => s,
+        }
+    }
+}
+
+impl std::ops::Deref for IdStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for IdStr {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for IdStr {
+    fn from(s: &str) -> Self {
+        IdStr(Repr::Shared(Arc::from(s)))
+    }
+}
+
+impl From<String> for IdStr {
+    fn from(s: String) -> Self {
+        IdStr(Repr::Shared(Arc::from(s)))
+    }
+}
+
+impl From<Arc<str>> for IdStr {
+    fn from(s: Arc<str>) -> Self {
+        IdStr(Repr::Shared(s))
+    }
+}
+
+impl PartialEq for IdStr {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+impl Eq for IdStr {}
+
+impl PartialEq<str> for IdStr {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for IdStr {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::hash::Hash for IdStr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl fmt::Debug for IdStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for IdStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identifier values a client sent that no signature covers.
+///
+/// Kept apart from what was proven: display them, never authorise on them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Unsigned {
+    pub(crate) user_id: Option<IdStr>,
+    pub(crate) email: Option<IdStr>,
+    pub(crate) visitor_id: Option<IdStr>,
+}
+
+impl Unsigned {
+    /// An unsigned user id sent beside the credential.
+    pub fn user_id(&self) -> Option<&str> {
+        self.user_id.as_deref()
+    }
+    /// An unsigned email sent beside the credential.
+    pub fn email(&self) -> Option<&str> {
+        self.email.as_deref()
+    }
+    /// An unsigned visitor id sent beside the credential.
+    pub fn visitor_id(&self) -> Option<&str> {
+        self.visitor_id.as_deref()
+    }
+    /// Whether nothing unsigned was sent.
+    pub fn is_empty(&self) -> bool {
+        self.user_id.is_none() && self.email.is_none() && self.visitor_id.is_none()
+    }
+}
+
+/// An identity proven by a valid signature, inserted into the request
+/// extensions by the layer once the verdict is in.
+///
+/// Cheap to clone (reference-counted fields). Only the identifier the
+/// signature covers is exposed as proven; values sent beside it are in
+/// [`unsigned`](Self::unsigned).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedIdentity {
+    pub(crate) subject: Identifier,
+    pub(crate) value: IdStr,
+    pub(crate) scheme: Scheme,
+    pub(crate) tenant: Option<IdStr>,
+    pub(crate) key_id: Option<Arc<str>>,
+    pub(crate) signed_at: Option<u64>,
+    pub(crate) unsigned: Unsigned,
+}
+
+impl VerifiedIdentity {
+    /// Which identifier the signature proves.
+    pub fn subject(&self) -> Identifier {
+        self.subject
+    }
+
+    /// The proven identifier's value, whichever kind it is.
+    pub fn id(&self) -> &str {
+        &self.value
+    }
+
+    /// The proven identifier as a cheap shared string.
+    pub fn id_str(&self) -> &IdStr {
+        &self.value
+    }
+
+    fn proven(&self, which: Identifier) -> Option<&str> {
+        (self.subject == which).then(|| self.value.as_str())
+    }
+
+    /// The user id, when the signature proves one.
+    pub fn user_id(&self) -> Option<&str> {
+        self.proven(Identifier::UserId)
+    }
+
+    /// The email, when the signature proves one.
+    pub fn email(&self) -> Option<&str> {
+        self.proven(Identifier::Email)
+    }
+
+    /// The anonymous visitor id, when the signature proves one.
+    pub fn visitor_id(&self) -> Option<&str> {
+        self.proven(Identifier::VisitorId)
+    }
+
+    /// The scheme that verified.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// The tenant the request named (app, agent, organisation, channel), if any.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
+    /// The id of the key that matched, if the key has one: watch it to know
+    /// when an old key is no longer used.
+    pub fn key_id(&self) -> Option<&str> {
+        self.key_id.as_deref()
+    }
+
+    /// When the credential was signed (unix seconds), for timestamped schemes.
+    pub fn signed_at(&self) -> Option<u64> {
+        self.signed_at
+    }
+
+    /// Identifier values sent beside the credential that it does not cover.
+    pub fn unsigned(&self) -> &Unsigned {
+        &self.unsigned
+    }
+}
+
+/// What the layer decided for a request it let through. Inserted into the
+/// extensions of every request that reaches the inner service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IdentityOutcome {
+    /// A credential verified; a [`VerifiedIdentity`] is in the extensions.
+    Verified,
+    /// No credential was sent (allowed by the mode).
+    Anonymous,
+    /// A credential was sent but is not trusted; see the reason.
+    Unverified(UnverifiedReason),
+}
+
+impl IdentityOutcome {
+    /// The label used in logs, metrics and forwarded headers:
+    /// `verified`, `anonymous` or `unverified`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IdentityOutcome::Verified => "verified",
+            IdentityOutcome::Anonymous => "anonymous",
+            IdentityOutcome::Unverified(_) => "unverified",
+        }
+    }
+
+    /// Whether the outcome is [`IdentityOutcome::Verified`].
+    pub fn is_verified(&self) -> bool {
+        matches!(self, IdentityOutcome::Verified)
+    }
+}
+
+/// Why a request passed without a verified identity although it carried a credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UnverifiedReason {
+    /// The mode is [`Mode::Off`](crate::Mode::Off): no check was made.
+    VerificationOff,
+    /// Report-only mode: the request would have been rejected with this code.
+    WouldReject(ErrorCode),
+}

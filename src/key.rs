@@ -1,0 +1,298 @@
+//! Keys and key sets: secrets bound to one scheme, with ids and validity
+//! windows for rotation.
+
+use std::fmt;
+use std::sync::Arc;
+
+use hmac::{Hmac, KeyInit};
+use sha2::Sha256;
+
+use crate::secret::Secret;
+
+pub(crate) type HmacSha256 = Hmac<Sha256>;
+
+/// Which identifier a signature covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Identifier {
+    /// The customer's user id (seeds 000, 001, 004).
+    UserId,
+    /// The user's email address (seed 002).
+    Email,
+    /// An anonymous visitor id (seed 003).
+    VisitorId,
+}
+
+impl Identifier {
+    /// `user_id`, `email` or `visitor_id`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Identifier::UserId => "user_id",
+            Identifier::Email => "email",
+            Identifier::VisitorId => "visitor_id",
+        }
+    }
+}
+
+impl fmt::Display for Identifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A verification scheme. A key is bound to exactly one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Scheme {
+    /// HMAC-SHA256 over the identifier as sent; the signature is 64 hex
+    /// characters (either case).
+    Hmac {
+        /// The identifier signed.
+        over: Identifier,
+    },
+    /// HMAC-SHA256 over `{identifier}-{unix_ts}`; the signature is sent as
+    /// `<64 hex>-<unix_ts>` (seed 000) or as 64 hex with the timestamp in its
+    /// own field.
+    TimestampedHmac {
+        /// The identifier signed.
+        over: Identifier,
+    },
+}
+
+impl Scheme {
+    /// A short stable name: `hmac` or `timestamped_hmac`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scheme::Hmac { .. } => "hmac",
+            Scheme::TimestampedHmac { .. } => "timestamped_hmac",
+        }
+    }
+
+    /// The identifier the scheme signs.
+    pub fn identifier(&self) -> Identifier {
+        match *self {
+            Scheme::Hmac { over } | Scheme::TimestampedHmac { over } => over,
+        }
+    }
+}
+
+/// A secret bound to one scheme, with an optional id and validity window.
+///
+/// `Debug` never prints the secret.
+#[derive(Clone)]
+pub struct Key {
+    pub(crate) id: Option<Arc<str>>,
+    pub(crate) scheme: Scheme,
+    pub(crate) secret: Secret,
+    pub(crate) not_before: Option<u64>,
+    pub(crate) not_after: Option<u64>,
+    /// The HMAC state keyed once with the secret (zeroized on drop); cloned per verification.
+    pub(crate) mac: HmacSha256,
+}
+
+impl Key {
+    /// A key for `scheme`.
+    pub fn new(scheme: Scheme, secret: Secret) -> Key {
+        let mac = HmacSha256::new_from_slice(secret.expose()).expect("HMAC accepts keys of any length");
+        Key { id: None, scheme, secret, not_before: None, not_after: None, mac }
+    }
+
+    /// A key for HMAC-SHA256 over an identifier.
+    pub fn hmac(over: Identifier, secret: Secret) -> Key {
+        Key::new(Scheme::Hmac { over }, secret)
+    }
+
+    /// A key for timestamped HMAC-SHA256 over `{identifier}-{unix_ts}`.
+    pub fn timestamped_hmac(over: Identifier, secret: Secret) -> Key {
+        Key::new(Scheme::TimestampedHmac { over }, secret)
+    }
+
+    /// Names the key; the id is reported with every identity it verifies.
+    pub fn with_id(mut self, id: impl Into<Arc<str>>) -> Key {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The key verifies from this unix time on (inclusive).
+    pub fn not_before(mut self, unix_secs: u64) -> Key {
+        self.not_before = Some(unix_secs);
+        self
+    }
+
+    /// The key stops verifying at this unix time (exclusive).
+    pub fn not_after(mut self, unix_secs: u64) -> Key {
+        self.not_after = Some(unix_secs);
+        self
+    }
+
+    /// The key's id.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// The key's scheme.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// The secret (for signing; never log it).
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
+    /// Whether the key is inside its validity window at `now` (unix seconds).
+    pub fn is_valid_at(&self, now: u64) -> bool {
+        self.not_before.is_none_or(|nb| now >= nb) && self.not_after.is_none_or(|na| now < na)
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("id", &self.id)
+            .field("scheme", &self.scheme)
+            .field("secret", &self.secret)
+            .field("not_before", &self.not_before)
+            .field("not_after", &self.not_after)
+            .finish()
+    }
+}
+
+/// Why a key set was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeySetError {
+    /// Two keys carry the same id.
+    DuplicateKeyId(String),
+    /// The same secret is used by two different schemes. This would let a
+    /// signature made for one scheme verify under the other (a plain HMAC
+    /// over `bob-1999999999` is the timestamped signature of `bob`).
+    SecretSharedAcrossSchemes {
+        /// The first key's scheme.
+        first: Scheme,
+        /// The second key's scheme.
+        second: Scheme,
+    },
+}
+
+impl fmt::Display for KeySetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySetError::DuplicateKeyId(id) => write!(f, "two keys have the id {id:?}"),
+            KeySetError::SecretSharedAcrossSchemes { first, second } => write!(
+                f,
+                "the same secret is used for two schemes ({first:?} and {second:?}); \
+                 a key must be bound to one scheme"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for KeySetError {}
+
+/// The keys of one tenant: several for rotation, any currently valid one verifies.
+///
+/// Cheap to clone (one reference count).
+#[derive(Clone, Debug)]
+pub struct KeySet(Arc<KeySetInner>);
+
+#[derive(Debug)]
+struct KeySetInner {
+    keys: Box<[Key]>,
+    shortest_secret: usize,
+}
+
+impl KeySet {
+    /// A key set, checked: key ids are unique and no secret serves two schemes.
+    pub fn new(keys: impl IntoIterator<Item = Key>) -> Result<KeySet, KeySetError> {
+        let keys: Box<[Key]> = keys.into_iter().collect();
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                if let (Some(x), Some(y)) = (&a.id, &b.id)
+                    && x == y
+                {
+                    return Err(KeySetError::DuplicateKeyId(x.to_string()));
+                }
+                if a.scheme != b.scheme && a.secret == b.secret {
+                    return Err(KeySetError::SecretSharedAcrossSchemes { first: a.scheme, second: b.scheme });
+                }
+            }
+        }
+        let shortest_secret = keys.iter().map(|k| k.secret.len()).min().unwrap_or(usize::MAX);
+        Ok(KeySet(Arc::new(KeySetInner { keys, shortest_secret })))
+    }
+
+    /// A key set of one key.
+    pub fn single(key: Key) -> KeySet {
+        let shortest_secret = key.secret.len();
+        KeySet(Arc::new(KeySetInner { keys: Box::new([key]), shortest_secret }))
+    }
+
+    /// The keys, in the order given.
+    pub fn keys(&self) -> &[Key] {
+        &self.0.keys
+    }
+
+    /// The length in bytes of the shortest secret (`usize::MAX` when empty).
+    pub fn shortest_secret(&self) -> usize {
+        self.0.shortest_secret
+    }
+
+    /// A key by id.
+    pub fn get(&self, id: &str) -> Option<&Key> {
+        self.0.keys.iter().find(|k| k.id.as_deref() == Some(id))
+    }
+}
+
+impl FromIterator<Key> for Result<KeySet, KeySetError> {
+    fn from_iter<T: IntoIterator<Item = Key>>(iter: T) -> Self {
+        KeySet::new(iter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(s: &str) -> Secret {
+        Secret::text(s).unwrap()
+    }
+
+    #[test]
+    fn same_secret_for_two_schemes_is_refused() {
+        let err = KeySet::new([
+            Key::hmac(Identifier::UserId, secret("shared-secret-0123456789")),
+            Key::timestamped_hmac(Identifier::UserId, secret("shared-secret-0123456789")),
+        ])
+        .unwrap_err();
+        assert!(matches!(err, KeySetError::SecretSharedAcrossSchemes { .. }));
+        assert!(!err.to_string().contains("shared-secret"));
+        // Same secret over two identifiers is two schemes, too.
+        assert!(
+            KeySet::new([
+                Key::hmac(Identifier::UserId, secret("shared-secret-0123456789")),
+                Key::hmac(Identifier::Email, secret("shared-secret-0123456789")),
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn duplicate_ids_are_refused() {
+        let err = KeySet::new([
+            Key::hmac(Identifier::UserId, secret("aaaaaaaaaaaaaaaa")).with_id("k"),
+            Key::hmac(Identifier::UserId, secret("bbbbbbbbbbbbbbbb")).with_id("k"),
+        ])
+        .unwrap_err();
+        assert_eq!(err, KeySetError::DuplicateKeyId("k".into()));
+    }
+
+    #[test]
+    fn validity_window() {
+        let k = Key::hmac(Identifier::UserId, secret("aaaaaaaaaaaaaaaa")).not_before(10).not_after(20);
+        assert!(!k.is_valid_at(9));
+        assert!(k.is_valid_at(10));
+        assert!(k.is_valid_at(19));
+        assert!(!k.is_valid_at(20));
+        assert!(!format!("{k:?}").contains("aaaa"));
+    }
+}

@@ -1,0 +1,148 @@
+//! The tower [`Layer`]: configuration and builder.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use crate::clock::{Clock, SystemClock};
+use crate::extract::Sources;
+use crate::mode::Mode;
+use crate::provider::SecretProvider;
+use crate::reject::{DefaultResponder, Responder};
+use crate::service::IdentityVerification;
+use crate::verify::VerifyOptions;
+
+/// Shortest secret accepted by default, in bytes.
+pub const DEFAULT_MIN_SECRET_LEN: usize = 16;
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) provider: Arc<dyn SecretProvider>,
+    pub(crate) mode: Mode,
+    pub(crate) sources: Sources,
+    pub(crate) options: VerifyOptions,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) responder: Arc<dyn Responder>,
+    pub(crate) min_secret_len: usize,
+}
+
+/// A tower layer that verifies signed identities before requests reach the
+/// inner service.
+///
+/// On success the request carries a [`VerifiedIdentity`](crate::VerifiedIdentity)
+/// and an [`IdentityOutcome`](crate::IdentityOutcome) in its extensions; on
+/// rejection the layer answers itself (401, or a gRPC status for gRPC
+/// requests) and the inner service is never called.
+///
+/// `Clone + Send + Sync`; the configuration lives in an `Arc`.
+///
+/// ```
+/// use tower_identity::{IdentityVerificationLayer, Identifier, Key, KeySet, Mode, Secret};
+///
+/// let keys = KeySet::single(Key::hmac(Identifier::UserId, Secret::text("a-long-random-secret-from-the-vendor").unwrap()));
+/// let layer = IdentityVerificationLayer::new(keys).mode(Mode::Optional);
+/// # let _ = layer;
+/// ```
+#[derive(Clone)]
+pub struct IdentityVerificationLayer {
+    config: Arc<Config>,
+}
+
+impl IdentityVerificationLayer {
+    /// A layer taking keys from `provider`, in [`Mode::Required`], reading
+    /// the [default sources](Sources).
+    pub fn new(provider: impl SecretProvider) -> Self {
+        IdentityVerificationLayer {
+            config: Arc::new(Config {
+                provider: Arc::new(provider),
+                mode: Mode::Required,
+                sources: Sources::default(),
+                options: VerifyOptions::default(),
+                clock: Arc::new(SystemClock),
+                responder: Arc::new(DefaultResponder),
+                min_secret_len: DEFAULT_MIN_SECRET_LEN,
+            }),
+        }
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Sets the mode (tenants may override it through their policy).
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.config_mut().mode = mode;
+        self
+    }
+
+    /// Sets where claims are read from.
+    pub fn sources(mut self, sources: Sources) -> Self {
+        self.config_mut().sources = sources;
+        self
+    }
+
+    /// Sets the verification limits.
+    pub fn verify_options(mut self, options: VerifyOptions) -> Self {
+        self.config_mut().options = options;
+        self
+    }
+
+    /// Oldest accepted timestamped signature (default one hour).
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.config_mut().options.max_age = max_age.as_secs();
+        self
+    }
+
+    /// Accepted clock skew for timestamps in the future (default 60 s).
+    pub fn future_skew(mut self, skew: Duration) -> Self {
+        self.config_mut().options.future_skew = skew.as_secs();
+        self
+    }
+
+    /// Longest accepted identifier in bytes (default 256).
+    pub fn max_identifier_len(mut self, len: usize) -> Self {
+        self.config_mut().options.max_identifier_len = len;
+        self
+    }
+
+    /// Shortest secret accepted from the provider, in bytes (default 16). A
+    /// tenant whose key set holds a shorter secret is answered 500
+    /// `misconfigured` and logged; the secret is never used to verify.
+    pub fn min_secret_len(mut self, len: usize) -> Self {
+        self.config_mut().min_secret_len = len.max(1);
+        self
+    }
+
+    /// Replaces the clock (for tests, or a coarse cached clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.config_mut().clock = Arc::new(clock);
+        self
+    }
+
+    /// Replaces the responder that builds rejection responses.
+    pub fn responder(mut self, responder: impl Responder) -> Self {
+        self.config_mut().responder = Arc::new(responder);
+        self
+    }
+}
+
+impl fmt::Debug for IdentityVerificationLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityVerificationLayer")
+            .field("mode", &self.config.mode)
+            .field("sources", &self.config.sources)
+            .field("options", &self.config.options)
+            .field("min_secret_len", &self.config.min_secret_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for IdentityVerificationLayer {
+    type Service = IdentityVerification<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        IdentityVerification::new(inner, self.config.clone())
+    }
+}

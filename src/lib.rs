@@ -1,0 +1,103 @@
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+//! # tower-identity
+//!
+//! Tower middleware that proves who a request claims to be before it reaches
+//! your service.
+//!
+//! Chat widgets and in-app SDKs tell a backend "this visitor is user 42"
+//! from browser JavaScript, which anyone can edit. The fix used across the
+//! industry: the customer's server signs the identifier with a secret
+//! (HMAC-SHA256), the browser forwards the signature, and the receiving
+//! server checks it. [`IdentityVerificationLayer`] does that check:
+//!
+//! 1. **extract** the claim (tenant, identifiers, signature) from headers or
+//!    query parameters ([`Sources`]);
+//! 2. **resolve** the tenant's keys from a [`SecretProvider`];
+//! 3. **verify** in constant time with the pure [`verify`] function;
+//! 4. **decide** by [`Mode`]: insert a [`VerifiedIdentity`] and an
+//!    [`IdentityOutcome`] into the request extensions, or answer 401 (a
+//!    gRPC status for gRPC requests) without calling the inner service.
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use tower_identity::{IdentityVerificationLayer, Identifier, Key, KeySet, Secret, VerifiedIdentity};
+//!
+//! async fn me(identity: VerifiedIdentity) -> String {
+//!     format!("hello, {}", identity.id())
+//! }
+//!
+//! let secret = Secret::text("a-long-random-secret-from-the-vendor").unwrap();
+//! let keys = KeySet::single(Key::hmac(Identifier::UserId, secret));
+//! let app: Router = Router::new()
+//!     .route("/me", get(me))
+//!     .route_layer(IdentityVerificationLayer::new(keys));
+//! # let _ = app;
+//! ```
+//!
+//! A client then sends `x-user-id: 42` and `x-identity-signature: <hex of
+//! HMAC-SHA256(secret, "42")>`; see [`sign`] for the signing side.
+//!
+//! ## Schemes
+//!
+//! | scheme | signed message | signature |
+//! | --- | --- | --- |
+//! | [`Scheme::Hmac`] | the user id, email or visitor id, as sent | 64 hex characters (either case) |
+//! | [`Scheme::TimestampedHmac`] | `{identifier}-{unix_ts}` | `<64 hex>-<unix_ts>`, within [`VerifyOptions::max_age`] |
+//!
+//! Secrets are UTF-8 text (default), hex or base64 ([`SecretEncoding`]). A
+//! key is bound to one scheme, and a [`KeySet`] refuses a secret shared by
+//! two schemes. Key sets hold several keys for rotation; the matching key's
+//! id is reported in [`VerifiedIdentity::key_id`].
+//!
+//! ## Modes
+//!
+//! See [`Mode`]: `Off`, `ReportOnly`, `Optional` (validate if present) and
+//! `Required` (the default). Tenants may override the layer's mode through
+//! their [`TenantPolicy`].
+//!
+//! ## Rejections
+//!
+//! 401 with `{"error": "<code>", "message": "<text>"}`, a `WWW-Authenticate`
+//! challenge and `Cache-Control: no-store`; codes are listed on
+//! [`ErrorCode`]. A failing provider gets 503 with `Retry-After`, never a
+//! pass. gRPC requests get a trailers-only response with `grpc-status` 16
+//! (or 14). Replace the [`Responder`] to change the format.
+//!
+//! ## Features
+//!
+//! - `axum` (default): `VerifiedIdentity`, `Option<VerifiedIdentity>` and
+//!   `IdentityOutcome` as axum extractors.
+//! - `base64` (default): base64-encoded secrets.
+
+#[cfg(feature = "axum")]
+pub mod axum;
+pub mod body;
+mod clock;
+mod extract;
+mod identity;
+mod key;
+mod layer;
+mod mode;
+mod provider;
+mod reject;
+mod secret;
+mod service;
+pub mod sign;
+mod verify;
+
+pub use clock::{Clock, SystemClock};
+pub use extract::Sources;
+pub use identity::{IdStr, IdentityOutcome, UnverifiedReason, Unsigned, VerifiedIdentity};
+pub use key::{Identifier, Key, KeySet, KeySetError, Scheme};
+pub use layer::{DEFAULT_MIN_SECRET_LEN, IdentityVerificationLayer};
+pub use mode::Mode;
+pub use provider::{
+    AsyncFnProvider, Lookup, LookupFuture, LookupResult, ProviderError, SecretProvider, TenantMap, TenantPolicy,
+    from_async_fn,
+};
+pub use reject::{DefaultResponder, ErrorCode, Rejection, RequestHead, Responder};
+pub use secret::{Secret, SecretEncoding, SecretError};
+pub use service::{IdentityVerification, ResponseFuture};
+pub use verify::{Claim, Failure, Malformed, Role, VerifyOptions, verify};

@@ -1,0 +1,271 @@
+//! The tower [`Service`]: extract, resolve, verify, decide.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::body::{RequestBody, ResponseBody};
+use crate::extract::{Extracted, extract};
+use crate::identity::{IdentityOutcome, UnverifiedReason, VerifiedIdentity};
+use crate::layer::Config;
+use crate::mode::Mode;
+use crate::provider::{Lookup, LookupFuture, LookupResult};
+use crate::reject::{ErrorCode, Rejection, RequestHead, is_grpc};
+use crate::verify::{Failure, verify};
+
+/// The service built by [`IdentityVerificationLayer`](crate::IdentityVerificationLayer).
+///
+/// The inner service receives `Request<RequestBody<B>>` and the layer answers
+/// `Response<ResponseBody<ResBody>>`; its error type is the inner service's.
+#[derive(Clone)]
+pub struct IdentityVerification<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> IdentityVerification<S> {
+    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+        IdentityVerification { inner, config }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for IdentityVerification<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityVerification").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+/// The verdict for one request.
+enum Decision {
+    Pass { outcome: IdentityOutcome, identity: Option<VerifiedIdentity> },
+    Reject(ErrorCode),
+}
+
+fn decide(config: &Config, extracted: Extracted, lookup: LookupResult) -> Decision {
+    let policy = match lookup {
+        Ok(policy) => policy,
+        Err(error) => {
+            tracing::warn!(%error, "identity: secret provider failed; answering 503");
+            return Decision::Reject(ErrorCode::ProviderUnavailable);
+        }
+    };
+    let mode = policy.as_ref().and_then(|p| p.mode()).unwrap_or(config.mode);
+    let Extracted { claim, error } = extracted;
+    if mode == Mode::Off {
+        let outcome = if claim.has_credential() || error.is_some() {
+            IdentityOutcome::Unverified(UnverifiedReason::VerificationOff)
+        } else {
+            IdentityOutcome::Anonymous
+        };
+        return Decision::Pass { outcome, identity: None };
+    }
+    let result = match (error, &policy) {
+        (Some(failure), _) => Err(failure),
+        (None, _) if !claim.has_credential() => Err(Failure::Missing),
+        (None, None) => Err(Failure::Invalid),
+        (None, Some(policy)) => {
+            if policy.keys().shortest_secret() < config.min_secret_len {
+                tracing::error!(
+                    min_secret_len = config.min_secret_len,
+                    "identity: the tenant's key set holds a secret shorter than the minimum; refusing to verify"
+                );
+                return Decision::Reject(ErrorCode::Misconfigured);
+            }
+            verify(&claim, policy.keys(), config.clock.now(), &config.options)
+        }
+    };
+    match result {
+        Ok(identity) => {
+            tracing::debug!(scheme = identity.scheme().name(), key_id = identity.key_id(), "identity: verified");
+            Decision::Pass { outcome: IdentityOutcome::Verified, identity: Some(identity) }
+        }
+        Err(Failure::Missing) if mode != Mode::Required => {
+            tracing::debug!("identity: anonymous");
+            Decision::Pass { outcome: IdentityOutcome::Anonymous, identity: None }
+        }
+        Err(failure) if mode == Mode::ReportOnly => {
+            tracing::info!(reason = %failure, code = failure.code().as_str(), "identity: would reject (report-only)");
+            Decision::Pass { outcome: IdentityOutcome::Unverified(UnverifiedReason::WouldReject(failure.code())), identity: None }
+        }
+        Err(failure) => {
+            tracing::debug!(reason = %failure, code = failure.code().as_str(), "identity: rejected");
+            Decision::Reject(failure.code())
+        }
+    }
+}
+
+/// Applies a decision: the request to forward, or the rejection response.
+fn apply<B>(
+    config: &Config,
+    mut req: Request<B>,
+    decision: Decision,
+    grpc: bool,
+) -> Result<Request<RequestBody<B>>, Response<Bytes>> {
+    match decision {
+        Decision::Pass { outcome, identity } => {
+            let ext = req.extensions_mut();
+            // Never trust state that arrived with the request.
+            ext.remove::<VerifiedIdentity>();
+            if let Some(identity) = identity {
+                ext.insert(identity);
+            }
+            ext.insert(outcome);
+            Ok(req.map(RequestBody::new))
+        }
+        Decision::Reject(code) => Err(reject(config, &req, code, grpc)),
+    }
+}
+
+fn reject<B>(config: &Config, req: &Request<B>, code: ErrorCode, grpc: bool) -> Response<Bytes> {
+    config.responder.respond(&Rejection::new(code, grpc), &RequestHead::of(req))
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for IdentityVerification<S>
+where
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>> + Clone,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let config = &*self.config;
+        let grpc = is_grpc(req.headers());
+        let extracted = match extract(&config.sources, req.headers(), req.uri()) {
+            Ok(extracted) => extracted,
+            Err(failure) => {
+                tracing::debug!(reason = %failure, "identity: rejected before lookup");
+                return ResponseFuture::done(reject(config, &req, failure.code(), grpc));
+            }
+        };
+        match config.provider.lookup(extracted.claim.tenant.as_deref()) {
+            Lookup::Ready(result) => match apply(config, req, decide(config, extracted, result), grpc) {
+                Ok(req) => ResponseFuture::inner(self.inner.call(req)),
+                Err(res) => ResponseFuture::done(res),
+            },
+            Lookup::Pending(lookup) => {
+                // The inner service was driven to readiness; keep that one
+                // for this request and leave a fresh clone in its place.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture {
+                    state: State::Resolving {
+                        lookup,
+                        pending: Some(Box::new(Pending { inner, req, extracted, config: self.config.clone(), grpc })),
+                    },
+                }
+            }
+        }
+    }
+}
+
+struct Pending<S, B> {
+    inner: S,
+    req: Request<B>,
+    extracted: Extracted,
+    config: Arc<Config>,
+    grpc: bool,
+}
+
+pin_project! {
+    /// The response future of [`IdentityVerification`].
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<RequestBody<B>>>,
+    {
+        #[pin]
+        state: State<S, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B>
+    where
+        S: Service<Request<RequestBody<B>>>,
+    {
+        Inner { #[pin] fut: S::Future },
+        Resolving { lookup: LookupFuture, pending: Option<Box<Pending<S, B>>> },
+        Done { response: Option<Response<Bytes>> },
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+{
+    fn inner(fut: S::Future) -> Self {
+        ResponseFuture { state: State::Inner { fut } }
+    }
+
+    fn done(response: Response<Bytes>) -> Self {
+        ResponseFuture { state: State::Done { response: Some(response) } }
+    }
+}
+
+impl<S, B> fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ResponseFuture")
+    }
+}
+
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut this = self.as_mut().project();
+            match this.state.as_mut().project() {
+                StateProj::Inner { fut } => {
+                    return fut.poll(cx).map_ok(|res| res.map(ResponseBody::inner));
+                }
+                StateProj::Done { response } => {
+                    let response = response.take().expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response.map(ResponseBody::full)));
+                }
+                StateProj::Resolving { lookup, pending } => {
+                    let result = ready!(lookup.as_mut().poll(cx));
+                    let Pending { mut inner, req, extracted, config, grpc } =
+                        *pending.take().expect("ResponseFuture polled after completion");
+                    let next = match apply(&config, req, decide(&config, extracted, result), grpc) {
+                        Ok(req) => State::Inner { fut: inner.call(req) },
+                        Err(res) => State::Done { response: Some(res) },
+                    };
+                    this.state.set(next);
+                }
+            }
+        }
+    }
+}

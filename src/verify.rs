@@ -1,0 +1,390 @@
+//! The verification core: pure, synchronous and framework-free.
+//!
+//! `(claim, keys, now) -> Result<VerifiedIdentity, Failure>`. The layer uses
+//! it; so can any other code:
+//!
+//! ```
+//! use tower_identity::{verify, Claim, Identifier, Key, KeySet, Secret, VerifyOptions};
+//!
+//! let keys = KeySet::single(Key::hmac(Identifier::UserId, Secret::text("SECRET_KEY").unwrap()));
+//! let claim = Claim::new()
+//!     .user_id("USER_ID")
+//!     .signature("bfd6d64f93c2107b5a79f8e19cb1a64dcbbb9afc4361d3748c4a3a2e9bddc2a9");
+//! let identity = verify(&claim, &keys, 1_767_225_600, &VerifyOptions::default()).unwrap();
+//! assert_eq!(identity.user_id(), Some("USER_ID"));
+//! ```
+
+use std::fmt;
+
+use hmac::Mac;
+
+use crate::identity::{IdStr, Unsigned, VerifiedIdentity};
+use crate::key::{Identifier, KeySet, Scheme};
+use crate::reject::ErrorCode;
+
+/// The length of an HMAC-SHA256 tag in hex.
+const TAG_HEX_LEN: usize = 64;
+/// Longest accepted decimal timestamp (fits in `u64`).
+const MAX_TS_DIGITS: usize = 19;
+
+/// The roles a value can play in a claim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Role {
+    /// The tenant key (app, agent, organisation or channel id).
+    Tenant,
+    /// The user id.
+    UserId,
+    /// The email.
+    Email,
+    /// The anonymous visitor id.
+    VisitorId,
+    /// The HMAC signature (`<hex>` or `<hex>-<unix_ts>`).
+    Signature,
+    /// The signing time, when sent apart from the signature.
+    Timestamp,
+}
+
+impl Role {
+    /// All roles.
+    pub const ALL: [Role; 6] =
+        [Role::Tenant, Role::UserId, Role::Email, Role::VisitorId, Role::Signature, Role::Timestamp];
+
+    /// A stable name: `tenant`, `user_id`, `email`, `visitor_id`, `signature`, `timestamp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Tenant => "tenant",
+            Role::UserId => "user_id",
+            Role::Email => "email",
+            Role::VisitorId => "visitor_id",
+            Role::Signature => "signature",
+            Role::Timestamp => "timestamp",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What a request claims: a tenant, identifiers and a credential.
+///
+/// `Debug` redacts the credential.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Claim {
+    /// The tenant key.
+    pub tenant: Option<IdStr>,
+    /// The asserted user id.
+    pub user_id: Option<IdStr>,
+    /// The asserted email.
+    pub email: Option<IdStr>,
+    /// The asserted anonymous visitor id.
+    pub visitor_id: Option<IdStr>,
+    /// The HMAC signature, `<hex>` or `<hex>-<unix_ts>`.
+    pub signature: Option<IdStr>,
+    /// The signing time, when sent apart from the signature.
+    pub timestamp: Option<IdStr>,
+}
+
+impl Claim {
+    /// An empty claim.
+    pub fn new() -> Claim {
+        Claim::default()
+    }
+    /// Sets the tenant.
+    pub fn tenant(mut self, v: impl Into<IdStr>) -> Claim {
+        self.tenant = Some(v.into());
+        self
+    }
+    /// Sets the user id.
+    pub fn user_id(mut self, v: impl Into<IdStr>) -> Claim {
+        self.user_id = Some(v.into());
+        self
+    }
+    /// Sets the email.
+    pub fn email(mut self, v: impl Into<IdStr>) -> Claim {
+        self.email = Some(v.into());
+        self
+    }
+    /// Sets the visitor id.
+    pub fn visitor_id(mut self, v: impl Into<IdStr>) -> Claim {
+        self.visitor_id = Some(v.into());
+        self
+    }
+    /// Sets the signature.
+    pub fn signature(mut self, v: impl Into<IdStr>) -> Claim {
+        self.signature = Some(v.into());
+        self
+    }
+    /// Sets the separate timestamp.
+    pub fn timestamp(mut self, v: impl Into<IdStr>) -> Claim {
+        self.timestamp = Some(v.into());
+        self
+    }
+
+    /// Whether the claim carries a credential.
+    pub fn has_credential(&self) -> bool {
+        self.signature.is_some()
+    }
+
+    /// The value of an identifier.
+    pub fn identifier(&self, which: Identifier) -> Option<&IdStr> {
+        match which {
+            Identifier::UserId => self.user_id.as_ref(),
+            Identifier::Email => self.email.as_ref(),
+            Identifier::VisitorId => self.visitor_id.as_ref(),
+        }
+    }
+
+    pub(crate) fn slot(&mut self, role: Role) -> &mut Option<IdStr> {
+        match role {
+            Role::Tenant => &mut self.tenant,
+            Role::UserId => &mut self.user_id,
+            Role::Email => &mut self.email,
+            Role::VisitorId => &mut self.visitor_id,
+            Role::Signature => &mut self.signature,
+            Role::Timestamp => &mut self.timestamp,
+        }
+    }
+}
+
+impl fmt::Debug for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Claim")
+            .field("tenant", &self.tenant)
+            .field("user_id", &self.user_id)
+            .field("email", &self.email)
+            .field("visitor_id", &self.visitor_id)
+            .field("signature", &self.signature.as_ref().map(|_| "[REDACTED]"))
+            .field("timestamp", &self.timestamp)
+            .finish()
+    }
+}
+
+/// Limits applied during verification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// Oldest accepted timestamp, in seconds before now (timestamped HMAC).
+    /// Default: 3600 (one hour).
+    pub max_age: u64,
+    /// How far in the future a timestamp may be, in seconds (clock skew).
+    /// Default: 60.
+    pub future_skew: u64,
+    /// Longest accepted identifier, in bytes. Default: 256.
+    pub max_identifier_len: usize,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions { max_age: 3600, future_skew: 60, max_identifier_len: 256 }
+    }
+}
+
+/// Why a claim did not verify. Carries no request data, so it is safe to log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Failure {
+    /// No credential was sent.
+    Missing,
+    /// The credential or an identifier is not in an acceptable form.
+    Malformed(Malformed),
+    /// No currently valid key produces this signature (also: unknown tenant).
+    Invalid,
+    /// The signature is authentic but older than the maximum age.
+    Expired,
+    /// The signature is authentic but dated too far in the future.
+    NotYetValid,
+    /// The same role was given twice with different values.
+    Conflict(Role),
+}
+
+/// The ways a claim can be malformed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Malformed {
+    /// The signature is not 64 hex characters (optionally followed by `-<unix_ts>`).
+    Signature,
+    /// The timestamp is not a canonical decimal number of at most 19 digits.
+    Timestamp,
+    /// The identifier the key signs was not sent.
+    IdentifierMissing,
+    /// An identifier is empty.
+    EmptyIdentifier,
+    /// An identifier is longer than the configured cap.
+    IdentifierTooLong,
+    /// An identifier contains control characters.
+    IdentifierCharacters,
+    /// A value is not valid UTF-8.
+    NotUtf8,
+}
+
+impl Failure {
+    /// The stable error code answered to the client.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Failure::Missing => ErrorCode::CredentialMissing,
+            Failure::Malformed(_) => ErrorCode::CredentialMalformed,
+            Failure::Invalid => ErrorCode::SignatureInvalid,
+            Failure::Expired => ErrorCode::SignatureExpired,
+            Failure::NotYetValid => ErrorCode::SignatureNotYetValid,
+            Failure::Conflict(_) => ErrorCode::ConflictingValues,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Malformed(m) => write!(f, "credential malformed: {m:?}"),
+            Failure::Conflict(r) => write!(f, "conflicting values for {}", r.as_str()),
+            other => f.write_str(other.code().as_str()),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// A parsed signature: the 32-byte tag and, for timestamped signatures, the
+/// timestamp text exactly as sent (it is part of the signed message).
+struct ParsedSignature<'a> {
+    tag: [u8; 32],
+    timestamp: Option<(&'a str, u64)>,
+}
+
+fn parse_tag(hex_tag: &str) -> Result<[u8; 32], Failure> {
+    let mut tag = [0u8; 32];
+    if hex_tag.len() != TAG_HEX_LEN || hex::decode_to_slice(hex_tag, &mut tag).is_err() {
+        return Err(Failure::Malformed(Malformed::Signature));
+    }
+    Ok(tag)
+}
+
+/// Parses a unix timestamp: ASCII digits only, no sign, no leading zero, at
+/// most 19 digits.
+pub(crate) fn parse_timestamp(ts: &str) -> Result<u64, Failure> {
+    let bad = Failure::Malformed(Malformed::Timestamp);
+    let b = ts.as_bytes();
+    if b.is_empty() || b.len() > MAX_TS_DIGITS || !b.iter().all(u8::is_ascii_digit) || (b.len() > 1 && b[0] == b'0') {
+        return Err(bad);
+    }
+    ts.parse().map_err(|_| bad)
+}
+
+fn parse_signature<'a>(sig: &'a str, separate_ts: Option<&'a str>) -> Result<ParsedSignature<'a>, Failure> {
+    if let Some(ts) = separate_ts {
+        return Ok(ParsedSignature { tag: parse_tag(sig)?, timestamp: Some((ts, parse_timestamp(ts)?)) });
+    }
+    if sig.len() == TAG_HEX_LEN {
+        return Ok(ParsedSignature { tag: parse_tag(sig)?, timestamp: None });
+    }
+    match sig.split_at_checked(TAG_HEX_LEN) {
+        Some((hex_tag, rest)) if rest.starts_with('-') => {
+            let ts = &rest[1..];
+            Ok(ParsedSignature { tag: parse_tag(hex_tag)?, timestamp: Some((ts, parse_timestamp(ts)?)) })
+        }
+        _ => Err(Failure::Malformed(Malformed::Signature)),
+    }
+}
+
+fn check_identifier(v: &str, opts: &VerifyOptions) -> Result<(), Failure> {
+    if v.is_empty() {
+        return Err(Failure::Malformed(Malformed::EmptyIdentifier));
+    }
+    if v.len() > opts.max_identifier_len {
+        return Err(Failure::Malformed(Malformed::IdentifierTooLong));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(Failure::Malformed(Malformed::IdentifierCharacters));
+    }
+    Ok(())
+}
+
+/// Verifies `claim` against `keys` at time `now` (unix seconds).
+///
+/// Every currently valid key whose scheme matches the signature's form is
+/// tried: a plain `<hex>` signature only against [`Scheme::Hmac`] keys, a
+/// timestamped one only against [`Scheme::TimestampedHmac`] keys. The tag is
+/// decoded to exactly 32 bytes and compared in constant time. The signed
+/// bytes are the identifier exactly as sent.
+pub fn verify(claim: &Claim, keys: &KeySet, now: u64, opts: &VerifyOptions) -> Result<VerifiedIdentity, Failure> {
+    let Some(sig) = claim.signature.as_deref() else {
+        return Err(Failure::Missing);
+    };
+    for id in [&claim.user_id, &claim.email, &claim.visitor_id].into_iter().flatten() {
+        check_identifier(id, opts)?;
+    }
+    let parsed = parse_signature(sig, claim.timestamp.as_deref())?;
+
+    let mut identifier_missing = false;
+    for key in keys.keys() {
+        if !key.is_valid_at(now) {
+            continue;
+        }
+        let over = match (key.scheme, parsed.timestamp) {
+            (Scheme::Hmac { over }, None) | (Scheme::TimestampedHmac { over }, Some(_)) => over,
+            _ => continue,
+        };
+        let Some(value) = claim.identifier(over) else {
+            identifier_missing = true;
+            continue;
+        };
+        let mut mac = key.mac.clone();
+        mac.update(value.as_bytes());
+        if let Some((ts_text, _)) = parsed.timestamp {
+            mac.update(b"-");
+            mac.update(ts_text.as_bytes());
+        }
+        if mac.verify_slice(&parsed.tag).is_err() {
+            continue;
+        }
+        let signed_at = parsed.timestamp.map(|(_, ts)| ts);
+        if let Some(ts) = signed_at {
+            if ts > now && ts - now > opts.future_skew {
+                return Err(Failure::NotYetValid);
+            }
+            if now > ts && now - ts > opts.max_age {
+                return Err(Failure::Expired);
+            }
+        }
+        return Ok(identity(claim, over, value.clone(), key, signed_at));
+    }
+    Err(if identifier_missing { Failure::Malformed(Malformed::IdentifierMissing) } else { Failure::Invalid })
+}
+
+fn identity(
+    claim: &Claim,
+    over: Identifier,
+    value: IdStr,
+    key: &crate::key::Key,
+    signed_at: Option<u64>,
+) -> VerifiedIdentity {
+    let unsigned_if = |which: Identifier, v: &Option<IdStr>| if over == which { None } else { v.clone() };
+    VerifiedIdentity {
+        subject: over,
+        value,
+        scheme: key.scheme,
+        tenant: claim.tenant.clone(),
+        key_id: key.id.clone(),
+        signed_at,
+        unsigned: Unsigned {
+            user_id: unsigned_if(Identifier::UserId, &claim.user_id),
+            email: unsigned_if(Identifier::Email, &claim.email),
+            visitor_id: unsigned_if(Identifier::VisitorId, &claim.visitor_id),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_parsing_is_canonical() {
+        assert_eq!(parse_timestamp("1741761604"), Ok(1741761604));
+        assert_eq!(parse_timestamp("0"), Ok(0));
+        for bad in ["", "01741761604", "+1741761604", " 1741761604", "1741761604 ", "1.7e9", "-5", "17417616040000000000", "١٧"] {
+            assert!(parse_timestamp(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_timestamp("9999999999999999999"), Ok(9_999_999_999_999_999_999));
+    }
+}
