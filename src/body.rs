@@ -13,6 +13,7 @@ pin_project! {
     /// streamed through untouched, or the bytes the layer buffered (for body
     /// sources), handed on byte-for-byte.
     #[project = RequestBodyProj]
+    #[allow(missing_docs)] // variant fields are described on the variants
     pub enum RequestBody<B> {
         /// The original body.
         Stream {
@@ -45,6 +46,7 @@ pin_project! {
     /// rejection's body. No `Default` bound on the inner body, so hyper's
     /// `Incoming` works as well as axum's and tonic's bodies.
     #[project = ResponseBodyProj]
+    #[allow(missing_docs)] // variant fields are described on the variants
     pub enum ResponseBody<B> {
         /// The inner service's body.
         Inner {
