@@ -28,13 +28,16 @@ pub enum IdentityRejection {
     NotVerified,
 }
 
-const MISSING_LAYER_BODY: &str = "{\"error\":\"missing_layer\",\"message\":\"IdentityVerificationLayer is not installed on this route.\"}";
+const MISSING_LAYER_BODY: &str =
+    "{\"error\":\"missing_layer\",\"message\":\"IdentityVerificationLayer is not installed on this route.\"}";
 
 impl IntoResponse for IdentityRejection {
     fn into_response(self) -> Response {
         match self {
             IdentityRejection::MissingLayer => {
-                tracing::error!("identity: a handler asked for the identity but IdentityVerificationLayer is not installed on its route");
+                tracing::error!(
+                    "identity: a handler asked for the identity but IdentityVerificationLayer is not installed on its route"
+                );
                 let mut res = Response::new(axum_core::body::Body::from(MISSING_LAYER_BODY));
                 *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
                 res.headers_mut()

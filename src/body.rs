@@ -16,16 +16,9 @@ pin_project! {
     #[allow(missing_docs)] // variant fields are described on the variants
     pub enum RequestBody<B> {
         /// The original body.
-        Stream {
-            /// The wrapped body.
-            #[pin]
-            body: B,
-        },
+        Stream { #[pin] body: B },
         /// Buffered bytes.
-        Buffered {
-            /// The bytes not yet yielded.
-            data: Option<Bytes>,
-        },
+        Buffered { data: Option<Bytes> },
     }
 }
 
@@ -49,16 +42,9 @@ pin_project! {
     #[allow(missing_docs)] // variant fields are described on the variants
     pub enum ResponseBody<B> {
         /// The inner service's body.
-        Inner {
-            /// The wrapped body.
-            #[pin]
-            body: B,
-        },
+        Inner { #[pin] body: B },
         /// A body built by the layer.
-        Full {
-            /// The bytes not yet yielded.
-            data: Option<Bytes>,
-        },
+        Full { data: Option<Bytes> },
     }
 }
 

@@ -219,7 +219,8 @@ mod tests {
 
     #[test]
     fn tenant_conflict_fails_whole_extraction() {
-        let sources = Sources::new().header(Role::Tenant, HeaderName::from_static("x-tenant")).query(Role::Tenant, "app");
+        let sources =
+            Sources::new().header(Role::Tenant, HeaderName::from_static("x-tenant")).query(Role::Tenant, "app");
         let mut h = HeaderMap::new();
         h.insert("x-tenant", HeaderValue::from_static("a"));
         assert_eq!(extract(&sources, &h, &uri("/?app=b")).unwrap_err(), Failure::Conflict(Role::Tenant));

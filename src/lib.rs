@@ -89,7 +89,7 @@ mod verify;
 
 pub use clock::{Clock, SystemClock};
 pub use extract::Sources;
-pub use identity::{IdStr, IdentityOutcome, UnverifiedReason, Unsigned, VerifiedIdentity};
+pub use identity::{IdStr, IdentityOutcome, Unsigned, UnverifiedReason, VerifiedIdentity};
 pub use key::{Identifier, Key, KeySet, KeySetError, Scheme};
 pub use layer::{DEFAULT_MIN_SECRET_LEN, IdentityVerificationLayer};
 pub use mode::Mode;

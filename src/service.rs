@@ -107,7 +107,10 @@ fn decide(config: &Config, extracted: Extracted, lookup: LookupResult) -> Decisi
         }
         Err(failure) if mode == Mode::ReportOnly => {
             tracing::info!(reason = %failure, code = failure.code().as_str(), "identity: would reject (report-only)");
-            Decision::Pass { outcome: IdentityOutcome::Unverified(UnverifiedReason::WouldReject(failure.code())), identity: None }
+            Decision::Pass {
+                outcome: IdentityOutcome::Unverified(UnverifiedReason::WouldReject(failure.code())),
+                identity: None,
+            }
         }
         Err(failure) => {
             tracing::debug!(reason = %failure, code = failure.code().as_str(), "identity: rejected");

@@ -382,7 +382,17 @@ mod tests {
     fn timestamp_parsing_is_canonical() {
         assert_eq!(parse_timestamp("1741761604"), Ok(1741761604));
         assert_eq!(parse_timestamp("0"), Ok(0));
-        for bad in ["", "01741761604", "+1741761604", " 1741761604", "1741761604 ", "1.7e9", "-5", "17417616040000000000", "١٧"] {
+        for bad in [
+            "",
+            "01741761604",
+            "+1741761604",
+            " 1741761604",
+            "1741761604 ",
+            "1.7e9",
+            "-5",
+            "17417616040000000000",
+            "١٧",
+        ] {
             assert!(parse_timestamp(bad).is_err(), "{bad:?}");
         }
         assert_eq!(parse_timestamp("9999999999999999999"), Ok(9_999_999_999_999_999_999));
