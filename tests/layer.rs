@@ -1,0 +1,489 @@
+//! The layer's behaviour through a real tower stack: modes, bad signatures,
+//! rotation, timestamps, providers, sources and rejections.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http::HeaderName;
+use support::*;
+use tower_identity::{
+    ErrorCode, IdentityOutcome, IdentityVerificationLayer, Identifier, Key, KeySet, Mode, ProviderError, Role,
+    Scheme, Secret, Sources, TenantMap, TenantPolicy, UnverifiedReason, from_async_fn, sign,
+};
+
+const MAX_AGE: u64 = 600;
+
+fn secret() -> Secret {
+    Secret::text(SECRET).unwrap()
+}
+
+fn ts_layer(mode: Mode) -> IdentityVerificationLayer {
+    IdentityVerificationLayer::new(KeySet::single(Key::timestamped_hmac(Identifier::UserId, secret()).with_id("k1")))
+        .mode(mode)
+        .clock(|| NOW)
+        .max_age(Duration::from_secs(MAX_AGE))
+}
+
+fn plain_layer(mode: Mode) -> IdentityVerificationLayer {
+    IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::UserId, secret()))).mode(mode).clock(|| NOW)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Case {
+    NoCredential,
+    Valid,
+    Invalid,
+    Expired,
+}
+
+fn request(case: Case) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    let sig = match case {
+        Case::NoCredential => return get("/", &[("x-user-id", "user-42")]),
+        Case::Valid => sign::timestamped_hmac(&secret(), "user-42", NOW - 5),
+        Case::Invalid => sign::timestamped_hmac(&Secret::text("another-secret-0123456789").unwrap(), "user-42", NOW),
+        Case::Expired => sign::timestamped_hmac(&secret(), "user-42", NOW - MAX_AGE - 1),
+    };
+    get("/", &[("x-user-id", "user-42"), ("x-identity-signature", &sig)])
+}
+
+#[tokio::test]
+async fn mode_table() {
+    use Case::*;
+    use IdentityOutcome::*;
+    // (mode, case) -> Ok(outcome) for a pass, Err(code) for a rejection.
+    let table: Vec<(Mode, Case, Result<IdentityOutcome, &str>)> = vec![
+        (Mode::Off, NoCredential, Ok(Anonymous)),
+        (Mode::Off, Valid, Ok(Unverified(UnverifiedReason::VerificationOff))),
+        (Mode::Off, Invalid, Ok(Unverified(UnverifiedReason::VerificationOff))),
+        (Mode::Off, Expired, Ok(Unverified(UnverifiedReason::VerificationOff))),
+        (Mode::ReportOnly, NoCredential, Ok(Anonymous)),
+        (Mode::ReportOnly, Valid, Ok(Verified)),
+        (Mode::ReportOnly, Invalid, Ok(Unverified(UnverifiedReason::WouldReject(ErrorCode::SignatureInvalid)))),
+        (Mode::ReportOnly, Expired, Ok(Unverified(UnverifiedReason::WouldReject(ErrorCode::SignatureExpired)))),
+        (Mode::Optional, NoCredential, Ok(Anonymous)),
+        (Mode::Optional, Valid, Ok(Verified)),
+        (Mode::Optional, Invalid, Err("signature_invalid")),
+        (Mode::Optional, Expired, Err("signature_expired")),
+        (Mode::Required, NoCredential, Err("credential_missing")),
+        (Mode::Required, Valid, Ok(Verified)),
+        (Mode::Required, Invalid, Err("signature_invalid")),
+        (Mode::Required, Expired, Err("signature_expired")),
+    ];
+    for (mode, case, expected) in table {
+        // Once as the layer's mode, once as a tenant override of an opposite layer mode.
+        let tenant_layer = IdentityVerificationLayer::new(TenantMap::new().untenanted(
+            TenantPolicy::new(KeySet::single(Key::timestamped_hmac(Identifier::UserId, secret()).with_id("k1")))
+                .with_mode(mode),
+        ))
+        .mode(if mode == Mode::Off { Mode::Required } else { Mode::Off })
+        .clock(|| NOW)
+        .max_age(Duration::from_secs(MAX_AGE));
+        for layer in [ts_layer(mode), tenant_layer] {
+            let (answer, rec) = send(&layer, request(case)).await;
+            let ctx = format!("{mode:?} × {case:?}");
+            match expected {
+                Ok(outcome) => {
+                    assert_eq!(answer.status, 200, "{ctx}: {}", answer.body);
+                    assert_eq!(answer.body, "inner", "{ctx}");
+                    assert_eq!(rec.calls(), 1, "{ctx}");
+                    assert_eq!(rec.last_outcome(), Some(outcome), "{ctx}");
+                    let identity = rec.last_identity();
+                    assert_eq!(identity.is_some(), outcome == Verified, "{ctx}");
+                    if let Some(identity) = identity {
+                        assert_eq!(identity.user_id(), Some("user-42"));
+                        assert_eq!(identity.key_id(), Some("k1"));
+                        assert_eq!(identity.signed_at(), Some(NOW - 5));
+                        assert_eq!(identity.scheme(), Scheme::TimestampedHmac { over: Identifier::UserId });
+                    }
+                }
+                Err(code) => assert_rejected(&answer, &rec, 401, code, &["user-42", SECRET]),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_signatures_are_rejected() {
+    let layer = plain_layer(Mode::Required);
+    let good = sign::hmac(&secret(), "user-42");
+    let mut cases: Vec<(String, &str)> = vec![(String::new(), "credential_malformed")];
+    for len in 1..64 {
+        cases.push((good[..len].to_owned(), "credential_malformed"));
+    }
+    for extra in 1..=70 {
+        cases.push((format!("{good}{}", "a".repeat(extra)), "credential_malformed"));
+    }
+    for trailing in [" ", "-", "=", "==", "\t", "0", "-x", "%00", "\u{e9}"] {
+        cases.push((format!("{good}{trailing}"), "credential_malformed"));
+    }
+    cases.push((format!("0x{}", &good[..62]), "credential_malformed"));
+    cases.push((good.replace('a', "g").replacen('0', "z", 1), "credential_malformed"));
+    cases.push((format!("{} {}", &good[..32], &good[33..]), "credential_malformed"));
+    cases.push(("0".repeat(64), "signature_invalid"));
+    cases.push((sign::hmac(&secret(), "user-43"), "signature_invalid"));
+    // Every single-bit flip of the valid tag.
+    let tag = hex::decode(&good).unwrap();
+    for bit in 0..256 {
+        let mut flipped = tag.clone();
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        cases.push((hex::encode(flipped), "signature_invalid"));
+    }
+    for (sig, code) in &cases {
+        let Ok(value) = http::HeaderValue::from_str(sig) else {
+            continue;
+        };
+        let mut req = get("/", &[("x-user-id", "user-42")]);
+        req.headers_mut().insert("x-identity-signature", value);
+        let (answer, rec) = send(&layer, req).await;
+        assert_rejected(&answer, &rec, 401, code, &[SECRET, "user-42"]);
+        if sig.len() >= 8 {
+            assert!(!answer.body.contains(&sig[..8]), "the body echoes the signature");
+        }
+    }
+    // Upper-case hex verifies (same bytes).
+    for sig in [good.to_uppercase(), good.clone()] {
+        let (answer, rec) = send(&layer, get("/", &[("x-user-id", "user-42"), ("x-identity-signature", &sig)])).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(rec.last_identity().unwrap().user_id(), Some("user-42"));
+    }
+}
+
+#[tokio::test]
+async fn rotation_reports_the_matching_key_and_drops_removed_keys() {
+    let old = Secret::text("old-secret-0123456789abcdef").unwrap();
+    let new = Secret::text("new-secret-0123456789abcdef").unwrap();
+    let both = KeySet::new([
+        Key::hmac(Identifier::UserId, old.clone()).with_id("2025"),
+        Key::hmac(Identifier::UserId, new.clone()).with_id("2026"),
+    ])
+    .unwrap();
+    // A provider whose key set an operator swaps at run time.
+    let current = Arc::new(RwLock::new(both));
+    let provider = {
+        let current = current.clone();
+        move |_tenant: Option<&str>| Ok(Some(TenantPolicy::new(current.read().unwrap().clone())))
+    };
+    let layer = IdentityVerificationLayer::new(provider).clock(|| NOW);
+    let req = |s: &Secret| get("/", &[("x-user-id", "u1"), ("x-identity-signature", &sign::hmac(s, "u1"))]);
+
+    let (a, rec) = send(&layer, req(&old)).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(rec.last_identity().unwrap().key_id(), Some("2025"));
+    let (a, rec) = send(&layer, req(&new)).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(rec.last_identity().unwrap().key_id(), Some("2026"));
+
+    *current.write().unwrap() = KeySet::single(Key::hmac(Identifier::UserId, new.clone()).with_id("2026"));
+    let (a, rec) = send(&layer, req(&old)).await;
+    assert_rejected(&a, &rec, 401, "signature_invalid", &["u1"]);
+    let (a, rec) = send(&layer, req(&new)).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(rec.last_identity().unwrap().key_id(), Some("2026"));
+
+    // Validity windows: a key past its not_after no longer verifies.
+    let windowed = KeySet::new([
+        Key::hmac(Identifier::UserId, old.clone()).with_id("2025").not_after(NOW),
+        Key::hmac(Identifier::UserId, new.clone()).with_id("2026").not_before(NOW),
+    ])
+    .unwrap();
+    let layer = IdentityVerificationLayer::new(windowed).clock(|| NOW);
+    let (a, rec) = send(&layer, req(&old)).await;
+    assert_rejected(&a, &rec, 401, "signature_invalid", &["u1"]);
+    let (a, _) = send(&layer, req(&new)).await;
+    assert_eq!(a.status, 200);
+}
+
+#[tokio::test]
+async fn timestamp_window() {
+    let layer = ts_layer(Mode::Required).future_skew(Duration::from_secs(30));
+    let at = |ts: u64| get("/", &[("x-user-id", "user-42"), ("x-identity-signature", &sign::timestamped_hmac(&secret(), "user-42", ts))]);
+    let (a, _) = send(&layer, at(NOW - MAX_AGE)).await;
+    assert_eq!(a.status, 200, "exactly at the max age is accepted");
+    let (a, rec) = send(&layer, at(NOW - MAX_AGE - 1)).await;
+    assert_rejected(&a, &rec, 401, "signature_expired", &[]);
+    let (a, _) = send(&layer, at(NOW + 30)).await;
+    assert_eq!(a.status, 200, "within the skew is accepted");
+    let (a, rec) = send(&layer, at(NOW + 31)).await;
+    assert_rejected(&a, &rec, 401, "signature_not_yet_valid", &[]);
+
+    // The timestamp may also travel in its own header.
+    let sig = sign::timestamped_hmac(&secret(), "user-42", NOW);
+    let (hex_part, ts) = sig.split_once('-').unwrap();
+    let (a, rec) = send(
+        &layer,
+        get("/", &[("x-user-id", "user-42"), ("x-identity-signature", hex_part), ("x-identity-timestamp", ts)]),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(rec.last_identity().unwrap().signed_at(), Some(NOW));
+
+    // Non-canonical timestamps are malformed.
+    for bad in ["0" .to_owned() + ts, format!("+{ts}"), "1.7e9".into(), "-1".into(), "1".repeat(20), String::new()] {
+        let (a, rec) = send(
+            &layer,
+            get("/", &[("x-user-id", "user-42"), ("x-identity-signature", &format!("{hex_part}-{bad}"))]),
+        )
+        .await;
+        assert_rejected(&a, &rec, 401, "credential_malformed", &[]);
+    }
+}
+
+#[tokio::test]
+async fn plain_signature_over_id_dash_ts_is_not_a_timestamped_signature() {
+    // The forgery DESIGN.md warns about: HMAC("bob-1999999999") == timestamped sig of "bob".
+    // With a key bound to one scheme it cannot happen; a key set mixing the
+    // schemes on one secret is refused at construction.
+    let forged = sign::hmac(&secret(), &format!("bob-{NOW}"));
+    let layer = ts_layer(Mode::Required);
+    let (a, _) = send(&layer, get("/", &[("x-user-id", "bob"), ("x-identity-signature", &format!("{forged}-{NOW}"))])).await;
+    assert_eq!(a.status, 200, "this is what a timestamped key legitimately accepts");
+    // A plain-HMAC key never accepts the timestamped form...
+    let layer = plain_layer(Mode::Required);
+    let (a, rec) = send(&layer, get("/", &[("x-user-id", "bob"), ("x-identity-signature", &format!("{forged}-{NOW}"))])).await;
+    assert_rejected(&a, &rec, 401, "signature_invalid", &["bob"]);
+    // ...and one secret cannot back both schemes.
+    assert!(
+        KeySet::new([Key::hmac(Identifier::UserId, secret()), Key::timestamped_hmac(Identifier::UserId, secret())])
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn identifiers_are_bound_to_the_key() {
+    // An email-signing key does not verify a user id with the same text.
+    let layer = IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::Email, secret())));
+    let sig = sign::hmac(&secret(), "jane@example.com");
+    let (a, rec) = send(&layer, get("/", &[("x-user-id", "jane@example.com"), ("x-identity-signature", &sig)])).await;
+    assert_rejected(&a, &rec, 401, "credential_malformed", &["jane@example.com"]);
+    let (a, rec) = send(
+        &layer,
+        get("/", &[("x-user-email", "jane@example.com"), ("x-user-id", "7"), ("x-identity-signature", &sig)]),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    let id = rec.last_identity().unwrap();
+    assert_eq!(id.email(), Some("jane@example.com"));
+    assert_eq!(id.user_id(), None, "an unsigned user id is not proven");
+    assert_eq!(id.unsigned().user_id(), Some("7"));
+}
+
+#[tokio::test]
+async fn identifier_limits() {
+    let layer = plain_layer(Mode::Required).max_identifier_len(16);
+    let long = "x".repeat(17);
+    let (a, rec) = send(&layer, get("/", &[("x-user-id", &long), ("x-identity-signature", &sign::hmac(&secret(), &long))])).await;
+    assert_rejected(&a, &rec, 401, "credential_malformed", &[]);
+    let (a, rec) = send(&layer, get("/", &[("x-user-id", ""), ("x-identity-signature", &sign::hmac(&secret(), ""))])).await;
+    assert_rejected(&a, &rec, 401, "credential_malformed", &[]);
+    // Tabs are legal in header values but not in identifiers.
+    let id = "a\tb";
+    let (a, rec) = send(&layer, get("/", &[("x-user-id", id), ("x-identity-signature", &sign::hmac(&secret(), id))])).await;
+    assert_rejected(&a, &rec, 401, "credential_malformed", &[]);
+    // UTF-8 identifiers are signed and verified as raw bytes, without normalisation.
+    let composed = "usér";
+    let decomposed = "use\u{301}r";
+    let mut req = get("/", &[("x-identity-signature", &sign::hmac(&secret(), composed))]);
+    req.headers_mut().insert("x-user-id", http::HeaderValue::from_bytes(composed.as_bytes()).unwrap());
+    let (a, rec) = send(&layer, req).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(rec.last_identity().unwrap().user_id(), Some(composed));
+    let mut req = get("/", &[("x-identity-signature", &sign::hmac(&secret(), composed))]);
+    req.headers_mut().insert("x-user-id", http::HeaderValue::from_bytes(decomposed.as_bytes()).unwrap());
+    let (a, rec) = send(&layer, req).await;
+    assert_rejected(&a, &rec, 401, "signature_invalid", &[]);
+    // Non-UTF-8 header bytes.
+    let mut req = get("/", &[("x-identity-signature", &sign::hmac(&secret(), "x"))]);
+    req.headers_mut().insert("x-user-id", http::HeaderValue::from_bytes(b"\xff\xfe").unwrap());
+    let (a, rec) = send(&layer, req).await;
+    assert_rejected(&a, &rec, 401, "credential_malformed", &[]);
+}
+
+#[tokio::test]
+async fn conflicts_are_rejected() {
+    let layer = plain_layer(Mode::Optional).sources(Sources::new().query_defaults());
+    let sig = sign::hmac(&secret(), "u1");
+    // Repeated header.
+    let mut req = get("/", &[("x-identity-signature", &sig)]);
+    req.headers_mut().append("x-user-id", "u1".parse().unwrap());
+    req.headers_mut().append("x-user-id", "u2".parse().unwrap());
+    let (a, rec) = send(&layer, req).await;
+    assert_rejected(&a, &rec, 401, "conflicting_values", &["u1", "u2"]);
+    // Repeated query parameter.
+    let (a, rec) = send(&layer, get(&format!("/?user_id=u1&user_id=u1&signature={sig}"), &[])).await;
+    assert_rejected(&a, &rec, 401, "conflicting_values", &["u1"]);
+    // Header and query disagree, even without a credential in optional mode.
+    let (a, rec) = send(&layer, get("/?user_id=u2", &[("x-user-id", "u1")])).await;
+    assert_rejected(&a, &rec, 401, "conflicting_values", &["u1", "u2"]);
+    // Header and query agree: fine.
+    let (a, rec) = send(&layer, get("/?user_id=u1", &[("x-user-id", "u1"), ("x-identity-signature", &sig)])).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(rec.last_identity().unwrap().user_id(), Some("u1"));
+}
+
+#[tokio::test]
+async fn signed_links_in_query_parameters() {
+    // Seed 004: `?user_id=…&signature=…`
+    let secret = Secret::text("env-secret-123").unwrap();
+    let layer = IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::UserId, secret)))
+        .min_secret_len(8)
+        .sources(Sources::new().query_defaults());
+    let (a, rec) = send(
+        &layer,
+        get("/survey?user_id=customer_8812&signature=61cef0ffddd44e3c86458b6bcd04ec5083a402e0dc5f5660f491433cd54ed961", &[]),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(rec.last_identity().unwrap().user_id(), Some("customer_8812"));
+    // Percent-encoded identifiers are decoded before verification.
+    let email_secret = Secret::text("email-secret-0123456789").unwrap();
+    let layer = IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::Email, email_secret.clone())))
+        .sources(Sources::new().query_defaults());
+    let sig = sign::hmac(&email_secret, "Upper.Case+tag@Example.COM");
+    let (a, rec) = send(&layer, get(&format!("/?email=Upper.Case%2Btag%40Example.COM&signature={sig}"), &[])).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(rec.last_identity().unwrap().email(), Some("Upper.Case+tag@Example.COM"));
+}
+
+#[tokio::test]
+async fn tenants() {
+    let acme = Secret::text("acme-secret-0123456789").unwrap();
+    let globex = Secret::text("globex-secret-0123456789").unwrap();
+    let tenants = TenantMap::new()
+        .tenant("acme", KeySet::single(Key::hmac(Identifier::UserId, acme.clone())))
+        .tenant("globex", TenantPolicy::new(KeySet::single(Key::hmac(Identifier::UserId, globex.clone()))).with_mode(Mode::Optional));
+    let layer = IdentityVerificationLayer::new(tenants)
+        .sources(Sources::new().header(Role::Tenant, HeaderName::from_static("x-app-id")));
+    let req = |tenant: &str, s: &Secret| {
+        get("/", &[("x-app-id", tenant), ("x-user-id", "u1"), ("x-identity-signature", &sign::hmac(s, "u1"))])
+    };
+    let (a, rec) = send(&layer, req("acme", &acme)).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(rec.last_identity().unwrap().tenant(), Some("acme"));
+    // A tenant's signature does not verify for another tenant.
+    let (cross, rec) = send(&layer, req("acme", &globex)).await;
+    assert_rejected(&cross, &rec, 401, "signature_invalid", &["acme", "u1"]);
+    // An unknown tenant looks exactly like an invalid signature.
+    let (unknown, rec) = send(&layer, req("initech", &acme)).await;
+    assert_rejected(&unknown, &rec, 401, "signature_invalid", &["initech", "u1"]);
+    assert_eq!(unknown.body, cross.body);
+    assert_eq!(unknown.headers, cross.headers);
+    // Per-tenant mode: globex is optional, acme (layer default) required.
+    let (a, rec) = send(&layer, get("/", &[("x-app-id", "globex")])).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(rec.last_outcome(), Some(IdentityOutcome::Anonymous));
+    let (a, rec) = send(&layer, get("/", &[("x-app-id", "acme")])).await;
+    assert_rejected(&a, &rec, 401, "credential_missing", &["acme"]);
+    // Repeated tenant header: rejected before any lookup.
+    let mut r = req("acme", &acme);
+    r.headers_mut().append("x-app-id", "globex".parse().unwrap());
+    let (a, rec) = send(&layer, r).await;
+    assert_rejected(&a, &rec, 401, "conflicting_values", &["acme", "globex"]);
+}
+
+#[tokio::test]
+async fn provider_failures_fail_closed() {
+    for mode in [Mode::Off, Mode::ReportOnly, Mode::Optional, Mode::Required] {
+        let layer = IdentityVerificationLayer::new(|_: Option<&str>| Err(ProviderError::new("database down")))
+            .mode(mode);
+        let (a, rec) = send(&layer, get("/", &[("x-user-id", "u1"), ("x-identity-signature", &"a".repeat(64))])).await;
+        assert_eq!(a.status, 503, "{mode:?}");
+        assert_eq!(a.code(), "provider_unavailable");
+        assert_eq!(a.headers["retry-after"], "5");
+        assert_eq!(rec.calls(), 0);
+        assert!(!a.body.contains("database"), "provider messages are logged, not answered");
+    }
+}
+
+#[tokio::test]
+async fn async_provider() {
+    let lookups = Arc::new(AtomicUsize::new(0));
+    let provider = {
+        let lookups = lookups.clone();
+        from_async_fn(move |tenant: Option<String>| {
+            let lookups = lookups.clone();
+            async move {
+                lookups.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                Ok(match tenant.as_deref() {
+                    Some("acme") => Some(TenantPolicy::new(KeySet::single(Key::hmac(Identifier::UserId, secret())))),
+                    Some("down") => return Err(ProviderError::new("timeout")),
+                    _ => None,
+                })
+            }
+        })
+    };
+    let layer = IdentityVerificationLayer::new(provider)
+        .sources(Sources::new().header(Role::Tenant, HeaderName::from_static("x-tenant")));
+    let sig = sign::hmac(&secret(), "u1");
+    let (a, rec) = send(&layer, get("/", &[("x-tenant", "acme"), ("x-user-id", "u1"), ("x-identity-signature", &sig)])).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(rec.last_identity().unwrap().user_id(), Some("u1"));
+    let (a, rec) = send(&layer, get("/", &[("x-tenant", "nope"), ("x-user-id", "u1"), ("x-identity-signature", &sig)])).await;
+    assert_rejected(&a, &rec, 401, "signature_invalid", &["nope"]);
+    let (a, rec) = send(&layer, get("/", &[("x-tenant", "down"), ("x-user-id", "u1"), ("x-identity-signature", &sig)])).await;
+    assert_eq!((a.status.as_u16(), rec.calls()), (503, 0));
+    assert_eq!(lookups.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn short_secrets_are_never_used() {
+    let short = Secret::text("short").unwrap();
+    let layer = IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::UserId, short.clone())));
+    let (a, rec) = send(&layer, get("/", &[("x-user-id", "u1"), ("x-identity-signature", &sign::hmac(&short, "u1"))])).await;
+    assert_eq!(a.status, 500);
+    assert_eq!(a.code(), "misconfigured");
+    assert_eq!(rec.calls(), 0);
+    // Lowering the policy on purpose allows it.
+    let (a, _) = send(
+        &layer.clone().min_secret_len(5),
+        get("/", &[("x-user-id", "u1"), ("x-identity-signature", &sign::hmac(&short, "u1"))]),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+}
+
+#[tokio::test]
+async fn grpc_requests_get_grpc_statuses() {
+    let layer = plain_layer(Mode::Required);
+    let mut req = get("/grpc.health.v1.Health/Check", &[("content-type", "application/grpc")]);
+    *req.method_mut() = http::Method::POST;
+    let (a, rec) = send(&layer, req).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.headers["grpc-status"], "16");
+    assert_eq!(a.headers["content-type"], "application/grpc");
+    assert!(a.body.is_empty(), "trailers-only");
+    assert_eq!(rec.calls(), 0);
+
+    let layer = IdentityVerificationLayer::new(|_: Option<&str>| Err(ProviderError::new("down")));
+    let (a, rec) = send(&layer, get("/", &[("content-type", "application/grpc+proto")])).await;
+    assert_eq!(a.headers["grpc-status"], "14");
+    assert_eq!(rec.calls(), 0);
+}
+
+#[tokio::test]
+async fn custom_responder() {
+    let layer = plain_layer(Mode::Required).responder(|rejection: &tower_identity::Rejection, req: &tower_identity::RequestHead<'_>| {
+        let mut res = http::Response::new(bytes::Bytes::from(format!("{{\"error\":\"identity_unverified\",\"path\":\"{}\"}}", req.uri.path())));
+        *res.status_mut() = rejection.code().status();
+        res.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        res.headers_mut().insert("cache-control", "no-store".parse().unwrap());
+        res
+    });
+    let (a, rec) = send(&layer, get("/chat", &[])).await;
+    assert_eq!(a.status, 401);
+    assert_eq!(a.body, "{\"error\":\"identity_unverified\",\"path\":\"/chat\"}");
+    assert_eq!(rec.calls(), 0);
+}
+
+#[tokio::test]
+async fn secrets_never_appear_in_debug_output() {
+    let layer = plain_layer(Mode::Required);
+    let dbg = format!("{layer:?} {:?} {:?}", KeySet::single(Key::hmac(Identifier::UserId, secret())), secret());
+    assert!(!dbg.contains(SECRET), "{dbg}");
+    let claim = tower_identity::Claim::new().user_id("u1").signature(sign::hmac(&secret(), "u1"));
+    let dbg = format!("{claim:?}");
+    assert!(!dbg.contains(&sign::hmac(&secret(), "u1")), "{dbg}");
+}

@@ -1,0 +1,121 @@
+//! Shared test helpers: an inner service that records what it saw.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tower::{Service, ServiceExt};
+use tower_identity::body::{RequestBody, ResponseBody};
+use tower_identity::{IdentityOutcome, IdentityVerificationLayer, VerifiedIdentity};
+
+pub const NOW: u64 = 1_767_225_600;
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+
+/// What the inner service saw.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    calls: Arc<AtomicUsize>,
+    last: Arc<Mutex<Option<(Option<IdentityOutcome>, Option<VerifiedIdentity>)>>>,
+}
+
+impl Recorder {
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    pub fn last_outcome(&self) -> Option<IdentityOutcome> {
+        self.last.lock().unwrap().as_ref().and_then(|(o, _)| *o)
+    }
+
+    pub fn last_identity(&self) -> Option<VerifiedIdentity> {
+        self.last.lock().unwrap().as_ref().and_then(|(_, i)| i.clone())
+    }
+
+    /// An inner service that records the identity extensions and answers 200 "inner".
+    pub fn service(
+        &self,
+    ) -> impl Service<
+        Request<RequestBody<Full<Bytes>>>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + 'static {
+        let rec = self.clone();
+        tower::service_fn(move |req: Request<RequestBody<Full<Bytes>>>| {
+            let rec = rec.clone();
+            async move {
+                rec.calls.fetch_add(1, Ordering::SeqCst);
+                *rec.last.lock().unwrap() = Some((
+                    req.extensions().get::<IdentityOutcome>().copied(),
+                    req.extensions().get::<VerifiedIdentity>().cloned(),
+                ));
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"inner"))))
+            }
+        })
+    }
+}
+
+/// A response, collected.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    /// The `error` field of a JSON rejection body.
+    pub fn code(&self) -> String {
+        let v: serde_json::Value = serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body));
+        v["error"].as_str().expect("error field").to_owned()
+    }
+}
+
+pub async fn collect(res: Response<ResponseBody<Full<Bytes>>>) -> Answer {
+    let (parts, body) = res.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    Answer { status: parts.status, headers: parts.headers, body: String::from_utf8(bytes.to_vec()).unwrap() }
+}
+
+/// Sends one request through `layer` around a fresh recorder.
+pub async fn send(layer: &IdentityVerificationLayer, req: Request<Full<Bytes>>) -> (Answer, Recorder) {
+    let rec = Recorder::default();
+    let svc = tower::ServiceBuilder::new().layer(layer.clone()).service(rec.service());
+    let res = svc.oneshot(req).await.unwrap();
+    (collect(res).await, rec)
+}
+
+/// A GET request with the given headers.
+pub fn get(uri: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
+    let mut b = Request::get(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Full::new(Bytes::new())).unwrap()
+}
+
+/// Asserts a rejection: status, code, standard headers, inner not called,
+/// and no echo of the given sensitive strings.
+pub fn assert_rejected(answer: &Answer, rec: &Recorder, status: u16, code: &str, secrets: &[&str]) {
+    assert_eq!(answer.status.as_u16(), status, "body: {}", answer.body);
+    assert_eq!(answer.code(), code);
+    assert_eq!(rec.calls(), 0, "the inner service must not be called on rejection");
+    assert_eq!(answer.headers["cache-control"], "no-store");
+    assert_eq!(answer.headers["content-type"], "application/json");
+    if status == 401 {
+        let challenge = answer.headers["www-authenticate"].to_str().unwrap();
+        assert!(challenge.contains(code), "{challenge}");
+    }
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        assert!(!answer.body.contains(s), "the body echoes {s:?}: {}", answer.body);
+        for v in answer.headers.values() {
+            assert!(!v.to_str().unwrap_or("").contains(s), "a header echoes {s:?}");
+        }
+    }
+}
