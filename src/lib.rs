@@ -101,3 +101,7 @@ pub use reject::{DefaultResponder, ErrorCode, Rejection, RequestHead, Responder}
 pub use secret::{Secret, SecretEncoding, SecretError};
 pub use service::{IdentityVerification, ResponseFuture};
 pub use verify::{Claim, Failure, Malformed, Role, VerifyOptions, verify};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

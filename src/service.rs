@@ -58,6 +58,8 @@ impl<S: fmt::Debug> fmt::Debug for IdentityVerification<S> {
 }
 
 /// The verdict for one request.
+// A short-lived stack value: boxing the identity would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Decision {
     Pass { outcome: IdentityOutcome, identity: Option<VerifiedIdentity> },
     Reject(ErrorCode),
@@ -119,13 +121,14 @@ fn decide(config: &Config, extracted: Extracted, lookup: LookupResult) -> Decisi
     }
 }
 
+/// What to do with a request once decided.
+enum Dispatch<B> {
+    Forward(Request<RequestBody<B>>),
+    Reject(Response<Bytes>),
+}
+
 /// Applies a decision: the request to forward, or the rejection response.
-fn apply<B>(
-    config: &Config,
-    mut req: Request<B>,
-    decision: Decision,
-    grpc: bool,
-) -> Result<Request<RequestBody<B>>, Response<Bytes>> {
+fn apply<B>(config: &Config, mut req: Request<B>, decision: Decision, grpc: bool) -> Dispatch<B> {
     match decision {
         Decision::Pass { outcome, identity } => {
             let ext = req.extensions_mut();
@@ -135,9 +138,9 @@ fn apply<B>(
                 ext.insert(identity);
             }
             ext.insert(outcome);
-            Ok(req.map(RequestBody::new))
+            Dispatch::Forward(req.map(RequestBody::new))
         }
-        Decision::Reject(code) => Err(reject(config, &req, code, grpc)),
+        Decision::Reject(code) => Dispatch::Reject(reject(config, &req, code, grpc)),
     }
 }
 
@@ -169,8 +172,8 @@ where
         };
         match config.provider.lookup(extracted.claim.tenant.as_deref()) {
             Lookup::Ready(result) => match apply(config, req, decide(config, extracted, result), grpc) {
-                Ok(req) => ResponseFuture::inner(self.inner.call(req)),
-                Err(res) => ResponseFuture::done(res),
+                Dispatch::Forward(req) => ResponseFuture::inner(self.inner.call(req)),
+                Dispatch::Reject(res) => ResponseFuture::done(res),
             },
             Lookup::Pending(lookup) => {
                 // The inner service was driven to readiness; keep that one
@@ -263,8 +266,8 @@ where
                     let Pending { mut inner, req, extracted, config, grpc } =
                         *pending.take().expect("ResponseFuture polled after completion");
                     let next = match apply(&config, req, decide(&config, extracted, result), grpc) {
-                        Ok(req) => State::Inner { fut: inner.call(req) },
-                        Err(res) => State::Done { response: Some(res) },
+                        Dispatch::Forward(req) => State::Inner { fut: inner.call(req) },
+                        Dispatch::Reject(res) => State::Done { response: Some(res) },
                     };
                     this.state.set(next);
                 }

@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tower_identity::body::RequestBody;
 use tower_identity::{
-    IdentityOutcome, IdentityVerificationLayer, Identifier, Key, KeySet, Mode, Secret, VerifiedIdentity, sign,
+    Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, Secret, VerifiedIdentity, sign,
 };
 
 const SECRET: &str = "framework-secret-0123456789";
@@ -92,7 +92,8 @@ async fn axum_route_layer_and_extractors() {
 
     // Report-only lets a bad credential through, but a handler demanding a
     // verified identity still refuses it.
-    let (status, body) = fetch(addr, "/report", &[("x-user-id", "42"), ("x-identity-signature", &"0".repeat(64))]).await;
+    let (status, body) =
+        fetch(addr, "/report", &[("x-user-id", "42"), ("x-identity-signature", &"0".repeat(64))]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("credential_missing"), "{body}");
 
@@ -115,7 +116,10 @@ mod grpc {
 
     #[tonic::async_trait]
     impl Health for WhoAmI {
-        async fn check(&self, req: GrpcRequest<HealthCheckRequest>) -> Result<GrpcResponse<HealthCheckResponse>, Status> {
+        async fn check(
+            &self,
+            req: GrpcRequest<HealthCheckRequest>,
+        ) -> Result<GrpcResponse<HealthCheckResponse>, Status> {
             let identity = req.extensions().get::<VerifiedIdentity>().ok_or_else(|| Status::internal("no identity"))?;
             if identity.user_id() != Some(req.get_ref().service.as_str()) {
                 return Err(Status::permission_denied("identity does not match"));
@@ -125,7 +129,10 @@ mod grpc {
 
         type WatchStream = tonic::codegen::tokio_stream::Empty<Result<HealthCheckResponse, Status>>;
 
-        async fn watch(&self, _req: GrpcRequest<HealthCheckRequest>) -> Result<GrpcResponse<Self::WatchStream>, Status> {
+        async fn watch(
+            &self,
+            _req: GrpcRequest<HealthCheckRequest>,
+        ) -> Result<GrpcResponse<Self::WatchStream>, Status> {
             Err(Status::unimplemented("watch"))
         }
     }
@@ -141,7 +148,8 @@ mod grpc {
                 .await
                 .unwrap()
         });
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
         let mut client = HealthClient::new(channel);
 
         let err = client.check(HealthCheckRequest { service: "42".into() }).await.unwrap_err();

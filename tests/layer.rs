@@ -10,8 +10,8 @@ use std::time::Duration;
 use http::HeaderName;
 use support::*;
 use tower_identity::{
-    ErrorCode, IdentityOutcome, IdentityVerificationLayer, Identifier, Key, KeySet, Mode, ProviderError, Role,
-    Scheme, Secret, Sources, TenantMap, TenantPolicy, UnverifiedReason, from_async_fn, sign,
+    ErrorCode, Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, ProviderError, Role, Scheme,
+    Secret, Sources, TenantMap, TenantPolicy, UnverifiedReason, from_async_fn, sign,
 };
 
 const MAX_AGE: u64 = 600;
@@ -74,10 +74,12 @@ async fn mode_table() {
     ];
     for (mode, case, expected) in table {
         // Once as the layer's mode, once as a tenant override of an opposite layer mode.
-        let tenant_layer = IdentityVerificationLayer::new(TenantMap::new().untenanted(
-            TenantPolicy::new(KeySet::single(Key::timestamped_hmac(Identifier::UserId, secret()).with_id("k1")))
-                .with_mode(mode),
-        ))
+        let tenant_layer = IdentityVerificationLayer::new(
+            TenantMap::new().untenanted(
+                TenantPolicy::new(KeySet::single(Key::timestamped_hmac(Identifier::UserId, secret()).with_id("k1")))
+                    .with_mode(mode),
+            ),
+        )
         .mode(if mode == Mode::Off { Mode::Required } else { Mode::Off })
         .clock(|| NOW)
         .max_age(Duration::from_secs(MAX_AGE));
@@ -199,7 +201,12 @@ async fn rotation_reports_the_matching_key_and_drops_removed_keys() {
 #[tokio::test]
 async fn timestamp_window() {
     let layer = ts_layer(Mode::Required).future_skew(Duration::from_secs(30));
-    let at = |ts: u64| get("/", &[("x-user-id", "user-42"), ("x-identity-signature", &sign::timestamped_hmac(&secret(), "user-42", ts))]);
+    let at = |ts: u64| {
+        get(
+            "/",
+            &[("x-user-id", "user-42"), ("x-identity-signature", &sign::timestamped_hmac(&secret(), "user-42", ts))],
+        )
+    };
     let (a, _) = send(&layer, at(NOW - MAX_AGE)).await;
     assert_eq!(a.status, 200, "exactly at the max age is accepted");
     let (a, rec) = send(&layer, at(NOW - MAX_AGE - 1)).await;
@@ -221,12 +228,10 @@ async fn timestamp_window() {
     assert_eq!(rec.last_identity().unwrap().signed_at(), Some(NOW));
 
     // Non-canonical timestamps are malformed.
-    for bad in ["0" .to_owned() + ts, format!("+{ts}"), "1.7e9".into(), "-1".into(), "1".repeat(20), String::new()] {
-        let (a, rec) = send(
-            &layer,
-            get("/", &[("x-user-id", "user-42"), ("x-identity-signature", &format!("{hex_part}-{bad}"))]),
-        )
-        .await;
+    for bad in ["0".to_owned() + ts, format!("+{ts}"), "1.7e9".into(), "-1".into(), "1".repeat(20), String::new()] {
+        let (a, rec) =
+            send(&layer, get("/", &[("x-user-id", "user-42"), ("x-identity-signature", &format!("{hex_part}-{bad}"))]))
+                .await;
         assert_rejected(&a, &rec, 401, "credential_malformed", &[]);
     }
 }
@@ -238,11 +243,13 @@ async fn plain_signature_over_id_dash_ts_is_not_a_timestamped_signature() {
     // schemes on one secret is refused at construction.
     let forged = sign::hmac(&secret(), &format!("bob-{NOW}"));
     let layer = ts_layer(Mode::Required);
-    let (a, _) = send(&layer, get("/", &[("x-user-id", "bob"), ("x-identity-signature", &format!("{forged}-{NOW}"))])).await;
+    let (a, _) =
+        send(&layer, get("/", &[("x-user-id", "bob"), ("x-identity-signature", &format!("{forged}-{NOW}"))])).await;
     assert_eq!(a.status, 200, "this is what a timestamped key legitimately accepts");
     // A plain-HMAC key never accepts the timestamped form...
     let layer = plain_layer(Mode::Required);
-    let (a, rec) = send(&layer, get("/", &[("x-user-id", "bob"), ("x-identity-signature", &format!("{forged}-{NOW}"))])).await;
+    let (a, rec) =
+        send(&layer, get("/", &[("x-user-id", "bob"), ("x-identity-signature", &format!("{forged}-{NOW}"))])).await;
     assert_rejected(&a, &rec, 401, "signature_invalid", &["bob"]);
     // ...and one secret cannot back both schemes.
     assert!(
@@ -274,13 +281,16 @@ async fn identifiers_are_bound_to_the_key() {
 async fn identifier_limits() {
     let layer = plain_layer(Mode::Required).max_identifier_len(16);
     let long = "x".repeat(17);
-    let (a, rec) = send(&layer, get("/", &[("x-user-id", &long), ("x-identity-signature", &sign::hmac(&secret(), &long))])).await;
+    let (a, rec) =
+        send(&layer, get("/", &[("x-user-id", &long), ("x-identity-signature", &sign::hmac(&secret(), &long))])).await;
     assert_rejected(&a, &rec, 401, "credential_malformed", &[]);
-    let (a, rec) = send(&layer, get("/", &[("x-user-id", ""), ("x-identity-signature", &sign::hmac(&secret(), ""))])).await;
+    let (a, rec) =
+        send(&layer, get("/", &[("x-user-id", ""), ("x-identity-signature", &sign::hmac(&secret(), ""))])).await;
     assert_rejected(&a, &rec, 401, "credential_malformed", &[]);
     // Tabs are legal in header values but not in identifiers.
     let id = "a\tb";
-    let (a, rec) = send(&layer, get("/", &[("x-user-id", id), ("x-identity-signature", &sign::hmac(&secret(), id))])).await;
+    let (a, rec) =
+        send(&layer, get("/", &[("x-user-id", id), ("x-identity-signature", &sign::hmac(&secret(), id))])).await;
     assert_rejected(&a, &rec, 401, "credential_malformed", &[]);
     // UTF-8 identifiers are signed and verified as raw bytes, without normalisation.
     let composed = "usér";
@@ -332,7 +342,10 @@ async fn signed_links_in_query_parameters() {
         .sources(Sources::new().query_defaults());
     let (a, rec) = send(
         &layer,
-        get("/survey?user_id=customer_8812&signature=61cef0ffddd44e3c86458b6bcd04ec5083a402e0dc5f5660f491433cd54ed961", &[]),
+        get(
+            "/survey?user_id=customer_8812&signature=61cef0ffddd44e3c86458b6bcd04ec5083a402e0dc5f5660f491433cd54ed961",
+            &[],
+        ),
     )
     .await;
     assert_eq!(a.status, 200, "{}", a.body);
@@ -351,9 +364,10 @@ async fn signed_links_in_query_parameters() {
 async fn tenants() {
     let acme = Secret::text("acme-secret-0123456789").unwrap();
     let globex = Secret::text("globex-secret-0123456789").unwrap();
-    let tenants = TenantMap::new()
-        .tenant("acme", KeySet::single(Key::hmac(Identifier::UserId, acme.clone())))
-        .tenant("globex", TenantPolicy::new(KeySet::single(Key::hmac(Identifier::UserId, globex.clone()))).with_mode(Mode::Optional));
+    let tenants = TenantMap::new().tenant("acme", KeySet::single(Key::hmac(Identifier::UserId, acme.clone()))).tenant(
+        "globex",
+        TenantPolicy::new(KeySet::single(Key::hmac(Identifier::UserId, globex.clone()))).with_mode(Mode::Optional),
+    );
     let layer = IdentityVerificationLayer::new(tenants)
         .sources(Sources::new().header(Role::Tenant, HeaderName::from_static("x-app-id")));
     let req = |tenant: &str, s: &Secret| {
@@ -386,8 +400,8 @@ async fn tenants() {
 #[tokio::test]
 async fn provider_failures_fail_closed() {
     for mode in [Mode::Off, Mode::ReportOnly, Mode::Optional, Mode::Required] {
-        let layer = IdentityVerificationLayer::new(|_: Option<&str>| Err(ProviderError::new("database down")))
-            .mode(mode);
+        let layer =
+            IdentityVerificationLayer::new(|_: Option<&str>| Err(ProviderError::new("database down"))).mode(mode);
         let (a, rec) = send(&layer, get("/", &[("x-user-id", "u1"), ("x-identity-signature", &"a".repeat(64))])).await;
         assert_eq!(a.status, 503, "{mode:?}");
         assert_eq!(a.code(), "provider_unavailable");
@@ -418,12 +432,15 @@ async fn async_provider() {
     let layer = IdentityVerificationLayer::new(provider)
         .sources(Sources::new().header(Role::Tenant, HeaderName::from_static("x-tenant")));
     let sig = sign::hmac(&secret(), "u1");
-    let (a, rec) = send(&layer, get("/", &[("x-tenant", "acme"), ("x-user-id", "u1"), ("x-identity-signature", &sig)])).await;
+    let (a, rec) =
+        send(&layer, get("/", &[("x-tenant", "acme"), ("x-user-id", "u1"), ("x-identity-signature", &sig)])).await;
     assert_eq!(a.status, 200);
     assert_eq!(rec.last_identity().unwrap().user_id(), Some("u1"));
-    let (a, rec) = send(&layer, get("/", &[("x-tenant", "nope"), ("x-user-id", "u1"), ("x-identity-signature", &sig)])).await;
+    let (a, rec) =
+        send(&layer, get("/", &[("x-tenant", "nope"), ("x-user-id", "u1"), ("x-identity-signature", &sig)])).await;
     assert_rejected(&a, &rec, 401, "signature_invalid", &["nope"]);
-    let (a, rec) = send(&layer, get("/", &[("x-tenant", "down"), ("x-user-id", "u1"), ("x-identity-signature", &sig)])).await;
+    let (a, rec) =
+        send(&layer, get("/", &[("x-tenant", "down"), ("x-user-id", "u1"), ("x-identity-signature", &sig)])).await;
     assert_eq!((a.status.as_u16(), rec.calls()), (503, 0));
     assert_eq!(lookups.load(Ordering::SeqCst), 3);
 }
@@ -432,7 +449,8 @@ async fn async_provider() {
 async fn short_secrets_are_never_used() {
     let short = Secret::text("short").unwrap();
     let layer = IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::UserId, short.clone())));
-    let (a, rec) = send(&layer, get("/", &[("x-user-id", "u1"), ("x-identity-signature", &sign::hmac(&short, "u1"))])).await;
+    let (a, rec) =
+        send(&layer, get("/", &[("x-user-id", "u1"), ("x-identity-signature", &sign::hmac(&short, "u1"))])).await;
     assert_eq!(a.status, 500);
     assert_eq!(a.code(), "misconfigured");
     assert_eq!(rec.calls(), 0);
@@ -465,13 +483,18 @@ async fn grpc_requests_get_grpc_statuses() {
 
 #[tokio::test]
 async fn custom_responder() {
-    let layer = plain_layer(Mode::Required).responder(|rejection: &tower_identity::Rejection, req: &tower_identity::RequestHead<'_>| {
-        let mut res = http::Response::new(bytes::Bytes::from(format!("{{\"error\":\"identity_unverified\",\"path\":\"{}\"}}", req.uri.path())));
-        *res.status_mut() = rejection.code().status();
-        res.headers_mut().insert("content-type", "application/json".parse().unwrap());
-        res.headers_mut().insert("cache-control", "no-store".parse().unwrap());
-        res
-    });
+    let layer = plain_layer(Mode::Required).responder(
+        |rejection: &tower_identity::Rejection, req: &tower_identity::RequestHead<'_>| {
+            let mut res = http::Response::new(bytes::Bytes::from(format!(
+                "{{\"error\":\"identity_unverified\",\"path\":\"{}\"}}",
+                req.uri.path()
+            )));
+            *res.status_mut() = rejection.code().status();
+            res.headers_mut().insert("content-type", "application/json".parse().unwrap());
+            res.headers_mut().insert("cache-control", "no-store".parse().unwrap());
+            res
+        },
+    );
     let (a, rec) = send(&layer, get("/chat", &[])).await;
     assert_eq!(a.status, 401);
     assert_eq!(a.body, "{\"error\":\"identity_unverified\",\"path\":\"/chat\"}");

@@ -15,11 +15,14 @@ use tower_identity::{IdentityOutcome, IdentityVerificationLayer, VerifiedIdentit
 pub const NOW: u64 = 1_767_225_600;
 pub const SECRET: &str = "test-secret-0123456789abcdef";
 
+/// The identity extensions of the last request the inner service saw.
+type Seen = Option<(Option<IdentityOutcome>, Option<VerifiedIdentity>)>;
+
 /// What the inner service saw.
 #[derive(Clone, Default)]
 pub struct Recorder {
     calls: Arc<AtomicUsize>,
-    last: Arc<Mutex<Option<(Option<IdentityOutcome>, Option<VerifiedIdentity>)>>>,
+    last: Arc<Mutex<Seen>>,
 }
 
 impl Recorder {
@@ -72,7 +75,8 @@ pub struct Answer {
 impl Answer {
     /// The `error` field of a JSON rejection body.
     pub fn code(&self) -> String {
-        let v: serde_json::Value = serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body));
+        let v: serde_json::Value =
+            serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body));
         v["error"].as_str().expect("error field").to_owned()
     }
 }
