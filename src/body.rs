@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
@@ -17,8 +18,8 @@ pin_project! {
     pub enum RequestBody<B> {
         /// The original body.
         Stream { #[pin] body: B },
-        /// Buffered bytes.
-        Buffered { data: Option<Bytes> },
+        /// Buffered bytes (and the trailers that followed them, if any).
+        Buffered { data: Option<Bytes>, trailers: Option<HeaderMap> },
     }
 }
 
@@ -30,7 +31,12 @@ impl<B> RequestBody<B> {
 
     /// A body made of buffered bytes.
     pub fn buffered(data: Bytes) -> Self {
-        RequestBody::Buffered { data: (!data.is_empty()).then_some(data) }
+        Self::buffered_with_trailers(data, None)
+    }
+
+    /// A body made of buffered bytes followed by trailers.
+    pub fn buffered_with_trailers(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+        RequestBody::Buffered { data: (!data.is_empty()).then_some(data), trailers }
     }
 }
 
@@ -79,21 +85,24 @@ impl<B: Body> Body for RequestBody<B> {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project() {
             RequestBodyProj::Stream { body } => poll_inner(body, cx),
-            RequestBodyProj::Buffered { data } => poll_full(data),
+            RequestBodyProj::Buffered { data, trailers } => match data.take() {
+                Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
+                None => Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t)))),
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Stream { body } => body.is_end_stream(),
-            RequestBody::Buffered { data } => data.is_none(),
+            RequestBody::Buffered { data, trailers } => data.is_none() && trailers.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             RequestBody::Stream { body } => body.size_hint(),
-            RequestBody::Buffered { data } => full_hint(data),
+            RequestBody::Buffered { data, .. } => full_hint(data),
         }
     }
 }

@@ -1,14 +1,26 @@
-//! Where claims are read from: headers and query parameters.
+//! Where claims are read from: headers, query parameters, and JSON or form bodies.
 
-use http::{HeaderMap, HeaderName, Uri};
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, Method, Uri};
 
 use crate::identity::IdStr;
+use crate::reject::RequestHead;
 use crate::verify::{Claim, Failure, Malformed, Role};
+
+const ROLES: usize = Role::ALL.len();
+
+/// Default body limit: 64 KiB.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+type BodyFilter = Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;
 
 /// Where each [`Role`] is read from.
 ///
-/// Defaults (headers only; query parameters are opt-in because URLs end up in
-/// logs and browser history):
+/// Defaults (headers only; query parameters and bodies are opt-in):
 ///
 /// | role | header | query parameter (after [`Sources::query_defaults`]) |
 /// | --- | --- | --- |
@@ -18,13 +30,47 @@ use crate::verify::{Claim, Failure, Malformed, Role};
 /// | visitor id | `x-visitor-id` | `visitor_id` |
 /// | signature | `x-identity-signature` | `signature` |
 /// | timestamp | `x-identity-timestamp` | `timestamp` |
+/// | token (JWT) | `x-identity-token`, and `Authorization: Bearer` after [`Sources::bearer`] | `token` |
+/// | metadata | none | none |
 ///
-/// A role found twice (a repeated header or parameter, or a header and a
-/// parameter that disagree) fails with [`Failure::Conflict`].
-#[derive(Clone, Debug)]
+/// A role found twice (a repeated header or parameter, a duplicate JSON key
+/// or form field, or two sources that disagree) fails with
+/// [`Failure::Conflict`].
+///
+/// ## Bodies
+///
+/// [`json`](Sources::json) and [`form`](Sources::form) read roles from
+/// `application/json` (and `application/*+json`) or
+/// `application/x-www-form-urlencoded` bodies. The body is buffered only when
+/// a body field is configured for the request's content type, the method is
+/// one of [`body_methods`](Sources::body_methods) (default `POST`, `PUT`,
+/// `PATCH`), the request is not gRPC, and the optional
+/// [`body_filter`](Sources::body_filter) agrees. `Content-Length` is checked
+/// against [`body_limit`](Sources::body_limit) (default 64 KiB) before
+/// reading, and the body is read through the limit (413 beyond it). The inner
+/// service receives exactly the bytes received.
+///
+/// ```
+/// use tower_identity::{Role, Sources};
+///
+/// // Seed 001: {"user_id": "...", "user_hash": "...", "user_metadata": {...}}
+/// let sources = Sources::new()
+///     .json(Role::UserId, "/user_id")
+///     .json(Role::Signature, "/user_hash")
+///     .json(Role::Metadata, "/user_metadata")
+///     .body_filter(|req| req.uri.path().starts_with("/chat"));
+/// # let _ = sources;
+/// ```
+#[derive(Clone)]
 pub struct Sources {
-    headers: [Option<HeaderName>; 6],
-    query: [Option<Box<str>>; 6],
+    headers: [Option<HeaderName>; ROLES],
+    query: [Option<Box<str>>; ROLES],
+    bearer: bool,
+    json: JsonNode,
+    form: [Option<Box<str>>; ROLES],
+    body_limit: usize,
+    body_methods: Vec<Method>,
+    body_filter: Option<BodyFilter>,
 }
 
 impl Default for Sources {
@@ -37,9 +83,26 @@ impl Default for Sources {
                 Some(HeaderName::from_static("x-visitor-id")),
                 Some(HeaderName::from_static("x-identity-signature")),
                 Some(HeaderName::from_static("x-identity-timestamp")),
+                Some(HeaderName::from_static("x-identity-token")),
+                None,
             ],
-            query: Default::default(),
+            ..Sources::empty()
         }
+    }
+}
+
+impl fmt::Debug for Sources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sources")
+            .field("headers", &self.headers)
+            .field("query", &self.query)
+            .field("bearer", &self.bearer)
+            .field("json", &self.json)
+            .field("form", &self.form)
+            .field("body_limit", &self.body_limit)
+            .field("body_methods", &self.body_methods)
+            .field("body_filter", &self.body_filter.as_ref().map(|_| ".."))
+            .finish()
     }
 }
 
@@ -51,7 +114,16 @@ impl Sources {
 
     /// No sources at all; add them one by one.
     pub fn empty() -> Sources {
-        Sources { headers: Default::default(), query: Default::default() }
+        Sources {
+            headers: Default::default(),
+            query: Default::default(),
+            bearer: false,
+            json: JsonNode::default(),
+            form: Default::default(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            body_methods: vec![Method::POST, Method::PUT, Method::PATCH],
+            body_filter: None,
+        }
     }
 
     /// Reads `role` from the header `name`.
@@ -63,6 +135,14 @@ impl Sources {
     /// Stops reading `role` from headers.
     pub fn without_header(mut self, role: Role) -> Sources {
         self.headers[role.index()] = None;
+        self
+    }
+
+    /// Also reads the token from `Authorization: Bearer <token>`. Off by
+    /// default, so that an application's own bearer tokens are never mistaken
+    /// for identity tokens.
+    pub fn bearer(mut self) -> Sources {
+        self.bearer = true;
         self
     }
 
@@ -78,15 +158,57 @@ impl Sources {
         self
     }
 
-    /// Reads the identifiers, the signature and the timestamp from the query
-    /// parameters `user_id`, `email`, `visitor_id`, `signature`, `timestamp`
-    /// (signed links such as `?user_id=42&signature=…`).
+    /// Reads the identifiers, the signature, the timestamp and the token from
+    /// the query parameters `user_id`, `email`, `visitor_id`, `signature`,
+    /// `timestamp` and `token` (signed links such as `?user_id=42&signature=…`).
     pub fn query_defaults(self) -> Sources {
         self.query(Role::UserId, "user_id")
             .query(Role::Email, "email")
             .query(Role::VisitorId, "visitor_id")
             .query(Role::Signature, "signature")
             .query(Role::Timestamp, "timestamp")
+            .query(Role::Token, "token")
+    }
+
+    /// Reads `role` from a JSON body at `pointer` (RFC 6901, object keys
+    /// only, e.g. `/user/id` or `/traits/identify_verification_signature`).
+    /// Identifier, signature, timestamp and token fields must be JSON
+    /// strings; [`Role::Metadata`] takes any JSON value, kept as raw text.
+    ///
+    /// # Panics
+    ///
+    /// When `pointer` is not of the form `/key[/key…]`, or is both a field
+    /// and the parent of another field.
+    pub fn json(mut self, role: Role, pointer: &str) -> Sources {
+        if let Err(e) = self.json.insert(role, pointer) {
+            panic!("invalid JSON pointer {pointer:?}: {e}");
+        }
+        self
+    }
+
+    /// Reads `role` from the form field `name` of an
+    /// `application/x-www-form-urlencoded` body.
+    pub fn form(mut self, role: Role, name: impl Into<Box<str>>) -> Sources {
+        self.form[role.index()] = Some(name.into());
+        self
+    }
+
+    /// The body limit in bytes (default 64 KiB).
+    pub fn body_limit(mut self, limit: usize) -> Sources {
+        self.body_limit = limit;
+        self
+    }
+
+    /// The methods whose bodies are read (default `POST`, `PUT`, `PATCH`).
+    pub fn body_methods(mut self, methods: impl IntoIterator<Item = Method>) -> Sources {
+        self.body_methods = methods.into_iter().collect();
+        self
+    }
+
+    /// Reads bodies only of requests this predicate accepts (e.g. by path).
+    pub fn body_filter(mut self, filter: impl Fn(&RequestHead<'_>) -> bool + Send + Sync + 'static) -> Sources {
+        self.body_filter = Some(Arc::new(filter));
+        self
     }
 
     /// The header `role` is read from.
@@ -99,9 +221,53 @@ impl Sources {
         self.query[role.index()].as_deref()
     }
 
+    /// The body limit in bytes.
+    pub fn get_body_limit(&self) -> usize {
+        self.body_limit
+    }
+
     fn reads_query(&self) -> bool {
         self.query.iter().any(Option::is_some)
     }
+
+    /// Which body to read for this request, if any.
+    pub(crate) fn body_kind(&self, head: &RequestHead<'_>) -> Option<BodyKind> {
+        let reads_json = !self.json.children.is_empty();
+        let reads_form = self.form.iter().any(Option::is_some);
+        if !(reads_json || reads_form) || !self.body_methods.contains(head.method) {
+            return None;
+        }
+        let ct = head.headers.get(CONTENT_TYPE)?.to_str().ok()?;
+        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let kind = if reads_json && is_json(&essence) {
+            BodyKind::Json
+        } else if reads_form && essence == "application/x-www-form-urlencoded" {
+            BodyKind::Form
+        } else {
+            return None;
+        };
+        if self.body_filter.as_ref().is_some_and(|f| !f(head)) {
+            return None;
+        }
+        Some(kind)
+    }
+}
+
+fn is_json(essence: &str) -> bool {
+    essence == "application/json"
+        || essence.strip_prefix("application/").is_some_and(|sub| sub.ends_with("+json") && !sub.starts_with('+'))
+}
+
+/// Whether the body carries a content coding the layer cannot read.
+pub(crate) fn is_encoded(headers: &HeaderMap) -> bool {
+    headers.get_all(CONTENT_ENCODING).iter().any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+}
+
+/// The kind of body a request's identity is read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    Json,
+    Form,
 }
 
 /// A claim as read from a request, with the first problem met while reading
@@ -129,6 +295,58 @@ impl Extracted {
             None => *slot = Some(value),
         }
     }
+
+    fn tenant_failed(&self) -> bool {
+        matches!(self.error, Some(Failure::Conflict(Role::Tenant)))
+    }
+
+    /// Adds the roles found in a buffered body.
+    pub(crate) fn add_body(&mut self, sources: &Sources, kind: BodyKind, body: &Bytes) -> Result<(), Failure> {
+        match kind {
+            BodyKind::Form => self.add_form(sources, body),
+            BodyKind::Json => self.add_json(sources, body),
+        }
+        if self.tenant_failed() { Err(Failure::Conflict(Role::Tenant)) } else { Ok(()) }
+    }
+
+    fn add_form(&mut self, sources: &Sources, body: &Bytes) {
+        let mut seen = [false; ROLES];
+        for (k, v) in form_urlencoded::parse(body) {
+            let Some(role) = Role::ALL.into_iter().find(|r| sources.form[r.index()].as_deref() == Some(&*k)) else {
+                continue;
+            };
+            if std::mem::replace(&mut seen[role.index()], true) {
+                self.claim.slot(role).take();
+                self.fail(Failure::Conflict(role));
+                continue;
+            }
+            self.put(role, IdStr::from(v.into_owned()));
+        }
+    }
+
+    #[cfg(feature = "json")]
+    fn add_json(&mut self, sources: &Sources, body: &Bytes) {
+        use serde::de::DeserializeSeed;
+        let mut found = json::Found::default();
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let walked = json::Walk { node: &sources.json, found: &mut found, base: body }
+            .deserialize(&mut de)
+            .and_then(|()| de.end());
+        if let Err(e) = walked {
+            let failure = found.failure.unwrap_or(Failure::Malformed(Malformed::Body));
+            tracing::debug!(error = %e, "identity: JSON body refused");
+            self.fail(failure);
+            return;
+        }
+        for (role, value) in Role::ALL.into_iter().zip(found.values) {
+            if let Some(value) = value {
+                self.put(role, value);
+            }
+        }
+    }
+
+    #[cfg(not(feature = "json"))]
+    fn add_json(&mut self, _sources: &Sources, _body: &Bytes) {}
 }
 
 /// Reads the claim from the request head. Pure: no I/O, no body.
@@ -139,10 +357,10 @@ pub(crate) fn extract(sources: &Sources, headers: &HeaderMap, uri: &Uri) -> Resu
         let mut values = headers.get_all(name).iter();
         let Some(first) = values.next() else { continue };
         if values.next().is_some() {
-            out.fail(Failure::Conflict(role));
             if role == Role::Tenant {
                 return Err(Failure::Conflict(role));
             }
+            out.fail(Failure::Conflict(role));
             continue;
         }
         match IdStr::from_header(first) {
@@ -151,10 +369,24 @@ pub(crate) fn extract(sources: &Sources, headers: &HeaderMap, uri: &Uri) -> Resu
             None => out.fail(Failure::Malformed(Malformed::NotUtf8)),
         }
     }
+    if sources.bearer {
+        let mut values = headers.get_all(AUTHORIZATION).iter();
+        if let Some(first) = values.next() {
+            let bearer = first.as_bytes();
+            if values.next().is_some() {
+                out.fail(Failure::Conflict(Role::Token));
+            } else if bearer.len() > 7 && bearer[..7].eq_ignore_ascii_case(b"bearer ") {
+                match IdStr::from_header(first) {
+                    Some(v) => out.put(Role::Token, IdStr::from(v.as_str()[7..].trim_start())),
+                    None => out.fail(Failure::Malformed(Malformed::NotUtf8)),
+                }
+            }
+        }
+    }
     if sources.reads_query()
         && let Some(query) = uri.query()
     {
-        let mut seen = [false; 6];
+        let mut seen = [false; ROLES];
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             let Some(role) = Role::ALL.into_iter().find(|r| sources.query[r.index()].as_deref() == Some(&*k)) else {
                 continue;
@@ -167,10 +399,270 @@ pub(crate) fn extract(sources: &Sources, headers: &HeaderMap, uri: &Uri) -> Resu
             out.put(role, IdStr::from(v.into_owned()));
         }
     }
-    if matches!(out.error, Some(Failure::Conflict(Role::Tenant))) {
+    if out.tenant_failed() {
         return Err(Failure::Conflict(Role::Tenant));
     }
     Ok(out)
+}
+
+/// The configured JSON fields, as a tree of object keys.
+#[derive(Clone, Debug, Default)]
+struct JsonNode {
+    children: Vec<(Box<str>, JsonChild)>,
+}
+
+#[derive(Clone, Debug)]
+enum JsonChild {
+    Field(Role),
+    Object(JsonNode),
+}
+
+impl JsonNode {
+    fn insert(&mut self, role: Role, pointer: &str) -> Result<(), &'static str> {
+        let Some(rest) = pointer.strip_prefix('/') else {
+            return Err("a JSON pointer starts with '/'");
+        };
+        let keys: Vec<String> = rest.split('/').map(|k| k.replace("~1", "/").replace("~0", "~")).collect();
+        let mut node = self;
+        for (i, key) in keys.iter().enumerate() {
+            let last = i + 1 == keys.len();
+            let pos = node.children.iter().position(|(k, _)| **k == **key);
+            match (pos, last) {
+                (None, true) => {
+                    node.children.push((key.as_str().into(), JsonChild::Field(role)));
+                    return Ok(());
+                }
+                (None, false) => {
+                    node.children.push((key.as_str().into(), JsonChild::Object(JsonNode::default())));
+                    let JsonChild::Object(next) = &mut node.children.last_mut().expect("just pushed").1 else {
+                        unreachable!()
+                    };
+                    node = next;
+                }
+                (Some(p), true) => match &mut node.children[p].1 {
+                    JsonChild::Field(r) => {
+                        *r = role;
+                        return Ok(());
+                    }
+                    JsonChild::Object(_) => return Err("the pointer is the parent of another field"),
+                },
+                (Some(p), false) => match &mut node.children[p].1 {
+                    JsonChild::Object(next) => node = next,
+                    JsonChild::Field(_) => return Err("the pointer goes below another field"),
+                },
+            }
+        }
+        Err("empty pointer")
+    }
+}
+
+#[cfg(feature = "json")]
+mod json {
+    //! A single pass over a JSON body that picks out the configured fields
+    //! without building a tree: strings without escapes and metadata are
+    //! shared slices of the body; everything else is skipped.
+
+    use std::fmt;
+
+    use bytes::Bytes;
+    use serde::Deserializer;
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    use super::{JsonChild, JsonNode, ROLES};
+    use crate::identity::IdStr;
+    use crate::verify::{Failure, Malformed, Role};
+
+    #[derive(Default)]
+    pub(super) struct Found {
+        pub(super) values: [Option<IdStr>; ROLES],
+        pub(super) failure: Option<Failure>,
+    }
+
+    pub(super) struct Walk<'a> {
+        pub(super) node: &'a JsonNode,
+        pub(super) found: &'a mut Found,
+        pub(super) base: &'a Bytes,
+    }
+
+    /// A slice of the body shared with `base` when `s` points into it.
+    fn shared(base: &Bytes, s: &str) -> IdStr {
+        let start = (s.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+        match start.checked_add(s.len()) {
+            Some(end) if end <= base.len() && base.get(start..end) == Some(s.as_bytes()) => {
+                IdStr::from_utf8_bytes(base.slice(start..end)).unwrap_or_else(|| IdStr::from(s))
+            }
+            _ => IdStr::from(s),
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    macro_rules! ignore {
+        ($($name:ident($t:ty)),*) => {
+            $(fn $name<E: de::Error>(self, _v: $t) -> Result<(), E> { Ok(()) })*
+        };
+    }
+
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        ignore!(visit_bool(bool), visit_i64(i64), visit_u64(u64), visit_f64(f64), visit_str(&str));
+
+        fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(())
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = 0u64;
+            while let Some(key) = map.next_key_seed(KeySeed)? {
+                let Some(i) = self.node.children.iter().position(|(k, _)| **k == *key) else {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                };
+                let bit = 1u64 << (i % 64);
+                let duplicate = seen & bit != 0;
+                seen |= bit;
+                match &self.node.children[i].1 {
+                    JsonChild::Field(role) => {
+                        if duplicate {
+                            self.found.failure = Some(Failure::Conflict(*role));
+                            return Err(de::Error::custom("duplicate key"));
+                        }
+                        let value = if *role == Role::Metadata {
+                            let raw: &RawValue = map.next_value()?;
+                            shared(self.base, raw.get())
+                        } else {
+                            match map.next_value::<JsonStr<'de>>()? {
+                                JsonStr::Borrowed(s) => shared(self.base, s),
+                                JsonStr::Owned(s) => IdStr::from(s),
+                                JsonStr::NotAString => {
+                                    self.found.failure = Some(Failure::Malformed(Malformed::NotAString));
+                                    return Err(de::Error::custom("not a string"));
+                                }
+                            }
+                        };
+                        self.found.values[role.index()] = Some(value);
+                    }
+                    JsonChild::Object(node) => {
+                        if duplicate {
+                            self.found.failure = Some(Failure::Malformed(Malformed::Body));
+                            return Err(de::Error::custom("duplicate key"));
+                        }
+                        map.next_value_seed(Walk { node, found: &mut *self.found, base: self.base })?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// An object key, borrowed when it has no escapes.
+    struct KeySeed;
+
+    enum Key<'de> {
+        Borrowed(&'de str),
+        Owned(String),
+    }
+
+    impl std::ops::Deref for Key<'_> {
+        type Target = str;
+        fn deref(&self) -> &str {
+            match self {
+                Key::Borrowed(s) => s,
+                Key::Owned(s) => s,
+            }
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for KeySeed {
+        type Value = Key<'de>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key<'de>, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for KeySeed {
+        type Value = Key<'de>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object key")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+            Ok(Key::Borrowed(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+            Ok(Key::Owned(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+            Ok(Key::Owned(v))
+        }
+    }
+
+    /// A field value that must be a string.
+    enum JsonStr<'de> {
+        Borrowed(&'de str),
+        Owned(String),
+        NotAString,
+    }
+
+    impl<'de> de::Deserialize<'de> for JsonStr<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = JsonStr<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<JsonStr<'de>, E> {
+                    Ok(JsonStr::Borrowed(v))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<JsonStr<'de>, E> {
+                    Ok(JsonStr::Owned(v.to_owned()))
+                }
+                fn visit_string<E>(self, v: String) -> Result<JsonStr<'de>, E> {
+                    Ok(JsonStr::Owned(v))
+                }
+                fn visit_bool<E>(self, _: bool) -> Result<JsonStr<'de>, E> {
+                    Ok(JsonStr::NotAString)
+                }
+                fn visit_i64<E>(self, _: i64) -> Result<JsonStr<'de>, E> {
+                    Ok(JsonStr::NotAString)
+                }
+                fn visit_u64<E>(self, _: u64) -> Result<JsonStr<'de>, E> {
+                    Ok(JsonStr::NotAString)
+                }
+                fn visit_f64<E>(self, _: f64) -> Result<JsonStr<'de>, E> {
+                    Ok(JsonStr::NotAString)
+                }
+                fn visit_unit<E>(self) -> Result<JsonStr<'de>, E> {
+                    Ok(JsonStr::NotAString)
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonStr<'de>, A::Error> {
+                    while seq.next_element::<IgnoredAny>()?.is_some() {}
+                    Ok(JsonStr::NotAString)
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonStr<'de>, A::Error> {
+                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    Ok(JsonStr::NotAString)
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -233,5 +725,90 @@ mod tests {
         h.insert("x-user-id", HeaderValue::from_bytes(b"\xff\xfe").unwrap());
         let got = extract(&Sources::new(), &h, &uri("/")).unwrap();
         assert_eq!(got.error, Some(Failure::Malformed(Malformed::NotUtf8)));
+    }
+
+    #[test]
+    fn bearer_is_opt_in() {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer abc.def.ghi"));
+        assert_eq!(extract(&Sources::new(), &h, &uri("/")).unwrap().claim.token, None);
+        let got = extract(&Sources::new().bearer(), &h, &uri("/")).unwrap();
+        assert_eq!(got.claim.token.as_deref(), Some("abc.def.ghi"));
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Basic Zm9vOmJhcg=="));
+        assert_eq!(extract(&Sources::new().bearer(), &h, &uri("/")).unwrap().claim.token, None);
+    }
+
+    #[test]
+    fn json_pointers_build_a_tree() {
+        let mut n = JsonNode::default();
+        n.insert(Role::UserId, "/user/id").unwrap();
+        n.insert(Role::Signature, "/user/hash").unwrap();
+        n.insert(Role::Email, "/a~1b").unwrap();
+        assert_eq!(n.children.len(), 2);
+        assert_eq!(&*n.children[1].0, "a/b");
+        assert!(n.insert(Role::Token, "/user").is_err());
+        assert!(n.insert(Role::Token, "/user/id/x").is_err());
+        assert!(n.insert(Role::Token, "user").is_err());
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn json_bodies() {
+        let sources = Sources::new()
+            .json(Role::UserId, "/user_id")
+            .json(Role::Signature, "/user_hash")
+            .json(Role::Metadata, "/user_metadata")
+            .json(Role::Tenant, "/traits/app");
+        let run = |body: &str| {
+            let mut e = Extracted::default();
+            e.add_json(&sources, &Bytes::copy_from_slice(body.as_bytes()));
+            e
+        };
+        let e = run(
+            r#"{"x":[1,{"user_id":"no"}],"user_id":"u\u0031","user_hash":"abc","user_metadata":{"plan":"pro"},"traits":{"app":"t"}}"#,
+        );
+        assert_eq!(e.error, None);
+        assert_eq!(e.claim.user_id.as_deref(), Some("u1"));
+        assert_eq!(e.claim.signature.as_deref(), Some("abc"));
+        assert_eq!(e.claim.metadata.as_deref(), Some(r#"{"plan":"pro"}"#));
+        assert_eq!(e.claim.tenant.as_deref(), Some("t"));
+        assert_eq!(run(r#"{"user_id":"a","user_id":"a"}"#).error, Some(Failure::Conflict(Role::UserId)));
+        assert_eq!(run(r#"{"user_id":42}"#).error, Some(Failure::Malformed(Malformed::NotAString)));
+        assert_eq!(run(r#"{"user_id":"a""#).error, Some(Failure::Malformed(Malformed::Body)));
+        assert_eq!(run(r#"{"user_id":"a"} x"#).error, Some(Failure::Malformed(Malformed::Body)));
+        assert_eq!(run("[1,2]").error, None);
+        // Duplicate keys outside the configured fields are not the layer's business.
+        assert_eq!(run(r#"{"other":1,"other":2,"user_id":"a"}"#).error, None);
+    }
+
+    #[test]
+    fn form_bodies() {
+        let sources = Sources::new().form(Role::UserId, "user_id").form(Role::Signature, "signature");
+        let mut e = Extracted::default();
+        e.add_form(&sources, &Bytes::from_static(b"user_id=a%2Bb&signature=x&other=1"));
+        assert_eq!((e.error, e.claim.user_id.as_deref()), (None, Some("a+b")));
+        let mut e = Extracted::default();
+        e.add_form(&sources, &Bytes::from_static(b"user_id=a&user_id=a"));
+        assert_eq!(e.error, Some(Failure::Conflict(Role::UserId)));
+    }
+
+    #[test]
+    fn body_kind_by_content_type_and_method() {
+        let sources = Sources::new().json(Role::UserId, "/u");
+        let mut h = HeaderMap::new();
+        let uri = uri("/");
+        let head = |m: &'static Method, h: &HeaderMap| -> Option<BodyKind> {
+            sources.body_kind(&RequestHead { method: m, uri: &uri, version: http::Version::HTTP_11, headers: h })
+        };
+        assert_eq!(head(&Method::POST, &h), None);
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        assert_eq!(head(&Method::POST, &h), Some(BodyKind::Json));
+        assert_eq!(head(&Method::GET, &h), None);
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/vnd.api+json"));
+        assert_eq!(head(&Method::POST, &h), Some(BodyKind::Json));
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert_eq!(head(&Method::POST, &h), None);
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+        assert_eq!(head(&Method::POST, &h), None, "no form fields configured");
     }
 }

@@ -22,6 +22,7 @@ pub struct IdStr(Repr);
 #[derive(Clone)]
 enum Repr {
     Header(HeaderValue),
+    Bytes(bytes::Bytes),
     Shared(Arc<str>),
     Static(&'static str),
 }
@@ -31,6 +32,13 @@ impl IdStr {
     pub fn from_header(value: &HeaderValue) -> Option<IdStr> {
         std::str::from_utf8(value.as_bytes()).ok()?;
         Some(IdStr(Repr::Header(value.clone())))
+    }
+
+    /// An identifier sharing the bytes of a buffer (e.g. a slice of a request
+    /// body), or `None` when they are not UTF-8.
+    pub fn from_utf8_bytes(bytes: bytes::Bytes) -> Option<IdStr> {
+        std::str::from_utf8(&bytes).ok()?;
+        Some(IdStr(Repr::Bytes(bytes)))
     }
 
     /// An identifier from a static string.
@@ -43,6 +51,7 @@ impl IdStr {
         match &self.0 {
             // Checked to be UTF-8 when built; the fallback cannot be reached.
             Repr::Header(v) => std::str::from_utf8(v.as_bytes()).unwrap_or_default(),
+            Repr::Bytes(b) => std::str::from_utf8(b).unwrap_or_default(),
             Repr::Shared(s) => s,
             Repr::Static(s) => s,
         }
@@ -125,6 +134,7 @@ pub struct Unsigned {
     pub(crate) user_id: Option<IdStr>,
     pub(crate) email: Option<IdStr>,
     pub(crate) visitor_id: Option<IdStr>,
+    pub(crate) metadata: Option<IdStr>,
 }
 
 impl Unsigned {
@@ -140,9 +150,16 @@ impl Unsigned {
     pub fn visitor_id(&self) -> Option<&str> {
         self.visitor_id.as_deref()
     }
+    /// Unsigned metadata (`user_metadata`, `metadata`): the raw JSON text of
+    /// the field for JSON bodies, or the plain value for form, header and
+    /// query sources. Parse it yourself; never authorise on it.
+    pub fn metadata(&self) -> Option<&str> {
+        self.metadata.as_deref()
+    }
+
     /// Whether nothing unsigned was sent.
     pub fn is_empty(&self) -> bool {
-        self.user_id.is_none() && self.email.is_none() && self.visitor_id.is_none()
+        self.user_id.is_none() && self.email.is_none() && self.visitor_id.is_none() && self.metadata.is_none()
     }
 }
 
@@ -155,47 +172,61 @@ impl Unsigned {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedIdentity {
     pub(crate) subject: Identifier,
-    pub(crate) value: IdStr,
+    pub(crate) user_id: Option<IdStr>,
+    pub(crate) email: Option<IdStr>,
+    pub(crate) visitor_id: Option<IdStr>,
     pub(crate) scheme: Scheme,
     pub(crate) tenant: Option<IdStr>,
     pub(crate) key_id: Option<Arc<str>>,
     pub(crate) signed_at: Option<u64>,
+    #[cfg(feature = "jwt")]
+    pub(crate) claims: Option<Arc<crate::jwt::SignedClaims>>,
     pub(crate) unsigned: Unsigned,
 }
 
 impl VerifiedIdentity {
-    /// Which identifier the signature proves.
+    /// The primary proven identifier: the one an HMAC signs, or for a JWT
+    /// its `email`, else its user id (`sub`), else its `visitor_id`.
     pub fn subject(&self) -> Identifier {
         self.subject
     }
 
-    /// The proven identifier's value, whichever kind it is.
+    /// The primary proven identifier's value.
     pub fn id(&self) -> &str {
-        &self.value
+        self.id_str().as_str()
     }
 
-    /// The proven identifier as a cheap shared string.
+    /// The primary proven identifier as a cheap shared string.
     pub fn id_str(&self) -> &IdStr {
-        &self.value
+        let value = match self.subject {
+            Identifier::UserId => &self.user_id,
+            Identifier::Email => &self.email,
+            Identifier::VisitorId => &self.visitor_id,
+        };
+        static EMPTY: IdStr = IdStr::from_static("");
+        // The subject's value is always set by construction.
+        value.as_ref().unwrap_or(&EMPTY)
     }
 
-    fn proven(&self, which: Identifier) -> Option<&str> {
-        (self.subject == which).then(|| self.value.as_str())
-    }
-
-    /// The user id, when the signature proves one.
+    /// The user id, when proven (HMAC over the user id, or a JWT's `sub`/`user_id`).
     pub fn user_id(&self) -> Option<&str> {
-        self.proven(Identifier::UserId)
+        self.user_id.as_deref()
     }
 
-    /// The email, when the signature proves one.
+    /// The email, when proven (HMAC over the email, or a JWT's `email`).
     pub fn email(&self) -> Option<&str> {
-        self.proven(Identifier::Email)
+        self.email.as_deref()
     }
 
-    /// The anonymous visitor id, when the signature proves one.
+    /// The anonymous visitor id, when proven.
     pub fn visitor_id(&self) -> Option<&str> {
-        self.proven(Identifier::VisitorId)
+        self.visitor_id.as_deref()
+    }
+
+    /// All claims of a verified JWT (`name`, `account_id`, …); `None` for HMAC schemes.
+    #[cfg(feature = "jwt")]
+    pub fn claims(&self) -> Option<&crate::jwt::SignedClaims> {
+        self.claims.as_deref()
     }
 
     /// The scheme that verified.
@@ -214,7 +245,8 @@ impl VerifiedIdentity {
         self.key_id.as_deref()
     }
 
-    /// When the credential was signed (unix seconds), for timestamped schemes.
+    /// When the credential was signed (unix seconds): the timestamp of a
+    /// timestamped HMAC, or a JWT's `iat`.
     pub fn signed_at(&self) -> Option<u64> {
         self.signed_at
     }

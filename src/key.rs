@@ -56,21 +56,28 @@ pub enum Scheme {
         /// The identifier signed.
         over: Identifier,
     },
+    /// An HS256 JWT; the secret is used exactly as given (seed 002).
+    #[cfg(feature = "jwt")]
+    Jwt,
 }
 
 impl Scheme {
-    /// A short stable name: `hmac` or `timestamped_hmac`.
+    /// A short stable name: `hmac`, `timestamped_hmac` or `jwt`.
     pub fn name(&self) -> &'static str {
         match self {
             Scheme::Hmac { .. } => "hmac",
             Scheme::TimestampedHmac { .. } => "timestamped_hmac",
+            #[cfg(feature = "jwt")]
+            Scheme::Jwt => "jwt",
         }
     }
 
-    /// The identifier the scheme signs.
-    pub fn identifier(&self) -> Identifier {
+    /// The identifier an HMAC scheme signs (`None` for JWT, whose claims name it).
+    pub fn identifier(&self) -> Option<Identifier> {
         match *self {
-            Scheme::Hmac { over } | Scheme::TimestampedHmac { over } => over,
+            Scheme::Hmac { over } | Scheme::TimestampedHmac { over } => Some(over),
+            #[cfg(feature = "jwt")]
+            Scheme::Jwt => None,
         }
     }
 }
@@ -104,6 +111,13 @@ impl Key {
     /// A key for timestamped HMAC-SHA256 over `{identifier}-{unix_ts}`.
     pub fn timestamped_hmac(over: Identifier, secret: Secret) -> Key {
         Key::new(Scheme::TimestampedHmac { over }, secret)
+    }
+
+    /// A key for HS256 JWTs. Build the secret with [`Secret::text`] to use
+    /// it exactly as displayed (seed 002: the JWT secret is not hex-decoded).
+    #[cfg(feature = "jwt")]
+    pub fn jwt(secret: Secret) -> Key {
+        Key::new(Scheme::Jwt, secret)
     }
 
     /// Names the key; the id is reported with every identity it verifies.
@@ -195,10 +209,11 @@ impl std::error::Error for KeySetError {}
 #[derive(Clone, Debug)]
 pub struct KeySet(Arc<KeySetInner>);
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct KeySetInner {
     keys: Box<[Key]>,
     shortest_secret: usize,
+    audience: Option<Arc<str>>,
 }
 
 impl KeySet {
@@ -218,13 +233,24 @@ impl KeySet {
             }
         }
         let shortest_secret = keys.iter().map(|k| k.secret.len()).min().unwrap_or(usize::MAX);
-        Ok(KeySet(Arc::new(KeySetInner { keys, shortest_secret })))
+        Ok(KeySet(Arc::new(KeySetInner { keys, shortest_secret, audience: None })))
     }
 
     /// A key set of one key.
     pub fn single(key: Key) -> KeySet {
         let shortest_secret = key.secret.len();
-        KeySet(Arc::new(KeySetInner { keys: Box::new([key]), shortest_secret }))
+        KeySet(Arc::new(KeySetInner { keys: Box::new([key]), shortest_secret, audience: None }))
+    }
+
+    /// Requires JWTs to carry this audience (`aud`): the tenant's app id.
+    pub fn with_audience(mut self, audience: impl Into<Arc<str>>) -> KeySet {
+        Arc::make_mut(&mut self.0).audience = Some(audience.into());
+        self
+    }
+
+    /// The audience JWTs must carry, if any.
+    pub fn audience(&self) -> Option<&str> {
+        self.0.audience.as_deref()
     }
 
     /// The keys, in the order given.

@@ -70,6 +70,8 @@
 //! - `axum` (default): `VerifiedIdentity`, `Option<VerifiedIdentity>` and
 //!   `IdentityOutcome` as axum extractors.
 //! - `base64` (default): base64-encoded secrets.
+//! - `jwt` (default): HS256 JWT verification ([`jwt`]).
+//! - `json` (default): identities in JSON request bodies.
 
 #[cfg(feature = "axum")]
 pub mod axum;
@@ -77,6 +79,8 @@ pub mod body;
 mod clock;
 mod extract;
 mod identity;
+#[cfg(feature = "jwt")]
+pub mod jwt;
 mod key;
 mod layer;
 mod mode;

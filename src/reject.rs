@@ -20,6 +20,11 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 /// | `signature_expired` | 401 | the signature is older than the maximum age |
 /// | `signature_not_yet_valid` | 401 | the signature is dated too far in the future |
 /// | `conflicting_values` | 401 | a role was sent twice with different values |
+/// | `token_lifetime_too_long` | 401 | a JWT's `exp - iat` exceeds the maximum lifetime |
+/// | `claims_mismatch` | 401 | identity values sent beside a JWT differ from its claims |
+/// | `body_too_large` | 413 | the body exceeds the body limit (nothing was forwarded) |
+/// | `body_encoding_unsupported` | 415 | a `Content-Encoding` body where the identity is read from the body |
+/// | `body_unreadable` | 400 | the body ended early or failed while being read |
 /// | `provider_unavailable` | 503 | the secret provider failed; retry later |
 /// | `misconfigured` | 500 | the tenant's keys break the key policy (e.g. a too-short secret) |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -37,6 +42,16 @@ pub enum ErrorCode {
     SignatureNotYetValid,
     /// `conflicting_values`
     ConflictingValues,
+    /// `token_lifetime_too_long`
+    TokenLifetimeTooLong,
+    /// `claims_mismatch`
+    ClaimsMismatch,
+    /// `body_too_large`
+    BodyTooLarge,
+    /// `body_encoding_unsupported`
+    BodyEncodingUnsupported,
+    /// `body_unreadable`
+    BodyUnreadable,
     /// `provider_unavailable`
     ProviderUnavailable,
     /// `misconfigured`
@@ -79,6 +94,11 @@ codes! {
     SignatureExpired => "signature_expired", UNAUTHORIZED, 16, "The identity signature has expired.";
     SignatureNotYetValid => "signature_not_yet_valid", UNAUTHORIZED, 16, "The identity signature is dated in the future.";
     ConflictingValues => "conflicting_values", UNAUTHORIZED, 16, "The request carries conflicting identity values.";
+    TokenLifetimeTooLong => "token_lifetime_too_long", UNAUTHORIZED, 16, "The identity token lives longer than allowed.";
+    ClaimsMismatch => "claims_mismatch", UNAUTHORIZED, 16, "Identity values sent beside the token differ from its claims.";
+    BodyTooLarge => "body_too_large", PAYLOAD_TOO_LARGE, 8, "The request body is too large.";
+    BodyEncodingUnsupported => "body_encoding_unsupported", UNSUPPORTED_MEDIA_TYPE, 3, "Encoded request bodies cannot carry an identity.";
+    BodyUnreadable => "body_unreadable", BAD_REQUEST, 3, "The request body could not be read.";
     ProviderUnavailable => "provider_unavailable", SERVICE_UNAVAILABLE, 14, "Identity verification is temporarily unavailable.";
     Misconfigured => "misconfigured", INTERNAL_SERVER_ERROR, 13, "Identity verification is misconfigured.";
 }
@@ -180,6 +200,10 @@ impl<'a> RequestHead<'a> {
     pub(crate) fn of<B>(req: &'a Request<B>) -> RequestHead<'a> {
         RequestHead { method: req.method(), uri: req.uri(), version: req.version(), headers: req.headers() }
     }
+
+    pub(crate) fn of_parts(parts: &'a http::request::Parts) -> RequestHead<'a> {
+        RequestHead { method: &parts.method, uri: &parts.uri, version: parts.version, headers: &parts.headers }
+    }
 }
 
 /// Builds the response for a rejected request. Replace the default to change
@@ -238,6 +262,11 @@ mod tests {
             ErrorCode::SignatureExpired,
             ErrorCode::SignatureNotYetValid,
             ErrorCode::ConflictingValues,
+            ErrorCode::TokenLifetimeTooLong,
+            ErrorCode::ClaimsMismatch,
+            ErrorCode::BodyTooLarge,
+            ErrorCode::BodyEncodingUnsupported,
+            ErrorCode::BodyUnreadable,
             ErrorCode::ProviderUnavailable,
             ErrorCode::Misconfigured,
         ] {

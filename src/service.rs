@@ -6,13 +6,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http::{Request, Response};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::body::{RequestBody, ResponseBody};
-use crate::extract::{Extracted, extract};
+use crate::extract::{BodyKind, Extracted, extract, is_encoded};
 use crate::identity::{IdentityOutcome, UnverifiedReason, VerifiedIdentity};
 use crate::layer::Config;
 use crate::mode::Mode;
@@ -128,7 +129,7 @@ enum Dispatch<B> {
 }
 
 /// Applies a decision: the request to forward, or the rejection response.
-fn apply<B>(config: &Config, mut req: Request<B>, decision: Decision, grpc: bool) -> Dispatch<B> {
+fn apply<B>(config: &Config, mut req: Request<RequestBody<B>>, decision: Decision, grpc: bool) -> Dispatch<B> {
     match decision {
         Decision::Pass { outcome, identity } => {
             let ext = req.extensions_mut();
@@ -138,19 +139,37 @@ fn apply<B>(config: &Config, mut req: Request<B>, decision: Decision, grpc: bool
                 ext.insert(identity);
             }
             ext.insert(outcome);
-            Dispatch::Forward(req.map(RequestBody::new))
+            Dispatch::Forward(req)
         }
-        Decision::Reject(code) => Dispatch::Reject(reject(config, &req, code, grpc)),
+        Decision::Reject(code) => Dispatch::Reject(reject(config, &RequestHead::of(&req), code, grpc)),
     }
 }
 
-fn reject<B>(config: &Config, req: &Request<B>, code: ErrorCode, grpc: bool) -> Response<Bytes> {
-    config.responder.respond(&Rejection::new(code, grpc), &RequestHead::of(req))
+fn reject(config: &Config, head: &RequestHead<'_>, code: ErrorCode, grpc: bool) -> Response<Bytes> {
+    config.responder.respond(&Rejection::new(code, grpc), head)
+}
+
+/// The outcome of asking the provider: decided now, or a lookup to wait for.
+enum Resolved<B> {
+    Now(Dispatch<B>),
+    Later(LookupFuture, Request<RequestBody<B>>, Extracted),
+}
+
+fn resolve<B>(config: &Config, req: Request<RequestBody<B>>, extracted: Extracted, grpc: bool) -> Resolved<B> {
+    match config.provider.lookup(extracted.claim.tenant.as_deref()) {
+        Lookup::Ready(result) => Resolved::Now(apply(config, req, decide(config, extracted, result), grpc)),
+        Lookup::Pending(lookup) => Resolved::Later(lookup, req, extracted),
+    }
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for IdentityVerification<S>
 where
     S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>> + Clone,
+    ReqBody: Body,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
@@ -167,19 +186,48 @@ where
             Ok(extracted) => extracted,
             Err(failure) => {
                 tracing::debug!(reason = %failure, "identity: rejected before lookup");
-                return ResponseFuture::done(reject(config, &req, failure.code(), grpc));
+                return ResponseFuture::done(reject(config, &RequestHead::of(&req), failure.code(), grpc));
             }
         };
-        match config.provider.lookup(extracted.claim.tenant.as_deref()) {
-            Lookup::Ready(result) => match apply(config, req, decide(config, extracted, result), grpc) {
-                Dispatch::Forward(req) => ResponseFuture::inner(self.inner.call(req)),
-                Dispatch::Reject(res) => ResponseFuture::done(res),
-            },
-            Lookup::Pending(lookup) => {
-                // The inner service was driven to readiness; keep that one
-                // for this request and leave a fresh clone in its place.
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
+        let body_kind = if grpc { None } else { config.sources.body_kind(&RequestHead::of(&req)) };
+        if let Some(kind) = body_kind {
+            let refused = if is_encoded(req.headers()) {
+                Some(ErrorCode::BodyEncodingUnsupported)
+            } else if content_length(req.headers()).is_some_and(|len| len > config.sources.get_body_limit() as u64) {
+                Some(ErrorCode::BodyTooLarge)
+            } else {
+                None
+            };
+            if let Some(code) = refused {
+                tracing::debug!(code = code.as_str(), "identity: body refused before reading");
+                return ResponseFuture::done(reject(config, &RequestHead::of(&req), code, grpc));
+            }
+            let inner = self.take_ready_inner();
+            let (parts, body) = req.into_parts();
+            return ResponseFuture {
+                state: State::Buffering {
+                    body,
+                    pending: Some(Box::new(Buffering {
+                        pending: Pending {
+                            inner,
+                            req: Request::from_parts(parts, ()),
+                            extracted,
+                            config: self.config.clone(),
+                            grpc,
+                        },
+                        kind,
+                        chunks: Vec::new(),
+                        len: 0,
+                        trailers: None,
+                    })),
+                },
+            };
+        }
+        match resolve(config, req.map(RequestBody::new), extracted, grpc) {
+            Resolved::Now(Dispatch::Forward(req)) => ResponseFuture::inner(self.inner.call(req)),
+            Resolved::Now(Dispatch::Reject(res)) => ResponseFuture::done(res),
+            Resolved::Later(lookup, req, extracted) => {
+                let inner = self.take_ready_inner();
                 ResponseFuture {
                     state: State::Resolving {
                         lookup,
@@ -191,12 +239,46 @@ where
     }
 }
 
-struct Pending<S, B> {
+impl<S: Clone> IdentityVerification<S> {
+    /// The inner service was driven to readiness; keep that one for this
+    /// request and leave a fresh clone in its place (tower's "be careful when
+    /// cloning inner services").
+    fn take_ready_inner(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
+}
+
+struct Pending<S, R> {
     inner: S,
-    req: Request<B>,
+    req: R,
     extracted: Extracted,
     config: Arc<Config>,
     grpc: bool,
+}
+
+/// A request whose body is being buffered.
+struct Buffering<S> {
+    pending: Pending<S, Request<()>>,
+    kind: BodyKind,
+    chunks: Vec<Bytes>,
+    len: usize,
+    trailers: Option<http::HeaderMap>,
+}
+
+/// The body as one buffer: a single chunk as is (no copy), or one copy of all chunks.
+fn concat(mut chunks: Vec<Bytes>, len: usize) -> Bytes {
+    match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => {
+            let mut all = bytes::BytesMut::with_capacity(len);
+            for chunk in chunks {
+                all.extend_from_slice(&chunk);
+            }
+            all.freeze()
+        }
+    }
 }
 
 pin_project! {
@@ -217,7 +299,8 @@ pin_project! {
         S: Service<Request<RequestBody<B>>>,
     {
         Inner { #[pin] fut: S::Future },
-        Resolving { lookup: LookupFuture, pending: Option<Box<Pending<S, B>>> },
+        Buffering { #[pin] body: B, pending: Option<Box<Buffering<S>>> },
+        Resolving { lookup: LookupFuture, pending: Option<Box<Pending<S, Request<RequestBody<B>>>>> },
         Done { response: Option<Response<Bytes>> },
     }
 }
@@ -247,13 +330,14 @@ where
 impl<S, B, ResBody> Future for ResponseFuture<S, B>
 where
     S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
+    B: Body,
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let mut this = self.as_mut().project();
-            match this.state.as_mut().project() {
+            let next = match this.state.as_mut().project() {
                 StateProj::Inner { fut } => {
                     return fut.poll(cx).map_ok(|res| res.map(ResponseBody::inner));
                 }
@@ -261,17 +345,69 @@ where
                     let response = response.take().expect("ResponseFuture polled after completion");
                     return Poll::Ready(Ok(response.map(ResponseBody::full)));
                 }
+                StateProj::Buffering { mut body, pending } => {
+                    let buffering = pending.as_mut().expect("ResponseFuture polled after completion");
+                    let limit = buffering.pending.config.sources.get_body_limit();
+                    let failed = loop {
+                        match ready!(body.as_mut().poll_frame(cx)) {
+                            None => break None,
+                            Some(Err(_)) => break Some(ErrorCode::BodyUnreadable),
+                            Some(Ok(frame)) => match frame.into_data() {
+                                Ok(mut data) => {
+                                    buffering.len += data.remaining();
+                                    if buffering.len > limit {
+                                        break Some(ErrorCode::BodyTooLarge);
+                                    }
+                                    buffering.chunks.push(data.copy_to_bytes(data.remaining()));
+                                }
+                                Err(frame) => {
+                                    if let Ok(trailers) = frame.into_trailers() {
+                                        buffering.trailers = Some(trailers);
+                                    }
+                                }
+                            },
+                        }
+                    };
+                    let mut buffering = pending.take().expect("checked above");
+                    let Pending { mut inner, req, mut extracted, config, grpc } = buffering.pending;
+                    let (parts, ()) = req.into_parts();
+                    if let Some(code) = failed {
+                        tracing::debug!(code = code.as_str(), "identity: body refused");
+                        State::Done { response: Some(reject(&config, &RequestHead::of_parts(&parts), code, grpc)) }
+                    } else {
+                        let bytes = concat(std::mem::take(&mut buffering.chunks), buffering.len);
+                        match extracted.add_body(&config.sources, buffering.kind, &bytes) {
+                            Err(failure) => State::Done {
+                                response: Some(reject(&config, &RequestHead::of_parts(&parts), failure.code(), grpc)),
+                            },
+                            Ok(()) => {
+                                let req = Request::from_parts(
+                                    parts,
+                                    RequestBody::buffered_with_trailers(bytes, buffering.trailers.take()),
+                                );
+                                match resolve(&config, req, extracted, grpc) {
+                                    Resolved::Now(Dispatch::Forward(req)) => State::Inner { fut: inner.call(req) },
+                                    Resolved::Now(Dispatch::Reject(res)) => State::Done { response: Some(res) },
+                                    Resolved::Later(lookup, req, extracted) => State::Resolving {
+                                        lookup,
+                                        pending: Some(Box::new(Pending { inner, req, extracted, config, grpc })),
+                                    },
+                                }
+                            }
+                        }
+                    }
+                }
                 StateProj::Resolving { lookup, pending } => {
                     let result = ready!(lookup.as_mut().poll(cx));
                     let Pending { mut inner, req, extracted, config, grpc } =
                         *pending.take().expect("ResponseFuture polled after completion");
-                    let next = match apply(&config, req, decide(&config, extracted, result), grpc) {
+                    match apply(&config, req, decide(&config, extracted, result), grpc) {
                         Dispatch::Forward(req) => State::Inner { fut: inner.call(req) },
                         Dispatch::Reject(res) => State::Done { response: Some(res) },
-                    };
-                    this.state.set(next);
+                    }
                 }
-            }
+            };
+            this.state.set(next);
         }
     }
 }

@@ -41,11 +41,21 @@ pub fn timestamped_hmac(secret: &Secret, identifier: &str, unix_ts: u64) -> Stri
 
 impl Key {
     /// Signs `identifier` with this key in its scheme; `now` (unix seconds)
-    /// is used by timestamped schemes.
+    /// is used by timestamped schemes. For a JWT key this mints a token with
+    /// `sub` = `identifier`, `iat` = `now`, `exp` = `now + 600` and the key's
+    /// id as `kid` (use [`crate::jwt::token`] for more claims).
     pub fn sign(&self, identifier: &str, now: u64) -> String {
         match self.scheme {
             Scheme::Hmac { .. } => hmac(&self.secret, identifier),
             Scheme::TimestampedHmac { .. } => timestamped_hmac(&self.secret, identifier, now),
+            #[cfg(feature = "jwt")]
+            Scheme::Jwt => {
+                let mut claims = serde_json::Map::new();
+                claims.insert("sub".into(), identifier.into());
+                claims.insert("iat".into(), now.into());
+                claims.insert("exp".into(), now.saturating_add(600).into());
+                crate::jwt::encode(&self.secret, self.id.as_deref(), &claims)
+            }
         }
     }
 }

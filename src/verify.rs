@@ -43,12 +43,24 @@ pub enum Role {
     Signature,
     /// The signing time, when sent apart from the signature.
     Timestamp,
+    /// An HS256 JWT.
+    Token,
+    /// Unsigned metadata (e.g. `user_metadata`), carried to the handler.
+    Metadata,
 }
 
 impl Role {
     /// All roles.
-    pub const ALL: [Role; 6] =
-        [Role::Tenant, Role::UserId, Role::Email, Role::VisitorId, Role::Signature, Role::Timestamp];
+    pub const ALL: [Role; 8] = [
+        Role::Tenant,
+        Role::UserId,
+        Role::Email,
+        Role::VisitorId,
+        Role::Signature,
+        Role::Timestamp,
+        Role::Token,
+        Role::Metadata,
+    ];
 
     /// A stable name: `tenant`, `user_id`, `email`, `visitor_id`, `signature`, `timestamp`.
     pub fn as_str(self) -> &'static str {
@@ -59,6 +71,8 @@ impl Role {
             Role::VisitorId => "visitor_id",
             Role::Signature => "signature",
             Role::Timestamp => "timestamp",
+            Role::Token => "token",
+            Role::Metadata => "metadata",
         }
     }
 
@@ -84,6 +98,10 @@ pub struct Claim {
     pub signature: Option<IdStr>,
     /// The signing time, when sent apart from the signature.
     pub timestamp: Option<IdStr>,
+    /// An HS256 JWT.
+    pub token: Option<IdStr>,
+    /// Unsigned metadata: raw JSON text from a JSON body, or a plain string.
+    pub metadata: Option<IdStr>,
 }
 
 impl Claim {
@@ -122,9 +140,20 @@ impl Claim {
         self
     }
 
-    /// Whether the claim carries a credential.
+    /// Sets the token.
+    pub fn token(mut self, v: impl Into<IdStr>) -> Claim {
+        self.token = Some(v.into());
+        self
+    }
+    /// Sets the unsigned metadata.
+    pub fn metadata(mut self, v: impl Into<IdStr>) -> Claim {
+        self.metadata = Some(v.into());
+        self
+    }
+
+    /// Whether the claim carries a credential (a signature or a token).
     pub fn has_credential(&self) -> bool {
-        self.signature.is_some()
+        self.signature.is_some() || self.token.is_some()
     }
 
     /// The value of an identifier.
@@ -144,6 +173,8 @@ impl Claim {
             Role::VisitorId => &mut self.visitor_id,
             Role::Signature => &mut self.signature,
             Role::Timestamp => &mut self.timestamp,
+            Role::Token => &mut self.token,
+            Role::Metadata => &mut self.metadata,
         }
     }
 }
@@ -157,6 +188,8 @@ impl fmt::Debug for Claim {
             .field("visitor_id", &self.visitor_id)
             .field("signature", &self.signature.as_ref().map(|_| "[REDACTED]"))
             .field("timestamp", &self.timestamp)
+            .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
+            .field("metadata", &self.metadata)
             .finish()
     }
 }
@@ -172,11 +205,20 @@ pub struct VerifyOptions {
     pub future_skew: u64,
     /// Longest accepted identifier, in bytes. Default: 256.
     pub max_identifier_len: usize,
+    /// JWT limits.
+    #[cfg(feature = "jwt")]
+    pub jwt: crate::jwt::JwtOptions,
 }
 
 impl Default for VerifyOptions {
     fn default() -> Self {
-        VerifyOptions { max_age: 3600, future_skew: 60, max_identifier_len: 256 }
+        VerifyOptions {
+            max_age: 3600,
+            future_skew: 60,
+            max_identifier_len: 256,
+            #[cfg(feature = "jwt")]
+            jwt: crate::jwt::JwtOptions::default(),
+        }
     }
 }
 
@@ -196,6 +238,10 @@ pub enum Failure {
     NotYetValid,
     /// The same role was given twice with different values.
     Conflict(Role),
+    /// A token's lifetime exceeds the maximum.
+    LifetimeTooLong,
+    /// Identity values sent beside a token differ from its claims.
+    ClaimsMismatch,
 }
 
 /// The ways a claim can be malformed.
@@ -216,6 +262,14 @@ pub enum Malformed {
     IdentifierCharacters,
     /// A value is not valid UTF-8.
     NotUtf8,
+    /// The token is not a well-formed compact HS256 JWT.
+    Token,
+    /// A body field for an identifier, signature or token is not a JSON string.
+    NotAString,
+    /// The body could not be parsed (invalid JSON, or a duplicate key).
+    Body,
+    /// Both a signature and a token were sent.
+    SignatureAndToken,
 }
 
 impl Failure {
@@ -228,6 +282,8 @@ impl Failure {
             Failure::Expired => ErrorCode::SignatureExpired,
             Failure::NotYetValid => ErrorCode::SignatureNotYetValid,
             Failure::Conflict(_) => ErrorCode::ConflictingValues,
+            Failure::LifetimeTooLong => ErrorCode::TokenLifetimeTooLong,
+            Failure::ClaimsMismatch => ErrorCode::ClaimsMismatch,
         }
     }
 }
@@ -301,20 +357,38 @@ fn check_identifier(v: &str, opts: &VerifyOptions) -> Result<(), Failure> {
 
 /// Verifies `claim` against `keys` at time `now` (unix seconds).
 ///
-/// Every currently valid key whose scheme matches the signature's form is
-/// tried: a plain `<hex>` signature only against [`Scheme::Hmac`] keys, a
-/// timestamped one only against [`Scheme::TimestampedHmac`] keys. The tag is
-/// decoded to exactly 32 bytes and compared in constant time. The signed
-/// bytes are the identifier exactly as sent.
+/// For a signature, every currently valid key whose scheme matches the
+/// signature's form is tried: a plain `<hex>` signature only against
+/// [`Scheme::Hmac`] keys, a timestamped one only against
+/// [`Scheme::TimestampedHmac`] keys. The tag is decoded to exactly 32 bytes
+/// and compared in constant time. The signed bytes are the identifier exactly
+/// as sent.
+///
+/// For a token (feature `jwt`), see [`crate::jwt`]; identifier values sent
+/// beside it must equal its claims ([`Failure::ClaimsMismatch`]).
 pub fn verify(claim: &Claim, keys: &KeySet, now: u64, opts: &VerifyOptions) -> Result<VerifiedIdentity, Failure> {
-    let Some(sig) = claim.signature.as_deref() else {
-        return Err(Failure::Missing);
-    };
     for id in [&claim.user_id, &claim.email, &claim.visitor_id].into_iter().flatten() {
         check_identifier(id, opts)?;
     }
-    let parsed = parse_signature(sig, claim.timestamp.as_deref())?;
+    match (claim.signature.as_deref(), claim.token.as_deref()) {
+        (None, None) => Err(Failure::Missing),
+        (Some(_), Some(_)) => Err(Failure::Malformed(Malformed::SignatureAndToken)),
+        (Some(sig), None) => verify_signature(claim, sig, keys, now, opts),
+        #[cfg(feature = "jwt")]
+        (None, Some(token)) => verify_jwt(claim, token, keys, now, opts),
+        #[cfg(not(feature = "jwt"))]
+        (None, Some(_)) => Err(Failure::Invalid),
+    }
+}
 
+fn verify_signature(
+    claim: &Claim,
+    sig: &str,
+    keys: &KeySet,
+    now: u64,
+    opts: &VerifyOptions,
+) -> Result<VerifiedIdentity, Failure> {
+    let parsed = parse_signature(sig, claim.timestamp.as_deref())?;
     let mut identifier_missing = false;
     for key in keys.keys() {
         if !key.is_valid_at(now) {
@@ -346,32 +420,64 @@ pub fn verify(claim: &Claim, keys: &KeySet, now: u64, opts: &VerifyOptions) -> R
                 return Err(Failure::Expired);
             }
         }
-        return Ok(identity(claim, over, value.clone(), key, signed_at));
+        let proven = |which: Identifier| if over == which { claim.identifier(which).cloned() } else { None };
+        let unsigned = |which: Identifier| if over == which { None } else { claim.identifier(which).cloned() };
+        return Ok(VerifiedIdentity {
+            subject: over,
+            user_id: proven(Identifier::UserId),
+            email: proven(Identifier::Email),
+            visitor_id: proven(Identifier::VisitorId),
+            scheme: key.scheme,
+            tenant: claim.tenant.clone(),
+            key_id: key.id.clone(),
+            signed_at,
+            #[cfg(feature = "jwt")]
+            claims: None,
+            unsigned: Unsigned {
+                user_id: unsigned(Identifier::UserId),
+                email: unsigned(Identifier::Email),
+                visitor_id: unsigned(Identifier::VisitorId),
+                metadata: claim.metadata.clone(),
+            },
+        });
     }
     Err(if identifier_missing { Failure::Malformed(Malformed::IdentifierMissing) } else { Failure::Invalid })
 }
 
-fn identity(
+#[cfg(feature = "jwt")]
+fn verify_jwt(
     claim: &Claim,
-    over: Identifier,
-    value: IdStr,
-    key: &crate::key::Key,
-    signed_at: Option<u64>,
-) -> VerifiedIdentity {
-    let unsigned_if = |which: Identifier, v: &Option<IdStr>| if over == which { None } else { v.clone() };
-    VerifiedIdentity {
-        subject: over,
-        value,
-        scheme: key.scheme,
-        tenant: claim.tenant.clone(),
-        key_id: key.id.clone(),
-        signed_at,
-        unsigned: Unsigned {
-            user_id: unsigned_if(Identifier::UserId, &claim.user_id),
-            email: unsigned_if(Identifier::Email, &claim.email),
-            visitor_id: unsigned_if(Identifier::VisitorId, &claim.visitor_id),
-        },
+    token: &str,
+    keys: &KeySet,
+    now: u64,
+    opts: &VerifyOptions,
+) -> Result<VerifiedIdentity, Failure> {
+    let verified = crate::jwt::verify_token(token, keys, now, &opts.jwt)?;
+    // Claim binding: every identifier sent beside the token must be signed into it.
+    for which in [Identifier::UserId, Identifier::Email, Identifier::VisitorId] {
+        if let Some(sent) = claim.identifier(which) {
+            let signed = match which {
+                Identifier::UserId => &verified.user_id,
+                Identifier::Email => &verified.email,
+                Identifier::VisitorId => &verified.visitor_id,
+            };
+            if signed.as_ref() != Some(sent) {
+                return Err(Failure::ClaimsMismatch);
+            }
+        }
     }
+    Ok(VerifiedIdentity {
+        subject: verified.subject(),
+        user_id: verified.user_id,
+        email: verified.email,
+        visitor_id: verified.visitor_id,
+        scheme: verified.key.scheme,
+        tenant: claim.tenant.clone(),
+        key_id: verified.key.id.clone(),
+        signed_at: verified.issued_at,
+        claims: Some(verified.claims),
+        unsigned: Unsigned { metadata: claim.metadata.clone(), ..Unsigned::default() },
+    })
 }
 
 #[cfg(test)]
