@@ -327,6 +327,11 @@ impl Extracted {
     #[cfg(feature = "json")]
     fn add_json(&mut self, sources: &Sources, body: &Bytes) {
         use serde::de::DeserializeSeed;
+        // An empty body (a POST with a JSON content type and nothing to say)
+        // carries no identity; it is not an error.
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
         let mut found = json::Found::default();
         let mut de = serde_json::Deserializer::from_slice(body);
         let walked = json::Walk { node: &sources.json, found: &mut found, base: body }

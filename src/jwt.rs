@@ -203,8 +203,27 @@ pub(crate) struct VerifiedToken {
     pub(crate) claims: Arc<SignedClaims>,
 }
 
-/// Verifies an HS256 token against the JWT keys of `keys`.
-pub(crate) fn verify_token(token: &str, keys: &KeySet, now: u64, opts: &JwtOptions) -> Result<VerifiedToken, Failure> {
+/// Verifies the signature of a compact HS256 JWS against the JWT keys of
+/// `keys` that are valid at `now`, and returns the key that matched and the
+/// decoded payload. Checks the header (`alg`, `crit`, `typ`, `kid`, …) and
+/// the encoding, but no claims: use it for tokens whose payload is not a
+/// claim set.
+///
+/// ```
+/// use tower_identity::{jwt, Key, KeySet, Secret};
+///
+/// let secret = Secret::text("jwt-secret-shown-once-in-the-dashboard").unwrap();
+/// let token = jwt::token(&secret, "app_1", "jane@example.com", None, 1_767_225_600, 600, []);
+/// let keys = KeySet::single(Key::jwt(secret));
+/// let (_key, payload) = jwt::verify_jws(&token, &keys, 1_767_225_600, &jwt::JwtOptions::default()).unwrap();
+/// assert!(payload.starts_with(b"{"));
+/// ```
+pub fn verify_jws<'k>(
+    token: &str,
+    keys: &'k KeySet,
+    now: u64,
+    opts: &JwtOptions,
+) -> Result<(&'k Key, Vec<u8>), Failure> {
     let malformed = Failure::Malformed(Malformed::Token);
     if token.is_empty() || token.len() > opts.max_token_len {
         return Err(malformed);
@@ -238,6 +257,7 @@ pub(crate) fn verify_token(token: &str, keys: &KeySet, now: u64, opts: &JwtOptio
         Ok(sig) if sig.len() == 32 => tag.copy_from_slice(&sig),
         _ => return Err(malformed),
     }
+    let payload = b64(p64)?;
     let signed = &token[..h64.len() + 1 + p64.len()];
     let key = keys
         .keys()
@@ -250,9 +270,15 @@ pub(crate) fn verify_token(token: &str, keys: &KeySet, now: u64, opts: &JwtOptio
             mac.verify_slice(&tag).is_ok()
         })
         .ok_or(Failure::Invalid)?;
+    Ok((key, payload))
+}
 
+/// Verifies an HS256 token against the JWT keys of `keys`.
+pub(crate) fn verify_token(token: &str, keys: &KeySet, now: u64, opts: &JwtOptions) -> Result<VerifiedToken, Failure> {
+    let malformed = Failure::Malformed(Malformed::Token);
+    let (key, payload) = verify_jws(token, keys, now, opts)?;
     // Authentic from here on: check the claims.
-    let claims = object(&b64(p64)?)?;
+    let claims = object(&payload)?;
     let exp = numeric(&claims, "exp")?.ok_or(malformed)?;
     let iat = numeric(&claims, "iat")?;
     let nbf = numeric(&claims, "nbf")?;
