@@ -123,6 +123,8 @@ fn decide(config: &Config, extracted: Extracted, lookup: LookupResult) -> Decisi
 }
 
 /// What to do with a request once decided.
+// Short-lived stack values, moved once; boxing would allocate per request.
+#[allow(clippy::large_enum_variant)]
 enum Dispatch<B> {
     Forward(Request<RequestBody<B>>),
     Reject(Response<Bytes>),
@@ -150,6 +152,7 @@ fn reject(config: &Config, head: &RequestHead<'_>, code: ErrorCode, grpc: bool) 
 }
 
 /// The outcome of asking the provider: decided now, or a lookup to wait for.
+#[allow(clippy::large_enum_variant)]
 enum Resolved<B> {
     Now(Dispatch<B>),
     Later(LookupFuture, Request<RequestBody<B>>, Extracted),
