@@ -20,6 +20,10 @@ pin_project! {
         Stream { #[pin] body: B },
         /// Buffered bytes (and the trailers that followed them, if any).
         Buffered { data: Option<Bytes>, trailers: Option<HeaderMap> },
+        /// The bytes read so far, then the rest of the original body (a body
+        /// the layer stopped reading at its limit, forwarded in a mode that
+        /// does not reject).
+        Replay { data: Option<Bytes>, rest: Pin<Box<B>> },
     }
 }
 
@@ -89,6 +93,10 @@ impl<B: Body> Body for RequestBody<B> {
                 Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
                 None => Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t)))),
             },
+            RequestBodyProj::Replay { data, rest } => match data.take() {
+                Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
+                None => poll_inner(rest.as_mut(), cx),
+            },
         }
     }
 
@@ -96,6 +104,7 @@ impl<B: Body> Body for RequestBody<B> {
         match self {
             RequestBody::Stream { body } => body.is_end_stream(),
             RequestBody::Buffered { data, trailers } => data.is_none() && trailers.is_none(),
+            RequestBody::Replay { data, rest } => data.is_none() && rest.is_end_stream(),
         }
     }
 
@@ -103,6 +112,16 @@ impl<B: Body> Body for RequestBody<B> {
         match self {
             RequestBody::Stream { body } => body.size_hint(),
             RequestBody::Buffered { data, .. } => full_hint(data),
+            RequestBody::Replay { data, rest } => {
+                let read = data.as_ref().map_or(0, |d| d.len() as u64);
+                let rest = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower() + read);
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + read);
+                }
+                hint
+            }
         }
     }
 }

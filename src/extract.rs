@@ -221,6 +221,11 @@ impl Sources {
         self.query[role.index()].as_deref()
     }
 
+    /// Whether the token is also read from `Authorization: Bearer`.
+    pub fn reads_bearer(&self) -> bool {
+        self.bearer
+    }
+
     /// The body limit in bytes.
     pub fn get_body_limit(&self) -> usize {
         self.body_limit
@@ -238,10 +243,10 @@ impl Sources {
             return None;
         }
         let ct = head.headers.get(CONTENT_TYPE)?.to_str().ok()?;
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        let kind = if reads_json && is_json(&essence) {
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        let kind = if reads_json && is_json(essence) {
             BodyKind::Json
-        } else if reads_form && essence == "application/x-www-form-urlencoded" {
+        } else if reads_form && essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
             BodyKind::Form
         } else {
             return None;
@@ -254,8 +259,11 @@ impl Sources {
 }
 
 fn is_json(essence: &str) -> bool {
-    essence == "application/json"
-        || essence.strip_prefix("application/").is_some_and(|sub| sub.ends_with("+json") && !sub.starts_with('+'))
+    let Some(sub) = essence.get(..12).filter(|p| p.eq_ignore_ascii_case("application/")).map(|_| &essence[12..]) else {
+        return false;
+    };
+    sub.eq_ignore_ascii_case("json")
+        || (sub.len() > 5 && sub.get(sub.len() - 5..).is_some_and(|t| t.eq_ignore_ascii_case("+json")))
 }
 
 /// Whether the body carries a content coding the layer cannot read.
@@ -277,10 +285,15 @@ pub(crate) enum BodyKind {
 pub(crate) struct Extracted {
     pub(crate) claim: Claim,
     pub(crate) error: Option<Failure>,
+    /// The tenant itself was ambiguous: no policy can be chosen.
+    tenant_conflict: bool,
 }
 
 impl Extracted {
-    fn fail(&mut self, failure: Failure) {
+    pub(crate) fn fail(&mut self, failure: Failure) {
+        if failure == Failure::Conflict(Role::Tenant) {
+            self.tenant_conflict = true;
+        }
         self.error.get_or_insert(failure);
     }
 
@@ -297,7 +310,7 @@ impl Extracted {
     }
 
     fn tenant_failed(&self) -> bool {
-        matches!(self.error, Some(Failure::Conflict(Role::Tenant)))
+        self.tenant_conflict
     }
 
     /// Adds the roles found in a buffered body.
@@ -310,9 +323,22 @@ impl Extracted {
     }
 
     fn add_form(&mut self, sources: &Sources, body: &Bytes) {
+        self.add_urlencoded(&sources.form, body);
+    }
+
+    /// Reads the roles named in `names` from `application/x-www-form-urlencoded`
+    /// text (a query string or a form body). Values are decoded strictly: a
+    /// percent-encoded byte sequence that is not UTF-8 is refused rather than
+    /// replaced, so two different byte strings never read as one identifier.
+    fn add_urlencoded(&mut self, names: &[Option<Box<str>>; ROLES], input: &[u8]) {
         let mut seen = [false; ROLES];
-        for (k, v) in form_urlencoded::parse(body) {
-            let Some(role) = Role::ALL.into_iter().find(|r| sources.form[r.index()].as_deref() == Some(&*k)) else {
+        for pair in input.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+            let (k, v) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &[][..]),
+            };
+            let Some(key) = decode_component(k) else { continue };
+            let Some(role) = Role::ALL.into_iter().find(|r| names[r.index()].as_deref() == Some(&*key)) else {
                 continue;
             };
             if std::mem::replace(&mut seen[role.index()], true) {
@@ -320,7 +346,10 @@ impl Extracted {
                 self.fail(Failure::Conflict(role));
                 continue;
             }
-            self.put(role, IdStr::from(v.into_owned()));
+            match decode_component(v) {
+                Some(value) => self.put(role, IdStr::from(value.into_owned())),
+                None => self.fail(Failure::Malformed(Malformed::NotUtf8)),
+            }
         }
     }
 
@@ -391,23 +420,25 @@ pub(crate) fn extract(sources: &Sources, headers: &HeaderMap, uri: &Uri) -> Resu
     if sources.reads_query()
         && let Some(query) = uri.query()
     {
-        let mut seen = [false; ROLES];
-        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-            let Some(role) = Role::ALL.into_iter().find(|r| sources.query[r.index()].as_deref() == Some(&*k)) else {
-                continue;
-            };
-            if std::mem::replace(&mut seen[role.index()], true) {
-                out.claim.slot(role).take();
-                out.fail(Failure::Conflict(role));
-                continue;
-            }
-            out.put(role, IdStr::from(v.into_owned()));
-        }
+        out.add_urlencoded(&sources.query, query.as_bytes());
     }
     if out.tenant_failed() {
         return Err(Failure::Conflict(Role::Tenant));
     }
     Ok(out)
+}
+
+/// Decodes one urlencoded component: `+` is a space, `%XX` a byte, and the
+/// result must be valid UTF-8.
+fn decode_component(raw: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    use percent_encoding::percent_decode;
+    if raw.contains(&b'+') {
+        let spaced: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+        let decoded = percent_decode(&spaced).decode_utf8().ok()?.into_owned();
+        Some(std::borrow::Cow::Owned(decoded))
+    } else {
+        percent_decode(raw).decode_utf8().ok()
+    }
 }
 
 /// The configured JSON fields, as a tree of object keys.
@@ -561,7 +592,12 @@ mod json {
                                 }
                             }
                         };
-                        self.found.values[role.index()] = Some(value);
+                        let slot = &mut self.found.values[role.index()];
+                        if slot.as_ref().is_some_and(|prev| *prev != value) {
+                            self.found.failure = Some(Failure::Conflict(*role));
+                            return Err(de::Error::custom("conflicting values"));
+                        }
+                        *slot = Some(value);
                     }
                     JsonChild::Object(node) => {
                         if duplicate {
@@ -725,6 +761,17 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_conflict_is_seen_after_another_error() {
+        let sources =
+            Sources::new().header(Role::Tenant, HeaderName::from_static("x-tenant")).query(Role::Tenant, "app");
+        let mut h = HeaderMap::new();
+        h.append("x-user-id", HeaderValue::from_static("1"));
+        h.append("x-user-id", HeaderValue::from_static("2"));
+        h.insert("x-tenant", HeaderValue::from_static("a"));
+        assert_eq!(extract(&sources, &h, &uri("/?app=b")).unwrap_err(), Failure::Conflict(Role::Tenant));
+    }
+
+    #[test]
     fn non_utf8_header() {
         let mut h = HeaderMap::new();
         h.insert("x-user-id", HeaderValue::from_bytes(b"\xff\xfe").unwrap());
@@ -782,8 +829,24 @@ mod tests {
         assert_eq!(run(r#"{"user_id":"a""#).error, Some(Failure::Malformed(Malformed::Body)));
         assert_eq!(run(r#"{"user_id":"a"} x"#).error, Some(Failure::Malformed(Malformed::Body)));
         assert_eq!(run("[1,2]").error, None);
+        assert_eq!(run("").error, None, "an empty body carries no identity");
         // Duplicate keys outside the configured fields are not the layer's business.
         assert_eq!(run(r#"{"other":1,"other":2,"user_id":"a"}"#).error, None);
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn one_role_at_two_paths_must_agree() {
+        let sources = Sources::new().json(Role::UserId, "/user_id").json(Role::UserId, "/traits/user_id");
+        let run = |body: &'static str| {
+            let mut e = Extracted::default();
+            e.add_json(&sources, &Bytes::from_static(body.as_bytes()));
+            e
+        };
+        let e = run(r#"{"user_id":"victim","traits":{"user_id":"attacker"}}"#);
+        assert_eq!(e.error, Some(Failure::Conflict(Role::UserId)));
+        let e = run(r#"{"user_id":"same","traits":{"user_id":"same"}}"#);
+        assert_eq!((e.error, e.claim.user_id.as_deref()), (None, Some("same")));
     }
 
     #[test]

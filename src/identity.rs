@@ -46,6 +46,16 @@ impl IdStr {
         IdStr(Repr::Static(s))
     }
 
+    /// The identifier's bytes (UTF-8), without re-checking them.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Header(v) => v.as_bytes(),
+            Repr::Bytes(b) => b,
+            Repr::Shared(s) => s.as_bytes(),
+            Repr::Static(s) => s.as_bytes(),
+        }
+    }
+
     /// The identifier as a string slice.
     pub fn as_str(&self) -> &str {
         match &self.0 {
@@ -91,7 +101,7 @@ impl From<Arc<str>> for IdStr {
 
 impl PartialEq for IdStr {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.as_bytes() == other.as_bytes()
     }
 }
 impl Eq for IdStr {}
@@ -234,7 +244,9 @@ impl VerifiedIdentity {
         self.scheme
     }
 
-    /// The tenant the request named (app, agent, organisation, channel), if any.
+    /// The tenant the request named (app, agent, organisation, channel), if
+    /// any, and whose policy verified it. With a tenant-agnostic provider
+    /// (one static [`KeySet`](crate::KeySet)) this is only what the client sent.
     pub fn tenant(&self) -> Option<&str> {
         self.tenant.as_deref()
     }

@@ -153,6 +153,20 @@ impl Key {
         &self.secret
     }
 
+    /// Whether two keys are the same HMAC key. HMAC pads short keys with
+    /// zeros and hashes long ones, so `S` and `S\0` (or a long key and its
+    /// SHA-256) are one key: compare what HMAC computes, in constant time.
+    fn same_hmac_key(&self, other: &Key) -> bool {
+        use hmac::Mac;
+        use subtle::ConstantTimeEq;
+        const PROBE: &[u8] = b"tower-identity key equivalence probe";
+        let mut a = self.mac.clone();
+        let mut b = other.mac.clone();
+        a.update(PROBE);
+        b.update(PROBE);
+        bool::from(a.finalize().into_bytes().as_slice().ct_eq(b.finalize().into_bytes().as_slice()))
+    }
+
     /// Whether the key is inside its validity window at `now` (unix seconds).
     pub fn is_valid_at(&self, now: u64) -> bool {
         self.not_before.is_none_or(|nb| now >= nb) && self.not_after.is_none_or(|na| now < na)
@@ -227,7 +241,7 @@ impl KeySet {
                 {
                     return Err(KeySetError::DuplicateKeyId(x.to_string()));
                 }
-                if a.scheme != b.scheme && a.secret == b.secret {
+                if a.scheme != b.scheme && a.same_hmac_key(b) {
                     return Err(KeySetError::SecretSharedAcrossSchemes { first: a.scheme, second: b.scheme });
                 }
             }
@@ -292,6 +306,14 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, KeySetError::SecretSharedAcrossSchemes { .. }));
         assert!(!err.to_string().contains("shared-secret"));
+        // HMAC-equivalent secrets (zero padding) count as the same secret.
+        assert!(
+            KeySet::new([
+                Key::hmac(Identifier::UserId, secret("shared-secret-0123456789")),
+                Key::timestamped_hmac(Identifier::UserId, secret("shared-secret-0123456789\0")),
+            ])
+            .is_err()
+        );
         // Same secret over two identifiers is two schemes, too.
         assert!(
             KeySet::new([

@@ -151,8 +151,7 @@ impl fmt::Debug for Secret {
 }
 
 impl PartialEq for Secret {
-    /// Constant-time comparison (used when checking a key set for a secret
-    /// shared between schemes).
+    /// Constant-time comparison of the bytes.
     fn eq(&self, other: &Self) -> bool {
         use subtle::ConstantTimeEq;
         self.0.len() == other.0.len() && bool::from(self.0.as_slice().ct_eq(other.0.as_slice()))

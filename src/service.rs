@@ -19,7 +19,7 @@ use crate::layer::Config;
 use crate::mode::Mode;
 use crate::provider::{Lookup, LookupFuture, LookupResult};
 use crate::reject::{ErrorCode, Rejection, RequestHead, is_grpc};
-use crate::verify::{Failure, verify};
+use crate::verify::{Failure, Role, verify};
 
 /// The service built by [`IdentityVerificationLayer`](crate::IdentityVerificationLayer).
 ///
@@ -75,7 +75,7 @@ fn decide(config: &Config, extracted: Extracted, lookup: LookupResult) -> Decisi
         }
     };
     let mode = policy.as_ref().and_then(|p| p.mode()).unwrap_or(config.mode);
-    let Extracted { claim, error } = extracted;
+    let Extracted { claim, error, .. } = extracted;
     if mode == Mode::Off {
         let outcome = if claim.has_credential() || error.is_some() {
             IdentityOutcome::Unverified(UnverifiedReason::VerificationOff)
@@ -134,6 +134,7 @@ enum Dispatch<B> {
 fn apply<B>(config: &Config, mut req: Request<RequestBody<B>>, decision: Decision, grpc: bool) -> Dispatch<B> {
     match decision {
         Decision::Pass { outcome, identity } => {
+            mark_credentials_sensitive(config, req.headers_mut());
             let ext = req.extensions_mut();
             // Never trust state that arrived with the request.
             ext.remove::<VerifiedIdentity>();
@@ -144,6 +145,20 @@ fn apply<B>(config: &Config, mut req: Request<RequestBody<B>>, decision: Decisio
             Dispatch::Forward(req)
         }
         Decision::Reject(code) => Dispatch::Reject(reject(config, &RequestHead::of(&req), code, grpc)),
+    }
+}
+
+/// Flags the headers that carry credentials as sensitive, so that loggers
+/// that honour the flag and HTTP/2 header compression leave them alone.
+fn mark_credentials_sensitive(config: &Config, headers: &mut http::HeaderMap) {
+    let sources = &config.sources;
+    let signature = sources.header_name(Role::Signature);
+    let token = sources.header_name(Role::Token);
+    let bearer = sources.reads_bearer().then_some(&http::header::AUTHORIZATION);
+    for (name, value) in headers.iter_mut() {
+        if Some(name) == signature || Some(name) == token || Some(name) == bearer {
+            value.set_sensitive(true);
+        }
     }
 }
 
@@ -185,32 +200,29 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
         let grpc = is_grpc(req.headers());
-        let extracted = match extract(&config.sources, req.headers(), req.uri()) {
+        let mut extracted = match extract(&config.sources, req.headers(), req.uri()) {
             Ok(extracted) => extracted,
             Err(failure) => {
+                // The tenant is ambiguous, so no policy (and no mode) applies: refuse.
                 tracing::debug!(reason = %failure, "identity: rejected before lookup");
                 return ResponseFuture::done(reject(config, &RequestHead::of(&req), failure.code(), grpc));
             }
         };
         let body_kind = if grpc { None } else { config.sources.body_kind(&RequestHead::of(&req)) };
         if let Some(kind) = body_kind {
-            let refused = if is_encoded(req.headers()) {
-                Some(ErrorCode::BodyEncodingUnsupported)
+            // A body the layer will not read is a failure for the mode to
+            // decide on (413/415 when enforcing); report-only and off let the
+            // original body stream through untouched.
+            if is_encoded(req.headers()) {
+                extracted.fail(Failure::BodyEncoded);
             } else if content_length(req.headers()).is_some_and(|len| len > config.sources.get_body_limit() as u64) {
-                Some(ErrorCode::BodyTooLarge)
+                extracted.fail(Failure::BodyTooLarge);
             } else {
-                None
-            };
-            if let Some(code) = refused {
-                tracing::debug!(code = code.as_str(), "identity: body refused before reading");
-                return ResponseFuture::done(reject(config, &RequestHead::of(&req), code, grpc));
-            }
-            let inner = self.take_ready_inner();
-            let (parts, body) = req.into_parts();
-            return ResponseFuture {
-                state: State::Buffering {
-                    body,
-                    pending: Some(Box::new(Buffering {
+                let inner = self.take_ready_inner();
+                let (parts, body) = req.into_parts();
+                return ResponseFuture::buffering(
+                    Box::pin(body),
+                    Buffering {
                         pending: Pending {
                             inner,
                             req: Request::from_parts(parts, ()),
@@ -222,9 +234,9 @@ where
                         chunks: Vec::new(),
                         len: 0,
                         trailers: None,
-                    })),
-                },
-            };
+                    },
+                );
+            }
         }
         match resolve(config, req.map(RequestBody::new), extracted, grpc) {
             Resolved::Now(Dispatch::Forward(req)) => ResponseFuture::inner(self.inner.call(req)),
@@ -302,7 +314,7 @@ pin_project! {
         S: Service<Request<RequestBody<B>>>,
     {
         Inner { #[pin] fut: S::Future },
-        Buffering { #[pin] body: B, pending: Option<Box<Buffering<S>>> },
+        Buffering { body: Option<Pin<Box<B>>>, pending: Option<Box<Buffering<S>>> },
         Resolving { lookup: LookupFuture, pending: Option<Box<Pending<S, Request<RequestBody<B>>>>> },
         Done { response: Option<Response<Bytes>> },
     }
@@ -318,6 +330,10 @@ where
 
     fn done(response: Response<Bytes>) -> Self {
         ResponseFuture { state: State::Done { response: Some(response) } }
+    }
+
+    fn buffering(body: Pin<Box<B>>, buffering: Buffering<S>) -> Self {
+        ResponseFuture { state: State::Buffering { body: Some(body), pending: Some(Box::new(buffering)) } }
     }
 }
 
@@ -340,73 +356,85 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let mut this = self.as_mut().project();
-            let next = match this.state.as_mut().project() {
-                StateProj::Inner { fut } => {
-                    return fut.poll(cx).map_ok(|res| res.map(ResponseBody::inner));
-                }
-                StateProj::Done { response } => {
-                    let response = response.take().expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(response.map(ResponseBody::full)));
-                }
-                StateProj::Buffering { mut body, pending } => {
-                    let buffering = pending.as_mut().expect("ResponseFuture polled after completion");
-                    let limit = buffering.pending.config.sources.get_body_limit();
-                    let failed = loop {
-                        match ready!(body.as_mut().poll_frame(cx)) {
-                            None => break None,
-                            Some(Err(_)) => break Some(ErrorCode::BodyUnreadable),
-                            Some(Ok(frame)) => match frame.into_data() {
-                                Ok(mut data) => {
-                                    buffering.len += data.remaining();
-                                    if buffering.len > limit {
-                                        break Some(ErrorCode::BodyTooLarge);
+            let next = 'next: {
+                match this.state.as_mut().project() {
+                    StateProj::Inner { fut } => {
+                        return fut.poll(cx).map_ok(|res| res.map(ResponseBody::inner));
+                    }
+                    StateProj::Done { response } => {
+                        let response = response.take().expect("ResponseFuture polled after completion");
+                        return Poll::Ready(Ok(response.map(ResponseBody::full)));
+                    }
+                    StateProj::Buffering { body, pending } => {
+                        let buffering = pending.as_mut().expect("ResponseFuture polled after completion");
+                        let stream = body.as_mut().expect("ResponseFuture polled after completion");
+                        let limit = buffering.pending.config.sources.get_body_limit();
+                        let over_limit = loop {
+                            match ready!(stream.as_mut().poll_frame(cx)) {
+                                None => break false,
+                                Some(Err(_)) => {
+                                    // A broken body cannot be handed on in any mode.
+                                    let Pending { req, config, grpc, .. } =
+                                        pending.take().expect("checked above").pending;
+                                    tracing::debug!("identity: the request body failed while being read");
+                                    let res = reject(&config, &RequestHead::of(&req), ErrorCode::BodyUnreadable, grpc);
+                                    break 'next State::Done { response: Some(res) };
+                                }
+                                Some(Ok(frame)) => match frame.into_data() {
+                                    Ok(mut data) => {
+                                        buffering.len += data.remaining();
+                                        buffering.chunks.push(data.copy_to_bytes(data.remaining()));
+                                        if buffering.len > limit {
+                                            break true;
+                                        }
                                     }
-                                    buffering.chunks.push(data.copy_to_bytes(data.remaining()));
-                                }
-                                Err(frame) => {
-                                    if let Ok(trailers) = frame.into_trailers() {
-                                        buffering.trailers = Some(trailers);
+                                    Err(frame) => {
+                                        if let Ok(trailers) = frame.into_trailers() {
+                                            buffering.trailers = Some(trailers);
+                                        }
                                     }
-                                }
-                            },
-                        }
-                    };
-                    let mut buffering = pending.take().expect("checked above");
-                    let Pending { mut inner, req, mut extracted, config, grpc } = buffering.pending;
-                    let (parts, ()) = req.into_parts();
-                    if let Some(code) = failed {
-                        tracing::debug!(code = code.as_str(), "identity: body refused");
-                        State::Done { response: Some(reject(&config, &RequestHead::of_parts(&parts), code, grpc)) }
-                    } else {
-                        let bytes = concat(std::mem::take(&mut buffering.chunks), buffering.len);
-                        match extracted.add_body(&config.sources, buffering.kind, &bytes) {
-                            Err(failure) => State::Done {
-                                response: Some(reject(&config, &RequestHead::of_parts(&parts), failure.code(), grpc)),
-                            },
-                            Ok(()) => {
-                                let req = Request::from_parts(
-                                    parts,
-                                    RequestBody::buffered_with_trailers(bytes, buffering.trailers.take()),
-                                );
-                                match resolve(&config, req, extracted, grpc) {
-                                    Resolved::Now(Dispatch::Forward(req)) => State::Inner { fut: inner.call(req) },
-                                    Resolved::Now(Dispatch::Reject(res)) => State::Done { response: Some(res) },
-                                    Resolved::Later(lookup, req, extracted) => State::Resolving {
-                                        lookup,
-                                        pending: Some(Box::new(Pending { inner, req, extracted, config, grpc })),
-                                    },
-                                }
+                                },
                             }
+                        };
+                        let Buffering {
+                            pending: Pending { mut inner, req, mut extracted, config, grpc },
+                            kind,
+                            chunks,
+                            len,
+                            trailers,
+                        } = *pending.take().expect("checked above");
+                        let (parts, ()) = req.into_parts();
+                        let bytes = concat(chunks, len);
+                        let body = if over_limit {
+                            extracted.fail(Failure::BodyTooLarge);
+                            RequestBody::Replay {
+                                data: (!bytes.is_empty()).then_some(bytes),
+                                rest: body.take().expect("checked above"),
+                            }
+                        } else {
+                            if let Err(failure) = extracted.add_body(&config.sources, kind, &bytes) {
+                                let res = reject(&config, &RequestHead::of_parts(&parts), failure.code(), grpc);
+                                break 'next State::Done { response: Some(res) };
+                            }
+                            RequestBody::buffered_with_trailers(bytes, trailers)
+                        };
+                        match resolve(&config, Request::from_parts(parts, body), extracted, grpc) {
+                            Resolved::Now(Dispatch::Forward(req)) => State::Inner { fut: inner.call(req) },
+                            Resolved::Now(Dispatch::Reject(res)) => State::Done { response: Some(res) },
+                            Resolved::Later(lookup, req, extracted) => State::Resolving {
+                                lookup,
+                                pending: Some(Box::new(Pending { inner, req, extracted, config, grpc })),
+                            },
                         }
                     }
-                }
-                StateProj::Resolving { lookup, pending } => {
-                    let result = ready!(lookup.as_mut().poll(cx));
-                    let Pending { mut inner, req, extracted, config, grpc } =
-                        *pending.take().expect("ResponseFuture polled after completion");
-                    match apply(&config, req, decide(&config, extracted, result), grpc) {
-                        Dispatch::Forward(req) => State::Inner { fut: inner.call(req) },
-                        Dispatch::Reject(res) => State::Done { response: Some(res) },
+                    StateProj::Resolving { lookup, pending } => {
+                        let result = ready!(lookup.as_mut().poll(cx));
+                        let Pending { mut inner, req, extracted, config, grpc } =
+                            *pending.take().expect("ResponseFuture polled after completion");
+                        match apply(&config, req, decide(&config, extracted, result), grpc) {
+                            Dispatch::Forward(req) => State::Inner { fut: inner.call(req) },
+                            Dispatch::Reject(res) => State::Done { response: Some(res) },
+                        }
                     }
                 }
             };

@@ -242,6 +242,10 @@ pub enum Failure {
     LifetimeTooLong,
     /// Identity values sent beside a token differ from its claims.
     ClaimsMismatch,
+    /// The body that carries the identity is larger than the body limit.
+    BodyTooLarge,
+    /// The body that carries the identity has a `Content-Encoding`.
+    BodyEncoded,
 }
 
 /// The ways a claim can be malformed.
@@ -284,6 +288,8 @@ impl Failure {
             Failure::Conflict(_) => ErrorCode::ConflictingValues,
             Failure::LifetimeTooLong => ErrorCode::TokenLifetimeTooLong,
             Failure::ClaimsMismatch => ErrorCode::ClaimsMismatch,
+            Failure::BodyTooLarge => ErrorCode::BodyTooLarge,
+            Failure::BodyEncoded => ErrorCode::BodyEncodingUnsupported,
         }
     }
 }
@@ -453,6 +459,9 @@ fn verify_jwt(
     opts: &VerifyOptions,
 ) -> Result<VerifiedIdentity, Failure> {
     let verified = crate::jwt::verify_token(token, keys, now, &opts.jwt)?;
+    for id in [&verified.user_id, &verified.email, &verified.visitor_id].into_iter().flatten() {
+        check_identifier(id, opts)?;
+    }
     // Claim binding: every identifier sent beside the token must be signed into it.
     for which in [Identifier::UserId, Identifier::Email, Identifier::VisitorId] {
         if let Some(sent) = claim.identifier(which) {

@@ -327,3 +327,51 @@ async fn axum_json_extractor_still_parses_the_body() {
             .await;
     assert_eq!((status, text.as_str()), (StatusCode::OK, "ann says hi there"));
 }
+
+#[tokio::test]
+async fn report_only_never_breaks_large_or_encoded_bodies() {
+    let s = server(Mode::ReportOnly).await;
+    let mut rng = Rng(7);
+    let big = json_body(LIMIT * 3, "u9");
+    // Over the limit while reading (no Content-Length), and declared over the limit.
+    for (ones, with_length) in [(false, false), (false, true)] {
+        let (status, text) =
+            send_chunked(s.addr, "/chat", "application/json", &big, &mut rng, ones, with_length, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let mut parts = text.split(' ');
+        assert_eq!(parts.next(), Some(sha(&big).as_str()), "the replayed body arrives whole");
+        assert_eq!(parts.nth(1), Some("<unverified>"));
+    }
+    // A compressed body streams through untouched.
+    let body = json_body(200, "u9");
+    let (status, text) = send_chunked(
+        s.addr,
+        "/chat",
+        "application/json",
+        &body,
+        &mut rng,
+        false,
+        true,
+        &[("content-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.starts_with(&sha(&body)));
+    // Enforcing modes refuse the same requests without calling the handler.
+    let s = server(Mode::Required).await;
+    let (status, text) = send_chunked(s.addr, "/chat", "application/json", &big, &mut rng, false, false, &[]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    let (status, _) = send_chunked(
+        s.addr,
+        "/chat",
+        "application/json",
+        &body,
+        &mut rng,
+        false,
+        true,
+        &[("content-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(s.calls.load(Ordering::SeqCst), 0);
+}

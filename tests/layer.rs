@@ -510,3 +510,33 @@ async fn secrets_never_appear_in_debug_output() {
     let dbg = format!("{claim:?}");
     assert!(!dbg.contains(&sign::hmac(&secret(), "u1")), "{dbg}");
 }
+
+#[tokio::test]
+async fn credential_headers_are_marked_sensitive_and_query_decoding_is_strict() {
+    let layer = plain_layer(Mode::Required).sources(Sources::new().query_defaults());
+    let sig = sign::hmac(&secret(), "u1");
+    let svc = tower::ServiceBuilder::new().layer(layer.clone()).service(tower::service_fn(
+        |req: http::Request<tower_identity::body::RequestBody<http_body_util::Full<bytes::Bytes>>>| async move {
+            let h = req.headers();
+            assert!(h["x-identity-signature"].is_sensitive());
+            assert!(!h["authorization"].is_sensitive(), "not an identity source here: left alone");
+            assert!(!h["x-user-id"].is_sensitive());
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+        },
+    ));
+    let req = get("/", &[("x-user-id", "u1"), ("x-identity-signature", &sig), ("authorization", "Bearer app-session")]);
+    let res = tower::ServiceExt::oneshot(svc, req).await.unwrap();
+    assert_eq!(res.status(), 200);
+
+    // %FF and %FE are different bytes: neither may be read as U+FFFD.
+    for bad in ["%FF", "%FE", "a%C3"] {
+        let (a, rec) =
+            send(&layer, get(&format!("/?user_id={bad}&signature={}", sign::hmac(&secret(), "\u{fffd}")), &[])).await;
+        assert_rejected(&a, &rec, 401, "credential_malformed", &[]);
+    }
+    // '+' is a space in query strings.
+    let sig = sign::hmac(&secret(), "a b");
+    let (a, rec) = send(&layer, get(&format!("/?user_id=a+b&signature={sig}"), &[])).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(rec.last_identity().unwrap().user_id(), Some("a b"));
+}
