@@ -8,6 +8,7 @@ use tower_layer::Layer;
 
 use crate::clock::{Clock, SystemClock};
 use crate::extract::Sources;
+use crate::forward::ForwardHeaders;
 use crate::mode::Mode;
 use crate::provider::SecretProvider;
 use crate::reject::{DefaultResponder, Responder};
@@ -26,6 +27,8 @@ pub(crate) struct Config {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) responder: Arc<dyn Responder>,
     pub(crate) min_secret_len: usize,
+    pub(crate) forward: Option<ForwardHeaders>,
+    pub(crate) strip_credentials: bool,
 }
 
 /// A tower layer that verifies signed identities before requests reach the
@@ -63,6 +66,8 @@ impl IdentityVerificationLayer {
                 clock: Arc::new(SystemClock),
                 responder: Arc::new(DefaultResponder),
                 min_secret_len: DEFAULT_MIN_SECRET_LEN,
+                forward: None,
+                strip_credentials: false,
             }),
         }
     }
@@ -121,6 +126,23 @@ impl IdentityVerificationLayer {
         self
     }
 
+    /// Forwards the verified identity to the inner service (an upstream) as
+    /// headers, after deleting every client-sent copy of those headers in
+    /// every spelling. For proxies; see [`ForwardHeaders`].
+    pub fn forward_identity_headers(mut self, headers: ForwardHeaders) -> Self {
+        self.config_mut().forward = Some(headers);
+        self
+    }
+
+    /// Removes the credential headers (signature, timestamp, token, and
+    /// `Authorization` when it is a token source) before forwarding, so the
+    /// upstream never sees them. Off by default; when kept, they are marked
+    /// sensitive.
+    pub fn strip_credentials(mut self, strip: bool) -> Self {
+        self.config_mut().strip_credentials = strip;
+        self
+    }
+
     /// Replaces the responder that builds rejection responses.
     pub fn responder(mut self, responder: impl Responder) -> Self {
         self.config_mut().responder = Arc::new(responder);
@@ -135,6 +157,8 @@ impl fmt::Debug for IdentityVerificationLayer {
             .field("sources", &self.config.sources)
             .field("options", &self.config.options)
             .field("min_secret_len", &self.config.min_secret_len)
+            .field("forward", &self.config.forward)
+            .field("strip_credentials", &self.config.strip_credentials)
             .finish_non_exhaustive()
     }
 }

@@ -78,6 +78,7 @@ pub mod axum;
 pub mod body;
 mod clock;
 mod extract;
+mod forward;
 mod identity;
 #[cfg(feature = "jwt")]
 pub mod jwt;
@@ -92,7 +93,8 @@ pub mod sign;
 mod verify;
 
 pub use clock::{Clock, SystemClock};
-pub use extract::Sources;
+pub use extract::{DEFAULT_BODY_LIMIT, Sources};
+pub use forward::ForwardHeaders;
 pub use identity::{IdStr, IdentityOutcome, Unsigned, UnverifiedReason, VerifiedIdentity};
 pub use key::{Identifier, Key, KeySet, KeySetError, Scheme};
 pub use layer::{DEFAULT_MIN_SECRET_LEN, IdentityVerificationLayer};

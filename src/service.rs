@@ -134,7 +134,10 @@ enum Dispatch<B> {
 fn apply<B>(config: &Config, mut req: Request<RequestBody<B>>, decision: Decision, grpc: bool) -> Dispatch<B> {
     match decision {
         Decision::Pass { outcome, identity } => {
-            mark_credentials_sensitive(config, req.headers_mut());
+            guard_credentials(config, req.headers_mut());
+            if let Some(forward) = &config.forward {
+                forward.apply(req.headers_mut(), outcome, identity.as_ref());
+            }
             let ext = req.extensions_mut();
             // Never trust state that arrived with the request.
             ext.remove::<VerifiedIdentity>();
@@ -148,13 +151,21 @@ fn apply<B>(config: &Config, mut req: Request<RequestBody<B>>, decision: Decisio
     }
 }
 
-/// Flags the headers that carry credentials as sensitive, so that loggers
-/// that honour the flag and HTTP/2 header compression leave them alone.
-fn mark_credentials_sensitive(config: &Config, headers: &mut http::HeaderMap) {
+/// Removes the headers that carry credentials (with `strip_credentials`), or
+/// flags them as sensitive, so that loggers that honour the flag and HTTP/2
+/// header compression leave them alone.
+fn guard_credentials(config: &Config, headers: &mut http::HeaderMap) {
     let sources = &config.sources;
     let signature = sources.header_name(Role::Signature);
+    let timestamp = sources.header_name(Role::Timestamp);
     let token = sources.header_name(Role::Token);
     let bearer = sources.reads_bearer().then_some(&http::header::AUTHORIZATION);
+    if config.strip_credentials {
+        for name in [signature, timestamp, token, bearer].into_iter().flatten() {
+            headers.remove(name);
+        }
+        return;
+    }
     for (name, value) in headers.iter_mut() {
         if Some(name) == signature || Some(name) == token || Some(name) == bearer {
             value.set_sensitive(true);

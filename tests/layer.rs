@@ -540,3 +540,63 @@ async fn credential_headers_are_marked_sensitive_and_query_decoding_is_strict() 
     assert_eq!(a.status, 200);
     assert_eq!(rec.last_identity().unwrap().user_id(), Some("a b"));
 }
+
+#[tokio::test]
+async fn forwarded_identity_headers_cannot_be_spoofed_in_any_mode() {
+    use std::sync::Mutex;
+    let spoofs = [
+        "x-verified-user-id",
+        "x_verified_user_id",
+        "x.verified.user.id",
+        "X-Verified_Email",
+        "x-identity-outcome",
+        "x_verified_tenant",
+        "x-verified-key.id",
+    ];
+    for mode in [Mode::Off, Mode::ReportOnly, Mode::Optional, Mode::Required] {
+        for valid in [true, false] {
+            let seen: Arc<Mutex<Option<http::HeaderMap>>> = Arc::default();
+            let layer = plain_layer(mode)
+                .forward_identity_headers(tower_identity::ForwardHeaders::default())
+                .strip_credentials(true);
+            let svc = tower::ServiceBuilder::new().layer(layer).service(tower::service_fn({
+                let seen = seen.clone();
+                move |req: http::Request<tower_identity::body::RequestBody<http_body_util::Full<bytes::Bytes>>>| {
+                    *seen.lock().unwrap() = Some(req.headers().clone());
+                    async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::new(),
+                        )))
+                    }
+                }
+            }));
+            let sig = if valid { sign::hmac(&secret(), "u1") } else { "0".repeat(64) };
+            let mut req = get("/", &[("x-user-id", "u1"), ("x-identity-signature", &sig)]);
+            for name in spoofs {
+                req.headers_mut().append(
+                    HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).unwrap(),
+                    "admin".parse().unwrap(),
+                );
+            }
+            let res = tower::ServiceExt::oneshot(svc, req).await.unwrap();
+            let ctx = format!("{mode:?} valid={valid}");
+            let Some(h) = seen.lock().unwrap().take() else {
+                assert_eq!(res.status(), 401, "{ctx}");
+                continue;
+            };
+            for (name, value) in &h {
+                assert_ne!(value, "admin", "{ctx}: spoofed {name} reached the upstream");
+            }
+            assert_eq!(h.get_all("x-identity-outcome").iter().count(), 1, "{ctx}");
+            assert!(h.get("x-identity-signature").is_none(), "{ctx}: credential stripped");
+            let outcome = h["x-identity-outcome"].to_str().unwrap();
+            if valid && mode != Mode::Off {
+                assert_eq!(outcome, "verified", "{ctx}");
+                assert_eq!(h.get_all("x-verified-user-id").iter().collect::<Vec<_>>(), ["u1"], "{ctx}");
+            } else {
+                assert_ne!(outcome, "verified", "{ctx}");
+                assert!(h.get("x-verified-user-id").is_none(), "{ctx}");
+            }
+        }
+    }
+}

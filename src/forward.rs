@@ -1,0 +1,121 @@
+//! Forwarding the verified identity as headers (proxy use), after stripping
+//! every client-sent copy of those headers.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::identity::{IdStr, IdentityOutcome, VerifiedIdentity};
+
+/// The headers a proxy adds for its upstream.
+///
+/// Before adding them, the layer deletes every client-sent header whose name
+/// matches one of them, also when spelled with `_` or `.` instead of `-`
+/// (`x_verified_user_id`, `X.Verified.User.Id`), in every mode: an upstream
+/// can trust these headers exactly as far as it trusts the proxy.
+///
+/// | header (default) | value |
+/// | --- | --- |
+/// | `x-verified-user-id` | the proven user id |
+/// | `x-verified-email` | the proven email |
+/// | `x-verified-visitor-id` | the proven visitor id |
+/// | `x-verified-tenant` | the tenant whose keys verified the request |
+/// | `x-verified-key-id` | the id of the key that matched |
+/// | `x-identity-outcome` | `verified`, `anonymous` or `unverified` |
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardHeaders {
+    /// The proven user id.
+    pub user_id: HeaderName,
+    /// The proven email.
+    pub email: HeaderName,
+    /// The proven visitor id.
+    pub visitor_id: HeaderName,
+    /// The tenant.
+    pub tenant: HeaderName,
+    /// The matching key's id.
+    pub key_id: HeaderName,
+    /// The outcome.
+    pub outcome: HeaderName,
+}
+
+impl Default for ForwardHeaders {
+    fn default() -> Self {
+        ForwardHeaders {
+            user_id: HeaderName::from_static("x-verified-user-id"),
+            email: HeaderName::from_static("x-verified-email"),
+            visitor_id: HeaderName::from_static("x-verified-visitor-id"),
+            tenant: HeaderName::from_static("x-verified-tenant"),
+            key_id: HeaderName::from_static("x-verified-key-id"),
+            outcome: HeaderName::from_static("x-identity-outcome"),
+        }
+    }
+}
+
+impl ForwardHeaders {
+    fn names(&self) -> [&HeaderName; 6] {
+        [&self.user_id, &self.email, &self.visitor_id, &self.tenant, &self.key_id, &self.outcome]
+    }
+
+    /// Removes every header that is one of ours under any spelling.
+    pub(crate) fn strip(&self, headers: &mut HeaderMap) {
+        let names = self.names();
+        let doomed: Vec<HeaderName> =
+            headers.keys().filter(|k| names.iter().any(|n| same_name(k.as_str(), n.as_str()))).cloned().collect();
+        for name in doomed {
+            headers.remove(&name);
+        }
+    }
+
+    /// Strips, then adds the headers for this outcome.
+    pub(crate) fn apply(&self, headers: &mut HeaderMap, outcome: IdentityOutcome, identity: Option<&VerifiedIdentity>) {
+        self.strip(headers);
+        headers.insert(self.outcome.clone(), HeaderValue::from_static(outcome.as_str()));
+        let Some(id) = identity else { return };
+        let mut put = |name: &HeaderName, value: Option<&IdStr>| {
+            // Identifiers were checked to hold no control characters, so every
+            // value is a valid header value; anything else is dropped, never
+            // forwarded half-way.
+            if let Some(v) = value.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
+                headers.insert(name.clone(), v);
+            }
+        };
+        put(&self.user_id, id.user_id.as_ref());
+        put(&self.email, id.email.as_ref());
+        put(&self.visitor_id, id.visitor_id.as_ref());
+        put(&self.tenant, id.tenant.as_ref());
+        if let Some(key_id) = id.key_id.as_deref().and_then(|k| HeaderValue::from_str(k).ok()) {
+            headers.insert(self.key_id.clone(), key_id);
+        }
+    }
+}
+
+/// Whether two header names are the same once `_` and `.` read as `-`
+/// (header names are already lowercase).
+fn same_name(a: &str, b: &str) -> bool {
+    let norm = |c: u8| if c == b'_' || c == b'.' { b'-' } else { c };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| norm(x) == norm(y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_every_spelling() {
+        let f = ForwardHeaders::default();
+        let mut h = HeaderMap::new();
+        for name in [
+            "x-verified-user-id",
+            "x_verified_user_id",
+            "x.verified.user.id",
+            "x-verified_user.id",
+            "x-identity-outcome",
+        ] {
+            h.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_static("spoof"));
+        }
+        h.append("x-verified-user-id", HeaderValue::from_static("spoof2"));
+        h.insert("x-user-id", HeaderValue::from_static("keep"));
+        f.apply(&mut h, IdentityOutcome::Anonymous, None);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h["x-user-id"], "keep");
+        assert_eq!(h["x-identity-outcome"], "anonymous");
+    }
+}
