@@ -179,11 +179,18 @@ impl Sources {
     ///
     /// When `pointer` is not of the form `/key[/key…]`, or is both a field
     /// and the parent of another field.
-    pub fn json(mut self, role: Role, pointer: &str) -> Sources {
-        if let Err(e) = self.json.insert(role, pointer) {
-            panic!("invalid JSON pointer {pointer:?}: {e}");
+    pub fn json(self, role: Role, pointer: &str) -> Sources {
+        match self.try_json(role, pointer) {
+            Ok(sources) => sources,
+            Err(e) => panic!("invalid JSON pointer {pointer:?}: {e}"),
         }
-        self
+    }
+
+    /// Like [`json`](Sources::json), but returns an error for a bad pointer
+    /// instead of panicking (for configuration read at run time).
+    pub fn try_json(mut self, role: Role, pointer: &str) -> Result<Sources, &'static str> {
+        self.json.insert(role, pointer)?;
+        Ok(self)
     }
 
     /// Reads `role` from the form field `name` of an

@@ -100,8 +100,8 @@ pub use key::{Identifier, Key, KeySet, KeySetError, Scheme};
 pub use layer::{DEFAULT_MIN_SECRET_LEN, IdentityVerificationLayer};
 pub use mode::Mode;
 pub use provider::{
-    AsyncFnProvider, Lookup, LookupFuture, LookupResult, ProviderError, SecretProvider, TenantMap, TenantPolicy,
-    from_async_fn,
+    AsyncFnProvider, HotSwap, Lookup, LookupFuture, LookupResult, ProviderError, SecretProvider, TenantMap,
+    TenantPolicy, from_async_fn,
 };
 pub use reject::{DefaultResponder, ErrorCode, Rejection, RequestHead, Responder};
 pub use secret::{Secret, SecretEncoding, SecretError};

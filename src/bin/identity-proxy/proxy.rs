@@ -1,0 +1,315 @@
+//! The reverse proxy: the identity layer in front of a hyper-util client.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::{Service, ServiceExt};
+use tower_identity::body::{RequestBody, ResponseBody};
+use tower_identity::{HotSwap, IdentityVerification, IdentityVerificationLayer, TenantMap};
+
+use crate::config::{self, Settings, UpstreamProtocol};
+
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+];
+
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn json_error(status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
+    let body = format!("{{\"error\":\"{code}\",\"message\":\"{message}\"}}");
+    let mut res = Response::new(Full::new(Bytes::from(body)).map_err(|never: Infallible| match never {}).boxed());
+    *res.status_mut() = status;
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+/// Forwards requests to the upstream.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, RequestBody<Incoming>>,
+    authority: http::uri::Authority,
+    timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(uri: &Uri, protocol: UpstreamProtocol, timeout: Duration) -> Upstream {
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder.timer(TokioTimer::new()).pool_timer(TokioTimer::new());
+        if protocol == UpstreamProtocol::H2c {
+            builder.http2_only(true);
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        Upstream { client: builder.build(connector), authority: uri.authority().expect("checked").clone(), timeout }
+    }
+}
+
+impl Service<Request<RequestBody<Incoming>>> for Upstream {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<RequestBody<Incoming>>) -> Self::Future {
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let uri = Uri::builder().scheme("http").authority(self.authority.clone()).path_and_query(path).build();
+        let client = self.client.clone();
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let Ok(uri) = uri else {
+                return Ok(json_error(StatusCode::BAD_REQUEST, "bad_request", "The request target is invalid."));
+            };
+            *req.uri_mut() = uri;
+            *req.version_mut() = http::Version::HTTP_11;
+            strip_hop_by_hop(req.headers_mut());
+            match tokio::time::timeout(timeout, client.request(req)).await {
+                Ok(Ok(mut res)) => {
+                    strip_hop_by_hop(res.headers_mut());
+                    Ok(res.map(BodyExt::boxed))
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "upstream request failed");
+                    Ok(json_error(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_unavailable",
+                        "The upstream service is unavailable.",
+                    ))
+                }
+                Err(_) => {
+                    tracing::warn!(timeout_secs = timeout.as_secs(), "upstream timed out");
+                    Ok(json_error(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "The upstream service timed out."))
+                }
+            }
+        })
+    }
+}
+
+/// Builds the layer from the settings around `provider`.
+pub fn layer(settings: &Settings, provider: HotSwap<TenantMap>) -> IdentityVerificationLayer {
+    IdentityVerificationLayer::new(provider)
+        .mode(settings.mode)
+        .sources(settings.sources.clone())
+        .verify_options(settings.options.clone())
+        .min_secret_len(settings.min_secret_len)
+        .forward_identity_headers(settings.forward.clone())
+        .strip_credentials(settings.strip_credentials)
+}
+
+type Verified = IdentityVerification<Upstream>;
+
+async fn handle(
+    svc: Verified,
+    health_path: Arc<str>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Result<Response<ResponseBody<ProxyBody>>, Infallible> {
+    if req.uri().path() == &*health_path {
+        let mut res = Response::new(ResponseBody::full(Bytes::from_static(b"{\"status\":\"ok\"}")));
+        res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        return Ok(res);
+    }
+    let forwarded_for = match req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+        req.headers_mut().insert("x-forwarded-for", v);
+    }
+    svc.oneshot(req).await
+}
+
+/// Runs the proxy until SIGTERM or Ctrl-C, reloading keys on SIGHUP and when
+/// the config or secret files change.
+pub async fn run(
+    settings: Settings,
+    config_path: PathBuf,
+    listen_override: Option<String>,
+    upstream_override: Option<String>,
+) -> std::io::Result<()> {
+    let provider = HotSwap::new(settings.tenants.clone());
+    let upstream = Upstream::new(&settings.upstream, settings.upstream_protocol, settings.upstream_timeout);
+    let svc = tower::Layer::layer(&layer(&settings, provider.clone()), upstream);
+    let health_path: Arc<str> = settings.health_path.as_str().into();
+
+    let listener = TcpListener::bind(&settings.listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        %addr,
+        upstream = %settings.upstream,
+        mode = %settings.mode,
+        tenants = settings.tenant_count,
+        keys = settings.key_count,
+        "identity-proxy listening on http://{addr}"
+    );
+
+    tokio::spawn(reload_loop(
+        settings.watched.clone(),
+        settings.reload_poll,
+        config_path,
+        listen_override,
+        upstream_override,
+        provider,
+    ));
+
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let svc = svc.clone();
+                let health_path = health_path.clone();
+                let service = hyper::service::service_fn(move |req| handle(svc.clone(), health_path.clone(), peer, req));
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(error) = conn.await {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!(grace_secs = settings.shutdown_grace.as_secs(), "shutting down: finishing in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(settings.shutdown_grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Reloads keys and tenants on SIGHUP and when a watched file changes. A bad
+/// new configuration is refused with a log line; the old one keeps serving.
+async fn reload_loop(
+    mut watched: Vec<(PathBuf, Option<std::time::SystemTime>)>,
+    poll: Option<Duration>,
+    config_path: PathBuf,
+    listen: Option<String>,
+    upstream: Option<String>,
+    provider: HotSwap<TenantMap>,
+) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        let reason = {
+            #[cfg(unix)]
+            let hangup = async {
+                match hup.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let hangup = std::future::pending::<()>();
+            let tick = async {
+                match poll {
+                    Some(p) => loop {
+                        tokio::time::sleep(p).await;
+                        if config::changed(&watched) {
+                            break;
+                        }
+                    },
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = hangup => "SIGHUP",
+                () = tick => "file change",
+            }
+        };
+        match config::load(&config_path, std::env::vars(), listen.as_deref(), upstream.as_deref()) {
+            Ok(new) => {
+                provider.store(new.tenants);
+                watched = new.watched;
+                tracing::info!(reason, tenants = new.tenant_count, keys = new.key_count, "reloaded keys and tenants");
+            }
+            Err(error) => {
+                // Remember the new modification times so a broken file is not retried in a loop.
+                for (path, time) in &mut watched {
+                    *time = std::fs::metadata(&*path).and_then(|m| m.modified()).ok();
+                }
+                tracing::error!(reason, %error, "reload refused; the previous configuration keeps serving");
+            }
+        }
+    }
+}
