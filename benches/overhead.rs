@@ -1,0 +1,496 @@
+//! What the layer costs per request, next to its peers and to the HMAC itself.
+//!
+//! `cargo bench --bench overhead` runs every case, then prints a table: each
+//! case's mean, its overhead over its baseline, and the ratios the
+//! performance targets are stated in (see `benches/README.md`).
+//!
+//! # How a case is measured
+//!
+//! Each case is a service built once and a request prototype. Per iteration
+//! criterion's `iter_batched` (`BatchSize::SmallInput`) builds a request by
+//! cloning the prototype's URI and headers *outside* the timed region; the
+//! timed region is `poll_ready` + `call` + polling the response future to
+//! completion, the inner service dropping the request included. A case's
+//! overhead is its mean minus its baseline's: the bare inner service driven
+//! with the same request (`bare`, `bare/query`, `bare/tenant`,
+//! `bare/bearer`), or the bare axum router for the axum cases, so that the
+//! cost of cloning and dropping the request's headers cancels out.
+//!
+//! `floor` is one pre-keyed HMAC-SHA256 verification; the `part/*` cases
+//! time pieces of the header-HMAC path (the pure `verify`, the hex decoding,
+//! the extension inserts) to show where the time goes.
+//!
+//! Every future here (the bare `service_fn`, the layer on the static-provider
+//! path, tower-http's validation, axum's router and `from_fn`) is ready on its
+//! first poll, so the bench polls them by hand with [`Waker::noop`] instead of
+//! `block_on` or criterion's `to_async`: no scheduler, no park/unpark, no
+//! coop budget in the measured time, only the services themselves. A
+//! current-thread tokio runtime is entered all the same, so that code looking
+//! for a runtime context would find one; a future that is not ready on its
+//! first poll makes the bench panic rather than measure something else.
+//!
+//! # Adding a case
+//!
+//! One line in [`cases`]: `case(name, baseline, expected status, service, request prototype)`.
+//! Ratios are one line in [`RATIOS`].
+
+use std::convert::Infallible;
+use std::fmt::Debug;
+use std::future::{Future, Ready, ready};
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::extract::Request as AxumRequest;
+use axum::middleware::{Next, from_fn};
+use axum::response::{IntoResponse, Response as AxumResponse};
+use axum::routing::get;
+use bytes::Bytes;
+use criterion::{BatchSize, Bencher, Criterion};
+use hmac::{Hmac, KeyInit, Mac};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::Full;
+use sha2::Sha256;
+use tower::{Layer, Service};
+use tower_identity::{
+    Claim, IdStr, Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Role, Secret, Sources,
+    TenantMap, VerifyOptions, sign, verify,
+};
+
+const GROUP: &str = "overhead";
+const SECRET: &str = "bench-secret-0123456789abcdef";
+const USER: &str = "user-42";
+const NOW: u64 = 1_767_225_600;
+const BEARER: &str = "bench-bearer-token-0123456789";
+const TENANT_HEADER: &str = "x-tenant-id";
+
+/// `(label, numerator, denominator, target)`. A case with a baseline counts
+/// for its overhead (mean minus the baseline's mean); a case without one
+/// (`floor`) for its mean. The target is "at most" unless it starts with `>=`.
+const RATIOS: &[(&str, &str, &str, &str)] = &[
+    ("header_hmac / floor", "layer/header_hmac", "floor", "<= 1.8"),
+    ("header_hmac / axum from_fn", "layer/header_hmac", "peer/axum_from_fn_hmac", "<= 0.5"),
+    ("reject / accept", "layer/reject_invalid", "layer/header_hmac", "<= 1.0"),
+    ("tenants_100000 / tenants_1", "layer/tenants_100000", "layer/tenants_1", "<= 1.1"),
+    ("in axum: layer / from_fn", "axum/layer_header_hmac", "peer/axum_from_fn_hmac", ""),
+];
+
+fn cases() -> Vec<Case> {
+    let secret = Secret::text(SECRET).unwrap();
+    let sig = sign::hmac(&secret, USER);
+    let hmac_keys = KeySet::single(Key::hmac(Identifier::UserId, secret.clone()));
+    let ts_keys = KeySet::single(Key::timestamped_hmac(Identifier::UserId, secret.clone()));
+    let hmac_layer = IdentityVerificationLayer::new(hmac_keys.clone());
+    let header = |sig: &str| Proto::get("/", &[("x-user-id", USER), ("x-identity-signature", sig)]);
+    let tenant =
+        |t: &str| Proto::get("/", &[(TENANT_HEADER, t), ("x-user-id", USER), ("x-identity-signature", &tenant_sig(t))]);
+    let tenant_sources = Sources::new().header(Role::Tenant, HeaderName::from_static(TENANT_HEADER));
+    let axum_proto = |p: Proto<Full<Bytes>>| p.with_body(axum::body::Body::empty);
+    let query = Proto::get(&format!("/?user_id={USER}&signature={sig}"), &[]);
+    let bearer = Proto::get("/", &[("authorization", &format!("Bearer {BEARER}"))]);
+    // Every case's baseline is the bare service driven with the same request
+    // (same headers, same URI), so cloning and dropping the request cancels out.
+    vec![
+        case("bare", None, 200, bare(), header(&sig)),
+        case("bare/query", None, 200, bare(), query.clone()),
+        case("bare/tenant", None, 200, bare(), tenant(&tenant_name(0))),
+        case("bare/bearer", None, 200, bare(), bearer.clone()),
+        case("layer/header_hmac", Some("bare"), 200, hmac_layer.layer(bare()), header(&sig)),
+        case(
+            "layer/header_timestamped",
+            Some("bare"),
+            200,
+            IdentityVerificationLayer::new(ts_keys).clock(|| NOW).layer(bare()),
+            header(&sign::timestamped_hmac(&secret, USER, NOW - 5)),
+        ),
+        case(
+            "layer/query_hmac",
+            Some("bare/query"),
+            200,
+            hmac_layer.clone().sources(Sources::new().query_defaults()).layer(bare()),
+            query,
+        ),
+        case(
+            "layer/tenants_1",
+            Some("bare/tenant"),
+            200,
+            IdentityVerificationLayer::new(tenants(1)).sources(tenant_sources.clone()).layer(bare()),
+            tenant(&tenant_name(0)),
+        ),
+        case(
+            "layer/tenants_100000",
+            Some("bare/tenant"),
+            200,
+            IdentityVerificationLayer::new(tenants(100_000)).sources(tenant_sources).layer(bare()),
+            tenant(&tenant_name(31_337)),
+        ),
+        case("layer/reject_invalid", Some("bare"), 401, hmac_layer.layer(bare()), header(&flip_one_bit(&sig))),
+        case("peer/tower_http_bearer", Some("bare/bearer"), 200, bearer_layer().layer(bare()), bearer),
+        case("bare_axum", None, 200, axum_router(), axum_proto(header(&sig))),
+        case(
+            "peer/axum_from_fn_hmac",
+            Some("bare_axum"),
+            200,
+            axum_router().route_layer(from_fn(naive_hmac)),
+            axum_proto(header(&sig)),
+        ),
+        case(
+            "peer/axum_from_fn_noop",
+            Some("bare_axum"),
+            200,
+            axum_router().route_layer(from_fn(noop)),
+            axum_proto(header(&sig)),
+        ),
+        case(
+            "axum/layer_header_hmac",
+            Some("bare_axum"),
+            200,
+            axum_router().route_layer(IdentityVerificationLayer::new(hmac_keys.clone())),
+            axum_proto(header(&sig)),
+        ),
+        Case { name: "floor", baseline: None, bench: floor(&secret, &sig) },
+        // Parts of the header-HMAC path, to see where the time goes.
+        Case { name: "part/verify", baseline: None, bench: part_verify(&hmac_keys, &sig) },
+        Case { name: "part/hex_decode", baseline: None, bench: part_hex_decode(&sig) },
+        Case { name: "part/extensions", baseline: None, bench: part_extensions(&hmac_keys, &sig) },
+    ]
+}
+
+// ---------------------------------------------------------------- services
+
+type BareFuture = Ready<Result<Response<Full<Bytes>>, Infallible>>;
+
+fn bare_handler<B>(_req: Request<B>) -> BareFuture {
+    ready(Ok(Response::new(Full::new(Bytes::new()))))
+}
+
+/// The bare inner service: an empty 200, whatever the request body type.
+fn bare<B>() -> tower::util::ServiceFn<fn(Request<B>) -> BareFuture> {
+    tower::service_fn(bare_handler::<B> as fn(Request<B>) -> BareFuture)
+}
+
+#[allow(deprecated)] // tower-http 0.6.7+ deprecates the bearer/basic validators as "too basic"
+fn bearer_layer() -> tower_http::validate_request::ValidateRequestHeaderLayer<
+    tower_http::auth::require_authorization::Bearer<Full<Bytes>>,
+> {
+    tower_http::validate_request::ValidateRequestHeaderLayer::bearer(BEARER)
+}
+
+/// An axum router with one route whose handler answers an empty 200.
+fn axum_router() -> Router {
+    Router::new().route("/", get(|| async {}))
+}
+
+#[derive(Clone)]
+#[allow(dead_code)] // read by handlers in a real application
+struct NaiveUserId(String);
+
+/// What an application would write by hand with `from_fn`: decode the hex
+/// signature, key an HMAC per request, verify, insert the user id.
+async fn naive_hmac(mut req: AxumRequest, next: Next) -> AxumResponse {
+    let headers = req.headers();
+    let user = headers.get("x-user-id").and_then(|v| v.to_str().ok());
+    let sig = headers.get("x-identity-signature").and_then(|v| hex::decode(v.as_bytes()).ok());
+    let (Some(user), Some(sig)) = (user, sig) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key length");
+    mac.update(user.as_bytes());
+    if mac.verify_slice(&sig).is_err() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let user = NaiveUserId(user.to_owned());
+    req.extensions_mut().insert(user);
+    next.run(req).await
+}
+
+/// A `from_fn` middleware that does nothing: the cost of the mechanism.
+async fn noop(req: AxumRequest, next: Next) -> AxumResponse {
+    next.run(req).await
+}
+
+/// One pre-keyed HMAC-SHA256 verification of the identifier: the least any
+/// verifier of this scheme has to do.
+fn floor(secret: &Secret, sig: &str) -> Box<dyn FnMut(&mut Bencher<'_>)> {
+    let mac = Hmac::<Sha256>::new_from_slice(secret.expose()).expect("any key length");
+    let tag: [u8; 32] = hex::decode(sig).unwrap().try_into().unwrap();
+    Box::new(move |b| {
+        b.iter(|| {
+            let mut mac = mac.clone();
+            mac.update(black_box(USER.as_bytes()));
+            mac.verify_slice(black_box(&tag)).is_ok()
+        })
+    })
+}
+
+/// A claim as the layer reads it from headers (values share the header bytes).
+fn header_claim(sig: &str) -> Claim {
+    let value = |v: &str| IdStr::from_header(&HeaderValue::from_str(v).unwrap()).unwrap();
+    Claim::new().user_id(value(USER)).signature(value(sig))
+}
+
+/// The pure `verify` of the header-HMAC case: parse and hex-decode the
+/// signature, check the identifier, one HMAC, build the `VerifiedIdentity`.
+fn part_verify(keys: &KeySet, sig: &str) -> Box<dyn FnMut(&mut Bencher<'_>)> {
+    let (keys, claim, opts) = (keys.clone(), header_claim(sig), VerifyOptions::default());
+    Box::new(move |b| b.iter(|| verify(black_box(&claim), &keys, NOW, &opts).unwrap()))
+}
+
+/// Decoding the 64 hex characters of a signature into the 32-byte tag.
+fn part_hex_decode(sig: &str) -> Box<dyn FnMut(&mut Bencher<'_>)> {
+    let sig = sig.to_owned();
+    Box::new(move |b| {
+        b.iter(|| {
+            let mut tag = [0u8; 32];
+            hex::decode_to_slice(black_box(&sig), &mut tag).unwrap();
+            tag
+        })
+    })
+}
+
+/// Inserting the identity and the outcome into a request's (empty)
+/// extensions, and dropping them: what the accept path allocates.
+fn part_extensions(keys: &KeySet, sig: &str) -> Box<dyn FnMut(&mut Bencher<'_>)> {
+    let identity = verify(&header_claim(sig), keys, NOW, &VerifyOptions::default()).unwrap();
+    Box::new(move |b| {
+        b.iter(|| {
+            let mut ext = http::Extensions::new();
+            ext.insert(black_box(&identity).clone());
+            ext.insert(IdentityOutcome::Verified);
+            drop(black_box(ext));
+        })
+    })
+}
+
+fn tenant_name(i: usize) -> String {
+    format!("tenant-{i:06}")
+}
+
+fn tenant_secret(tenant: &str) -> Secret {
+    Secret::text(&format!("{tenant}-secret-0123456789abcdef")).unwrap()
+}
+
+fn tenant_sig(tenant: &str) -> String {
+    sign::hmac(&tenant_secret(tenant), USER)
+}
+
+/// `n` tenants, each with its own secret.
+fn tenants(n: usize) -> TenantMap {
+    (0..n)
+        .map(|i| {
+            let t = tenant_name(i);
+            let keys = KeySet::single(Key::hmac(Identifier::UserId, tenant_secret(&t)));
+            (t, keys.into())
+        })
+        .collect()
+}
+
+fn flip_one_bit(sig: &str) -> String {
+    let mut tag = hex::decode(sig).unwrap();
+    tag[17] ^= 0x08;
+    hex::encode(tag)
+}
+
+// ---------------------------------------------------------------- harness
+
+/// A request prototype: each iteration clones its URI and headers.
+#[derive(Clone)]
+struct Proto<B> {
+    uri: Uri,
+    headers: HeaderMap,
+    body: fn() -> B,
+}
+
+impl Proto<Full<Bytes>> {
+    fn get(uri: &str, headers: &[(&str, &str)]) -> Self {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            // `from_str` copies into a `Bytes`; its first clone (in the
+            // untimed setup) turns it into a shared buffer, so clones in the
+            // timed region are a reference-count increment, as with hyper's
+            // header values (slices of one read buffer).
+            map.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        Proto { uri: uri.parse().unwrap(), headers: map, body: || Full::new(Bytes::new()) }
+    }
+}
+
+impl<B> Proto<B> {
+    fn with_body<C>(self, body: fn() -> C) -> Proto<C> {
+        Proto { uri: self.uri, headers: self.headers, body }
+    }
+
+    fn build(&self) -> Request<B> {
+        let mut req = Request::new((self.body)());
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
+/// Drives `svc` for one request by polling with a no-op waker: every
+/// service benchmarked here completes on the first poll.
+fn drive<S, R, RB>(svc: &mut S, req: R) -> Response<RB>
+where
+    S: Service<R, Response = Response<RB>>,
+    S::Error: Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(e)) => panic!("service failed: {e:?}"),
+        Poll::Pending => panic!("service not ready on first poll"),
+    }
+    match pin!(svc.call(req)).poll(&mut cx) {
+        Poll::Ready(Ok(res)) => res,
+        Poll::Ready(Err(e)) => panic!("service failed: {e:?}"),
+        Poll::Pending => panic!("response future not ready on first poll; this bench polls by hand"),
+    }
+}
+
+struct Case {
+    name: &'static str,
+    baseline: Option<&'static str>,
+    bench: Box<dyn FnMut(&mut Bencher<'_>)>,
+}
+
+fn case<S, B, RB>(name: &'static str, baseline: Option<&'static str>, status: u16, mut svc: S, proto: Proto<B>) -> Case
+where
+    S: Service<Request<B>, Response = Response<RB>> + 'static,
+    S::Error: Debug,
+    B: 'static,
+    RB: 'static,
+{
+    let got = drive(&mut svc, proto.build()).status();
+    assert_eq!(got.as_u16(), status, "{name}: unexpected status");
+    let bench = Box::new(move |b: &mut Bencher<'_>| {
+        b.iter_batched(|| proto.build(), |req| drive(&mut svc, req), BatchSize::SmallInput)
+    });
+    Case { name, baseline, bench }
+}
+
+// ---------------------------------------------------------------- report
+
+/// Criterion's mean for a case, if criterion wrote it during this run.
+struct Estimate {
+    mean: f64,
+    lower: f64,
+    upper: f64,
+}
+
+fn criterion_dir() -> Option<PathBuf> {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return Some(PathBuf::from(home));
+    }
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Some(PathBuf::from(target).join("criterion"));
+    }
+    // <target>/release/deps/overhead-<hash>: look upwards for criterion/.
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors().map(|a| a.join("criterion")).find(|d| d.join(GROUP).is_dir())
+}
+
+/// Reads every `<group>/<case>/new/{benchmark,estimates}.json` written since `since`.
+fn read_estimates(dir: &Path, since: SystemTime) -> Vec<(String, Estimate)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir.join(GROUP)) else { return out };
+    for entry in entries.flatten() {
+        let new = entry.path().join("new");
+        let fresh = std::fs::metadata(new.join("estimates.json"))
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t + Duration::from_secs(1) >= since);
+        if !fresh {
+            continue;
+        }
+        let read =
+            |f: &str| -> Option<serde_json::Value> { serde_json::from_slice(&std::fs::read(new.join(f)).ok()?).ok() };
+        let (Some(bench), Some(est)) = (read("benchmark.json"), read("estimates.json")) else { continue };
+        let Some(id) = bench["function_id"].as_str() else { continue };
+        let mean = &est["mean"];
+        let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+        out.push((
+            id.to_owned(),
+            Estimate {
+                mean: f(&mean["point_estimate"]),
+                lower: f(&mean["confidence_interval"]["lower_bound"]),
+                upper: f(&mean["confidence_interval"]["upper_bound"]),
+            },
+        ));
+    }
+    out
+}
+
+fn report(cases: &[(&'static str, Option<&'static str>)], since: SystemTime) {
+    let Some(dir) = criterion_dir() else {
+        println!("\n(no criterion output directory found; no summary table)");
+        return;
+    };
+    let estimates = read_estimates(&dir, since);
+    let mean = |name: &str| estimates.iter().find(|(n, _)| n == name).map(|(_, e)| e);
+    if cases.iter().all(|(n, _)| mean(n).is_none()) {
+        println!("\n(no estimates written by this run, e.g. test mode or a filter; no summary table)");
+        return;
+    }
+    let overhead = |name: &str| -> Option<f64> {
+        let (_, baseline) = cases.iter().find(|(n, _)| *n == name)?;
+        let m = mean(name)?.mean;
+        match baseline {
+            Some(b) => Some(m - mean(b)?.mean),
+            None => Some(m),
+        }
+    };
+    println!("\n{GROUP}: means from {}", dir.join(GROUP).display());
+    println!("| case | mean (ns) | 95% CI of mean (ns) | baseline | overhead (ns) |");
+    println!("| --- | ---: | ---: | --- | ---: |");
+    for (name, baseline) in cases {
+        let Some(e) = mean(name) else {
+            println!("| {name} | not run | | | |");
+            continue;
+        };
+        let (base, over) = match baseline {
+            Some(b) => (*b, overhead(name).map_or("-".to_owned(), |o| format!("{o:.1}"))),
+            None => ("-", "-".to_owned()),
+        };
+        println!("| {name} | {:.1} | {:.1} – {:.1} | {base} | {over} |", e.mean, e.lower, e.upper);
+    }
+    println!("\n| ratio (overheads; floor: its mean) | value | target | met |");
+    println!("| --- | ---: | --- | --- |");
+    for (label, num, den, target) in RATIOS {
+        let value = overhead(num).zip(overhead(den)).map(|(n, d)| n / d);
+        let (value, met) = match value {
+            Some(v) => {
+                let met = match target.split_once(' ') {
+                    Some(("<=", t)) => t.parse::<f64>().map_or("", |t| if v <= t { "yes" } else { "NO" }),
+                    Some((">=", t)) => t.parse::<f64>().map_or("", |t| if v >= t { "yes" } else { "NO" }),
+                    _ => "",
+                };
+                (format!("{v:.2}"), met)
+            }
+            None => ("-".to_owned(), ""),
+        };
+        println!("| {label} | {value} | {target} | {met} |");
+    }
+}
+
+fn main() {
+    let started = SystemTime::now();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let _guard = rt.enter();
+
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let cases = cases();
+    let names: Vec<_> = cases.iter().map(|c| (c.name, c.baseline)).collect();
+    let mut group = criterion.benchmark_group(GROUP);
+    for mut c in cases {
+        group.bench_function(c.name, |b| (c.bench)(b));
+    }
+    group.finish();
+    criterion.final_summary();
+    report(&names, started);
+}

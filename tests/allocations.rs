@@ -1,0 +1,310 @@
+//! Heap allocations per request: what the layer adds over the bare inner
+//! service, counted by a global allocator.
+//!
+//! The services are driven by hand (no runtime): every future on these paths
+//! is ready on its first poll, so one poll with [`Waker::noop`] completes it.
+//! Only `poll_ready` + `call` + that poll are counted; the request is built
+//! before, and the response dropped after, the counted region. Counters are
+//! thread-local, so the test harness's other threads do not disturb them.
+//!
+//! `cargo test --test allocations -- --nocapture` prints the breakdown.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::fmt::Debug;
+use std::future::{Future, Ready, ready};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response};
+use http_body_util::Full;
+use tower::{Layer, Service};
+use tower_identity::{
+    Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Role, Secret, Sources, TenantMap,
+    VerifiedIdentity, sign,
+};
+
+/// Allocations the layer may add over the bare service on the header-HMAC
+/// accept path. Measured: the `http::Extensions` map (a `Box` around a
+/// `HashMap`, then the hash table on first insert) and one `Box` per inserted
+/// value (`VerifiedIdentity`, `IdentityOutcome`).
+const ACCEPT_BUDGET: usize = 4;
+/// Allocations on the reject path (the inner service is not called): the
+/// rejection's `HeaderMap` (index table and entry vector).
+const REJECT_BUDGET: usize = 2;
+/// Accept path with a tenant looked up in a `TenantMap`: same as `ACCEPT_BUDGET`.
+const TENANT_BUDGET: usize = 4;
+/// Accept path with the claim read from query parameters: `ACCEPT_BUDGET` plus
+/// two per parameter read (see `query_path` below).
+const QUERY_BUDGET: usize = 8;
+
+// ------------------------------------------------------------ the counter
+
+const MAX_LOGGED: usize = 16;
+
+/// Per-thread allocation log. No destructor, `const`-initialised: using it
+/// from inside the allocator never allocates or registers a destructor.
+struct Log {
+    on: Cell<bool>,
+    count: Cell<usize>,
+    sizes: [Cell<usize>; MAX_LOGGED],
+}
+
+thread_local! {
+    static LOG: Log = const {
+        Log { on: Cell::new(false), count: Cell::new(0), sizes: [const { Cell::new(0) }; MAX_LOGGED] }
+    };
+}
+
+struct Counting;
+
+fn record(size: usize) {
+    let _ = LOG.try_with(|log| {
+        if log.on.get() {
+            let n = log.count.get();
+            if n < MAX_LOGGED {
+                log.sizes[n].set(size);
+            }
+            log.count.set(n + 1);
+        }
+    });
+}
+
+// SAFETY: forwards every call to `System` unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        record(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        record(layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        record(new_size);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// The allocations (their sizes in bytes) made on this thread while `f` runs.
+fn counted<T>(f: impl FnOnce() -> T) -> (T, Vec<usize>) {
+    LOG.with(|log| {
+        log.count.set(0);
+        log.on.set(true);
+    });
+    let out = f();
+    let (n, logged) = LOG.with(|log| {
+        log.on.set(false);
+        let n = log.count.get();
+        (n, std::array::from_fn::<usize, MAX_LOGGED, _>(|i| log.sizes[i].get()))
+    });
+    let mut sizes = logged[..n.min(MAX_LOGGED)].to_vec();
+    sizes.extend(std::iter::repeat_n(0, n.saturating_sub(MAX_LOGGED)));
+    (out, sizes)
+}
+
+// ------------------------------------------------------------ services and requests
+
+const SECRET: &str = "alloc-secret-0123456789abcdef";
+const USER: &str = "user-42";
+
+type BareFuture = Ready<Result<Response<Full<Bytes>>, Infallible>>;
+
+fn bare_handler<B>(_req: Request<B>) -> BareFuture {
+    ready(Ok(Response::new(Full::new(Bytes::new()))))
+}
+
+/// The bare inner service: an empty 200.
+fn bare<B>() -> tower::util::ServiceFn<fn(Request<B>) -> BareFuture> {
+    tower::service_fn(bare_handler::<B> as fn(Request<B>) -> BareFuture)
+}
+
+fn secret() -> Secret {
+    Secret::text(SECRET).unwrap()
+}
+
+/// A GET request whose header values are slices of one shared buffer, as
+/// hyper hands them out (it parses the head in a single read buffer and
+/// gives each value a reference-counted slice of it). Cloning such a value,
+/// which the layer does to keep identifiers without copying, is a
+/// reference-count increment. `HeaderValue::from_static` would be
+/// allocation-free too, but `HeaderValue::from_str` copies into a
+/// *promotable* `Bytes` whose first clone allocates a shared header: an
+/// allocation hyper never causes, so it would overstate the layer's count.
+fn request(uri: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
+    let buf = Bytes::from(headers.iter().map(|(_, v)| *v).collect::<String>());
+    let _promote = buf.clone(); // make `buf` shared now, outside any counted region
+    let mut req = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
+    let mut at = 0;
+    for (name, value) in headers {
+        let slice = buf.slice(at..at + value.len());
+        at += value.len();
+        req.headers_mut()
+            .append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_maybe_shared(slice).unwrap());
+    }
+    req
+}
+
+fn signed(sig: &str) -> Request<Full<Bytes>> {
+    request("/", &[("x-user-id", USER), ("x-identity-signature", sig)])
+}
+
+/// `poll_ready` + `call` + one poll of the response future, by hand.
+fn drive<S, R, RB>(svc: &mut S, req: R) -> Response<RB>
+where
+    S: Service<R, Response = Response<RB>>,
+    S::Error: Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        other => panic!("not ready: {other:?}"),
+    }
+    match pin!(svc.call(req)).poll(&mut cx) {
+        Poll::Ready(Ok(res)) => res,
+        Poll::Ready(Err(e)) => panic!("service failed: {e:?}"),
+        Poll::Pending => panic!("response future not ready on first poll"),
+    }
+}
+
+/// Allocations for one request through `svc`, after one warm-up request
+/// (first calls may register tracing callsites and the like).
+fn per_request<S, RB>(svc: &mut S, make: impl Fn() -> Request<Full<Bytes>>, status: u16) -> Vec<usize>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<RB>>,
+    S::Error: Debug,
+{
+    assert_eq!(drive(svc, make()).status().as_u16(), status);
+    let req = make();
+    let (res, sizes) = counted(|| drive(svc, req));
+    assert_eq!(res.status().as_u16(), status);
+    drop(res);
+    sizes
+}
+
+/// Names for the allocation sizes seen on the accept path, found by
+/// allocating the same things here.
+fn accept_labels() -> Vec<(usize, &'static str)> {
+    #[derive(Clone)]
+    struct Probe(#[allow(dead_code)] [u8; 3]);
+    let mut ext = http::Extensions::new();
+    let ((), sizes) = counted(|| {
+        ext.insert(Probe([0; 3]));
+    });
+    // `Extensions::insert` boxes the value, then boxes a map on first use,
+    // and the map allocates its table.
+    let mut other = sizes.iter().copied().filter(|&s| s != size_of::<Probe>());
+    let (map, table) = (other.next().unwrap_or(0), other.next().unwrap_or(0));
+    assert_eq!(sizes.len(), 3, "http::Extensions allocates differently than expected: {sizes:?}");
+    vec![
+        (map, "Box around the http::Extensions map (first insert)"),
+        (table, "hash table of the http::Extensions map"),
+        (size_of::<VerifiedIdentity>(), "Box<VerifiedIdentity> (extensions value)"),
+        (size_of::<IdentityOutcome>(), "Box<IdentityOutcome> (extensions value)"),
+    ]
+}
+
+/// Names for the allocation sizes of a rejection response.
+fn reject_labels() -> Vec<(usize, &'static str)> {
+    let mut headers = http::HeaderMap::new();
+    let ((), sizes) = counted(|| {
+        headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    });
+    assert_eq!(sizes.len(), 2, "http::HeaderMap allocates differently than expected: {sizes:?}");
+    vec![(sizes[0], "HeaderMap index table (rejection headers)"), (sizes[1], "HeaderMap entries (rejection headers)")]
+}
+
+/// Names for the allocations of a query value read into an `IdStr`.
+fn query_labels(values: &[&str]) -> Vec<(usize, &'static str)> {
+    let mut labels = accept_labels();
+    for v in values {
+        labels.push((v.len(), "String: Cow::into_owned of a query value"));
+        labels.push(((16 + v.len()).next_multiple_of(8), "Arc<str>: IdStr::from(String) copies it again"));
+    }
+    labels
+}
+
+fn show(title: &str, bare: &[usize], layer: &[usize], labels: &[(usize, &str)]) -> usize {
+    println!("{title}: bare service {} allocation(s), with the layer {}", bare.len(), layer.len());
+    for &size in layer {
+        let what = labels.iter().find(|(s, _)| *s == size).map_or("?", |(_, w)| w);
+        println!("    {size:>5} B  {what}");
+    }
+    layer.len().saturating_sub(bare.len())
+}
+
+// ------------------------------------------------------------ tests
+
+fn hmac_layer() -> IdentityVerificationLayer {
+    IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::UserId, secret())))
+}
+
+fn bare_count() -> Vec<usize> {
+    per_request(&mut bare(), || signed(&sign::hmac(&secret(), USER)), 200)
+}
+
+#[test]
+fn bare_service_allocates_nothing() {
+    let bare = bare_count();
+    println!("bare service: {} allocation(s) {bare:?}", bare.len());
+    assert!(bare.is_empty(), "{bare:?}");
+}
+
+#[test]
+fn header_hmac_accept_path() {
+    let sig = sign::hmac(&secret(), USER);
+    let layer = per_request(&mut hmac_layer().layer(bare()), || signed(&sig), 200);
+    let added = show("header HMAC, accept", &bare_count(), &layer, &accept_labels());
+    println!("    => the layer adds {added} allocation(s) (budget {ACCEPT_BUDGET})");
+    assert!(added <= ACCEPT_BUDGET, "the accept path allocates {added} times, budget {ACCEPT_BUDGET}: {layer:?}");
+}
+
+#[test]
+fn header_hmac_reject_path() {
+    let mut sig = sign::hmac(&secret(), USER).into_bytes();
+    sig[0] = if sig[0] == b'0' { b'1' } else { b'0' };
+    let sig = String::from_utf8(sig).unwrap();
+    let layer = per_request(&mut hmac_layer().layer(bare()), || signed(&sig), 401);
+    let added = show("header HMAC, reject (401, inner not called)", &bare_count(), &layer, &reject_labels());
+    println!("    => {} allocation(s) (budget {REJECT_BUDGET})", layer.len());
+    assert!(added <= REJECT_BUDGET, "the reject path allocates {added} times, budget {REJECT_BUDGET}: {layer:?}");
+}
+
+#[test]
+fn tenant_map_accept_path() {
+    let tenants: TenantMap = (0..1000)
+        .map(|i| {
+            let s = Secret::text(&format!("tenant-{i:04}-secret-0123456789")).unwrap();
+            (format!("tenant-{i:04}"), KeySet::single(Key::hmac(Identifier::UserId, s)).into())
+        })
+        .collect();
+    let sig = sign::hmac(&Secret::text("tenant-0420-secret-0123456789").unwrap(), USER);
+    let layer = IdentityVerificationLayer::new(tenants)
+        .sources(Sources::new().header(Role::Tenant, HeaderName::from_static("x-tenant-id")));
+    let make = || request("/", &[("x-tenant-id", "tenant-0420"), ("x-user-id", USER), ("x-identity-signature", &sig)]);
+    let counts = per_request(&mut layer.layer(bare()), make, 200);
+    let added = show("TenantMap (1000 tenants), accept", &bare_count(), &counts, &accept_labels());
+    println!("    => the layer adds {added} allocation(s) (budget {TENANT_BUDGET})");
+    assert!(added <= TENANT_BUDGET, "{counts:?}");
+}
+
+#[test]
+fn query_hmac_accept_path() {
+    let sig = sign::hmac(&secret(), USER);
+    let uri = format!("/?user_id={USER}&signature={sig}");
+    let layer = hmac_layer().sources(Sources::new().query_defaults());
+    let counts = per_request(&mut layer.layer(bare()), || request(&uri, &[]), 200);
+    // Each parameter read costs two: `Cow::into_owned` makes a `String`, then
+    // `IdStr::from(String)` copies it into an `Arc<str>`.
+    let added = show("query HMAC, accept", &bare_count(), &counts, &query_labels(&[USER, &sig]));
+    println!("    => the layer adds {added} allocation(s) (budget {QUERY_BUDGET})");
+    assert!(added <= QUERY_BUDGET, "{counts:?}");
+}
