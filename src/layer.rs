@@ -29,6 +29,7 @@ pub(crate) struct Config {
     pub(crate) min_secret_len: usize,
     pub(crate) forward: Option<ForwardHeaders>,
     pub(crate) strip_credentials: bool,
+    pub(crate) log_identifiers: bool,
 }
 
 /// A tower layer that verifies signed identities before requests reach the
@@ -68,6 +69,7 @@ impl IdentityVerificationLayer {
                 min_secret_len: DEFAULT_MIN_SECRET_LEN,
                 forward: None,
                 strip_credentials: false,
+                log_identifiers: false,
             }),
         }
     }
@@ -140,6 +142,14 @@ impl IdentityVerificationLayer {
     /// sensitive.
     pub fn strip_credentials(mut self, strip: bool) -> Self {
         self.config_mut().strip_credentials = strip;
+        self
+    }
+
+    /// Includes the verified identifier in the `debug` verdict events. Off by
+    /// default: identifiers are personal data. Secrets, signatures and tokens
+    /// are never logged.
+    pub fn log_identifiers(mut self, log: bool) -> Self {
+        self.config_mut().log_identifiers = log;
         self
     }
 

@@ -72,10 +72,15 @@
 //! - `base64` (default): base64-encoded secrets.
 //! - `jwt` (default): HS256 JWT verification ([`jwt`]).
 //! - `json` (default): identities in JSON request bodies.
+//! - `cache`: [`CachingProvider`] (moka, tokio).
+//! - `metrics`: counters and histograms through the `metrics` facade ([`metrics`]).
+//! - `proxy`: the `identity-proxy` sidecar binary.
 
 #[cfg(feature = "axum")]
 pub mod axum;
 pub mod body;
+#[cfg(feature = "cache")]
+mod cache;
 mod clock;
 mod extract;
 mod forward;
@@ -84,6 +89,7 @@ mod identity;
 pub mod jwt;
 mod key;
 mod layer;
+pub mod metrics;
 mod mode;
 mod provider;
 mod reject;
@@ -92,6 +98,8 @@ mod service;
 pub mod sign;
 mod verify;
 
+#[cfg(feature = "cache")]
+pub use cache::{CacheOptions, CachingProvider};
 pub use clock::{Clock, SystemClock};
 pub use extract::{DEFAULT_BODY_LIMIT, Sources};
 pub use forward::ForwardHeaders;

@@ -67,21 +67,26 @@ enum Decision {
 }
 
 fn decide(config: &Config, extracted: Extracted, lookup: LookupResult) -> Decision {
+    let Extracted { claim, error, .. } = extracted;
+    let tenant = claim.tenant.as_deref();
     let policy = match lookup {
         Ok(policy) => policy,
         Err(error) => {
-            tracing::warn!(%error, "identity: secret provider failed; answering 503");
+            crate::metrics::provider_lookup(false);
+            tracing::warn!(tenant, %error, "identity: secret provider failed; answering 503");
+            record(config, tenant, Mode::Required, &Err(Failure::Invalid), Some(ErrorCode::ProviderUnavailable));
             return Decision::Reject(ErrorCode::ProviderUnavailable);
         }
     };
     let mode = policy.as_ref().and_then(|p| p.mode()).unwrap_or(config.mode);
-    let Extracted { claim, error, .. } = extracted;
     if mode == Mode::Off {
         let outcome = if claim.has_credential() || error.is_some() {
             IdentityOutcome::Unverified(UnverifiedReason::VerificationOff)
         } else {
             IdentityOutcome::Anonymous
         };
+        crate::metrics::verdict(outcome.as_str(), "off", tenant, None, "none");
+        tracing::debug!(tenant, mode = mode.as_str(), outcome = outcome.as_str(), "identity: verification off");
         return Decision::Pass { outcome, identity: None };
     }
     let result = match (error, &policy) {
@@ -91,33 +96,77 @@ fn decide(config: &Config, extracted: Extracted, lookup: LookupResult) -> Decisi
         (None, Some(policy)) => {
             if policy.keys().shortest_secret() < config.min_secret_len {
                 tracing::error!(
+                    tenant,
                     min_secret_len = config.min_secret_len,
                     "identity: the tenant's key set holds a secret shorter than the minimum; refusing to verify"
                 );
+                record(config, tenant, mode, &Err(Failure::Invalid), Some(ErrorCode::Misconfigured));
                 return Decision::Reject(ErrorCode::Misconfigured);
             }
-            verify(&claim, policy.keys(), config.clock.now(), &config.options)
+            let timer = crate::metrics::Timer::start();
+            let result = verify(&claim, policy.keys(), config.clock.now(), &config.options);
+            let scheme = result.as_ref().map_or("unknown", |id| id.scheme().name());
+            crate::metrics::verification_time(scheme, timer.elapsed());
+            result
         }
     };
+    record(config, tenant, mode, &result, None);
     match result {
-        Ok(identity) => {
-            tracing::debug!(scheme = identity.scheme().name(), key_id = identity.key_id(), "identity: verified");
-            Decision::Pass { outcome: IdentityOutcome::Verified, identity: Some(identity) }
-        }
+        Ok(identity) => Decision::Pass { outcome: IdentityOutcome::Verified, identity: Some(identity) },
         Err(Failure::Missing) if mode != Mode::Required => {
-            tracing::debug!("identity: anonymous");
             Decision::Pass { outcome: IdentityOutcome::Anonymous, identity: None }
         }
-        Err(failure) if mode == Mode::ReportOnly => {
-            tracing::info!(reason = %failure, code = failure.code().as_str(), "identity: would reject (report-only)");
-            Decision::Pass {
-                outcome: IdentityOutcome::Unverified(UnverifiedReason::WouldReject(failure.code())),
-                identity: None,
+        Err(failure) if mode == Mode::ReportOnly => Decision::Pass {
+            outcome: IdentityOutcome::Unverified(UnverifiedReason::WouldReject(failure.code())),
+            identity: None,
+        },
+        Err(failure) => Decision::Reject(failure.code()),
+    }
+}
+
+/// One event (and one counter) per verdict: tenant, scheme, key id, outcome
+/// and reason, never a secret, signature or token; the identifier only with
+/// `log_identifiers`.
+fn record(
+    config: &Config,
+    tenant: Option<&str>,
+    mode: Mode,
+    result: &Result<VerifiedIdentity, Failure>,
+    forced: Option<ErrorCode>,
+) {
+    match (result, forced) {
+        (_, Some(code)) => {
+            crate::metrics::verdict("rejected", code.as_str(), tenant, None, "none");
+        }
+        (Ok(identity), None) => {
+            let (scheme, key_id) = (identity.scheme().name(), identity.key_id());
+            crate::metrics::verdict("verified", "ok", tenant, key_id, scheme);
+            if config.log_identifiers {
+                tracing::debug!(
+                    tenant,
+                    scheme,
+                    key_id,
+                    subject = identity.id(),
+                    outcome = "verified",
+                    "identity: verified"
+                );
+            } else {
+                tracing::debug!(tenant, scheme, key_id, outcome = "verified", "identity: verified");
             }
         }
-        Err(failure) => {
-            tracing::debug!(reason = %failure, code = failure.code().as_str(), "identity: rejected");
-            Decision::Reject(failure.code())
+        (Err(Failure::Missing), None) if mode != Mode::Required => {
+            crate::metrics::verdict("anonymous", "none", tenant, None, "none");
+            tracing::debug!(tenant, outcome = "anonymous", "identity: anonymous");
+        }
+        (Err(failure), None) if mode == Mode::ReportOnly => {
+            let reason = failure.code().as_str();
+            crate::metrics::verdict("unverified", reason, tenant, None, "none");
+            tracing::info!(tenant, outcome = "unverified", reason, "identity: would reject (report-only)");
+        }
+        (Err(failure), None) => {
+            let reason = failure.code().as_str();
+            crate::metrics::verdict("rejected", reason, tenant, None, "none");
+            tracing::debug!(tenant, outcome = "rejected", reason, detail = %failure, "identity: rejected");
         }
     }
 }
