@@ -244,6 +244,13 @@ async fn anonymous_requests_in_optional_mode_and_upstream_down() {
     let (h, _) = seen.take().pop().unwrap();
     assert_eq!(h["x-identity-outcome"], "anonymous");
     assert!(h.get("x-verified-user-id").is_none() && h.get("x_verified_user_id").is_none());
+
+    // Prometheus metrics, unauthenticated like the health check.
+    let (status, headers, body) = send(proxy.addr, "/metrics", &[], Bytes::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(body.contains("identity_verdicts_total{") && body.contains("outcome=\"anonymous\""), "{body}");
+    assert!(seen.take().is_empty(), "/metrics is answered by the proxy itself");
 }
 
 fn signal(child: &Child, sig: &str) {

@@ -54,6 +54,7 @@ pub struct FileConfig {
     pub upstream_protocol: UpstreamProtocol,
     pub mode: Option<String>,
     pub health_path: Option<String>,
+    pub metrics_path: Option<String>,
     #[serde(default)]
     pub strip_credentials: bool,
     pub upstream_timeout_secs: Option<u64>,
@@ -136,6 +137,8 @@ pub struct Settings {
     pub upstream_protocol: UpstreamProtocol,
     pub mode: Mode,
     pub health_path: String,
+    /// Where Prometheus metrics are served (`None`: not served).
+    pub metrics_path: Option<String>,
     pub strip_credentials: bool,
     pub upstream_timeout: Duration,
     pub header_read_timeout: Duration,
@@ -171,7 +174,8 @@ fn env_value(text: &str) -> toml::Value {
 }
 
 /// The keys the environment may override (tenants and their secrets are not among them).
-const OVERRIDABLE: [&str; 13] = [
+const OVERRIDABLE: [&str; 14] = [
+    "metrics_path",
     "listen",
     "upstream",
     "upstream_protocol",
@@ -286,6 +290,12 @@ fn build(cfg: FileConfig, path: &Path, listen: Option<&str>, upstream: Option<&s
     if !health_path.starts_with('/') {
         return Err(err(path, "health_path", "must start with '/'"));
     }
+    let metrics_path = match cfg.metrics_path.as_deref() {
+        None => Some("/metrics".to_owned()),
+        Some("") => None,
+        Some(p) if p.starts_with('/') => Some(p.to_owned()),
+        Some(_) => return Err(err(path, "metrics_path", "must start with '/' (or be empty to disable)")),
+    };
 
     let mut options = VerifyOptions::default();
     let v = &cfg.verify;
@@ -457,6 +467,7 @@ fn build(cfg: FileConfig, path: &Path, listen: Option<&str>, upstream: Option<&s
         upstream_protocol: cfg.upstream_protocol,
         mode,
         health_path,
+        metrics_path,
         strip_credentials: cfg.strip_credentials,
         upstream_timeout: Duration::from_secs(cfg.upstream_timeout_secs.unwrap_or(30)),
         header_read_timeout: Duration::from_secs(cfg.header_read_timeout_secs.unwrap_or(10).max(1)),

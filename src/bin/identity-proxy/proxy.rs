@@ -142,15 +142,29 @@ pub fn layer(settings: &Settings, provider: HotSwap<TenantMap>) -> IdentityVerif
 
 type Verified = IdentityVerification<Upstream>;
 
+/// The endpoints the proxy answers itself, without verification.
+struct Local {
+    health_path: String,
+    metrics: Option<(String, metrics_exporter_prometheus::PrometheusHandle)>,
+}
+
 async fn handle(
     svc: Verified,
-    health_path: Arc<str>,
+    local: Arc<Local>,
     peer: SocketAddr,
     mut req: Request<Incoming>,
 ) -> Result<Response<ResponseBody<ProxyBody>>, Infallible> {
-    if req.uri().path() == &*health_path {
+    let path = req.uri().path();
+    if path == local.health_path {
         let mut res = Response::new(ResponseBody::full(Bytes::from_static(b"{\"status\":\"ok\"}")));
         res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        return Ok(res);
+    }
+    if let Some((metrics_path, handle)) = &local.metrics
+        && path == metrics_path
+    {
+        let mut res = Response::new(ResponseBody::full(Bytes::from(handle.render())));
+        res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
         return Ok(res);
     }
     let forwarded_for = match req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
@@ -174,7 +188,17 @@ pub async fn run(
     let provider = HotSwap::new(settings.tenants.clone());
     let upstream = Upstream::new(&settings.upstream, settings.upstream_protocol, settings.upstream_timeout);
     let svc = tower::Layer::layer(&layer(&settings, provider.clone()), upstream);
-    let health_path: Arc<str> = settings.health_path.as_str().into();
+    let metrics = match &settings.metrics_path {
+        Some(path) => match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+            Ok(handle) => Some((path.clone(), handle)),
+            Err(error) => {
+                tracing::warn!(%error, "metrics disabled: cannot install the recorder");
+                None
+            }
+        },
+        None => None,
+    };
+    let local = Arc::new(Local { health_path: settings.health_path.clone(), metrics });
 
     let listener = TcpListener::bind(&settings.listen).await?;
     let addr = listener.local_addr()?;
@@ -213,8 +237,8 @@ pub async fn run(
                 };
                 let _ = stream.set_nodelay(true);
                 let svc = svc.clone();
-                let health_path = health_path.clone();
-                let service = hyper::service::service_fn(move |req| handle(svc.clone(), health_path.clone(), peer, req));
+                let local = local.clone();
+                let service = hyper::service::service_fn(move |req| handle(svc.clone(), local.clone(), peer, req));
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {

@@ -1,0 +1,99 @@
+//! Log hygiene: every log line the layer writes at TRACE, in every mode, for
+//! valid, forged, expired and malformed credentials, captured and searched
+//! for secrets, signatures and tokens. (Its own test binary: tracing caches
+//! callsite interest per process.)
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use support::*;
+use tower_identity::{Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Secret, Sources, jwt, sign};
+
+const OLD: &str = "observability-old-secret-0123";
+const NEW: &str = "observability-new-secret-0123";
+const JWT_SECRET: &str = "observability-jwt-secret-0123";
+
+fn keys() -> KeySet {
+    KeySet::new([
+        Key::hmac(Identifier::UserId, Secret::text(OLD).unwrap()).with_id("2025"),
+        Key::hmac(Identifier::UserId, Secret::text(NEW).unwrap()).with_id("2026"),
+        Key::jwt(Secret::text(JWT_SECRET).unwrap()).with_id("jwt-1"),
+    ])
+    .unwrap()
+}
+
+fn signed(secret: &str, user: &str) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    get("/", &[("x-user-id", user), ("x-identity-signature", &sign::hmac(&Secret::text(secret).unwrap(), user))])
+}
+
+/// A `MakeWriter` that appends every log line to a shared buffer.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Capture {
+        self.clone()
+    }
+}
+
+#[test]
+fn no_secret_signature_or_token_ever_reaches_the_logs() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .finish();
+    let token = jwt::token(&Secret::text(JWT_SECRET).unwrap(), "app", "jane@example.com", Some("Jane"), NOW, 600, []);
+    let forged_token = format!("{}x", &token[..token.len() - 1]);
+    let valid_sig = sign::hmac(&Secret::text(NEW).unwrap(), "u1");
+    let ts_sig = sign::timestamped_hmac(&Secret::text(OLD).unwrap(), "u1", NOW);
+    let mut secrets: Vec<String> = vec![OLD.into(), NEW.into(), JWT_SECRET.into(), valid_sig.clone(), token.clone()];
+    secrets.push(token.rsplit('.').next().unwrap().to_owned());
+    secrets.push(ts_sig[..64].to_owned());
+    tracing::subscriber::with_default(subscriber, || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            for mode in [Mode::Off, Mode::ReportOnly, Mode::Optional, Mode::Required] {
+                let layer = IdentityVerificationLayer::new(keys().with_audience("app"))
+                    .mode(mode)
+                    .clock(|| NOW)
+                    .sources(Sources::new().bearer());
+                send(&layer, signed(NEW, "u1")).await;
+                send(&layer, signed("forged-secret-0123456789", "u1")).await;
+                send(&layer, get("/", &[("x-user-id", "u1"), ("x-identity-signature", &ts_sig)])).await;
+                send(&layer, get("/", &[("authorization", &format!("Bearer {token}"))])).await;
+                send(&layer, get("/", &[("x-identity-token", &forged_token)])).await;
+                send(&layer, get("/", &[("x-identity-token", &token), ("x-user-email", "other@example.com")])).await;
+                let short = IdentityVerificationLayer::new(KeySet::single(Key::hmac(
+                    Identifier::UserId,
+                    Secret::text("tiny").unwrap(),
+                )));
+                send(&short, signed("tiny", "u1")).await;
+            }
+            // Debug output of the configuration and the identity.
+            let layer = IdentityVerificationLayer::new(keys());
+            tracing::debug!(?layer, keys = ?keys(), "configuration");
+        });
+    });
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("verified") && logs.contains("would reject"), "the capture works: {logs}");
+    for s in &secrets {
+        assert!(!logs.contains(s.as_str()), "{s:?} reached the logs");
+    }
+    assert!(!logs.contains("u1"), "identifiers are not logged unless log_identifiers is set");
+    println!("{} log bytes checked against {} secrets", logs.len(), secrets.len());
+}
