@@ -199,6 +199,12 @@ impl<P: SecretProvider> Inner<P> {
 
     /// One lookup at the source, with the timeout, caching its answer.
     async fn load(&self, key: &TenantKey) -> Shared {
+        // A request that missed the cache just before an earlier lookup for
+        // this tenant finished finds that lookup's answer here, instead of
+        // querying again.
+        if let Some(entry) = self.cached(key.as_deref()) {
+            return Ok(entry.policy);
+        }
         let result = match self.provider.lookup(key.as_deref()) {
             Lookup::Ready(result) => result,
             Lookup::Pending(future) => match tokio::time::timeout(self.options.lookup_timeout, future).await {

@@ -74,6 +74,7 @@
 //! - `json` (default): identities in JSON request bodies.
 //! - `cache`: [`CachingProvider`] (moka, tokio).
 //! - `metrics`: counters and histograms through the `metrics` facade ([`metrics`]).
+//! - `postgres`: [`postgres::PostgresProvider`] (tokio-postgres, deadpool) with LISTEN/NOTIFY invalidation.
 //! - `proxy`: the `identity-proxy` sidecar binary.
 
 #[cfg(feature = "axum")]
@@ -91,6 +92,8 @@ mod key;
 mod layer;
 pub mod metrics;
 mod mode;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod provider;
 mod reject;
 mod secret;
