@@ -395,3 +395,76 @@ fn sign_and_check_tools() {
     assert!(!out.contains(SECRET) && !out.contains(&hex_text));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_from_postgresql_with_immediate_revocation() {
+    let Ok(url) = std::env::var("TOWER_IDENTITY_PG_URL") else {
+        assert!(std::env::var("TOWER_IDENTITY_REQUIRE_POSTGRES").as_deref() != Ok("1"), "PostgreSQL is required");
+        eprintln!("skipping: TOWER_IDENTITY_PG_URL is not set");
+        return;
+    };
+    let provider = tower_identity::postgres::PostgresProvider::connect(&url, 1).unwrap();
+    provider.migrate().await.unwrap();
+    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    db.batch_execute(
+        "DELETE FROM identity_tenants WHERE tenant_id = 'proxy-pg';
+         INSERT INTO identity_tenants (tenant_id) VALUES ('proxy-pg');",
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "INSERT INTO identity_keys (tenant_id, key_id, scheme, secret) VALUES ('proxy-pg', 'db-1', 'hmac', $1)",
+        &[&SECRET],
+    )
+    .await
+    .unwrap();
+
+    let (up, seen, _task) = upstream(false).await;
+    let cfg = format!(
+        "listen = \"127.0.0.1:0\"\nupstream = \"http://{up}\"\nreload_poll_secs = 0\n\
+         [sources]\nheaders = {{ tenant = \"x-app-id\" }}\n\
+         [postgres]\nurl_file = \"db-url.txt\"\ncache_ttl_secs = 3600\n"
+    );
+    let dir = temp_dir("pg");
+    std::fs::write(dir.join("db-url.txt"), &url).unwrap();
+    std::fs::write(dir.join("proxy.toml"), cfg).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(dir.join("proxy.toml"))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listening on http://") {
+                let _ = tx.send(line[at + 20..].split_whitespace().next().unwrap().to_owned());
+            }
+        }
+    });
+    let addr: SocketAddr = rx.recv_timeout(Duration::from_secs(20)).unwrap().parse().unwrap();
+    let proxy = Proxy { child, addr, dir };
+    let sig = sign::hmac(&Secret::text(SECRET).unwrap(), "u1");
+    let headers = [("x-app-id", "proxy-pg"), ("x-user-id", "u1"), ("x-identity-signature", sig.as_str())];
+    let call = || send(proxy.addr, "/", &headers, Bytes::new());
+    assert_eq!(call().await.0, StatusCode::OK);
+    let (h, _) = seen.take().pop().unwrap();
+    assert_eq!((h["x-verified-key-id"].to_str().unwrap(), h["x-verified-tenant"].to_str().unwrap()), ("db-1", "proxy-pg"));
+    // Revoked in the database: refused at once (LISTEN/NOTIFY), although the cache TTL is an hour.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    db.execute("UPDATE identity_keys SET not_after = now() - interval '1 second' WHERE tenant_id = 'proxy-pg'", &[])
+        .await
+        .unwrap();
+    let mut refused = false;
+    for _ in 0..50 {
+        if call().await.0 == StatusCode::UNAUTHORIZED {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "the revoked key is refused without waiting for the TTL");
+}

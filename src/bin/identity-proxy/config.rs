@@ -69,6 +69,32 @@ pub struct FileConfig {
     pub forward: BTreeMap<String, String>,
     #[serde(default)]
     pub tenants: Vec<TenantSection>,
+    pub postgres: Option<PostgresSection>,
+}
+
+/// Tenants and keys in PostgreSQL instead of this file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    /// The environment variable holding the connection URL (it may carry a password).
+    pub url_env: Option<String>,
+    /// Or a file holding it.
+    pub url_file: Option<PathBuf>,
+    pub max_connections: Option<usize>,
+    pub cache_ttl_secs: Option<u64>,
+    pub negative_ttl_secs: Option<u64>,
+    pub lookup_timeout_secs: Option<u64>,
+    pub serve_stale_secs: Option<u64>,
+    /// Drop cached keys at once on `NOTIFY identity_keys` (default true).
+    pub listen_notify: Option<bool>,
+}
+
+/// The PostgreSQL provider settings, checked.
+pub struct PostgresSettings {
+    pub url: zeroize::Zeroizing<String>,
+    pub max_connections: usize,
+    pub cache: tower_identity::CacheOptions,
+    pub listen_notify: bool,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -155,6 +181,8 @@ pub struct Settings {
     pub watched: Vec<(PathBuf, Option<SystemTime>)>,
     pub tenant_count: usize,
     pub key_count: usize,
+    /// Set when tenants live in PostgreSQL.
+    pub postgres: Option<PostgresSettings>,
 }
 
 fn err(file: &Path, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
@@ -174,7 +202,8 @@ fn env_value(text: &str) -> toml::Value {
 }
 
 /// The keys the environment may override (tenants and their secrets are not among them).
-const OVERRIDABLE: [&str; 14] = [
+const OVERRIDABLE: [&str; 15] = [
+    "postgres",
     "metrics_path",
     "listen",
     "upstream",
@@ -369,8 +398,41 @@ fn build(cfg: FileConfig, path: &Path, listen: Option<&str>, upstream: Option<&s
     let mut tenants = TenantMap::new();
     let mut keys_out = Vec::new();
     let mut key_count = 0;
-    if cfg.tenants.is_empty() {
-        return Err(err(path, "tenants", "at least one tenant with keys is required"));
+    let postgres = match &cfg.postgres {
+        None => None,
+        Some(pg) => {
+            if !cfg.tenants.is_empty() {
+                return Err(err(path, "postgres", "tenants come from PostgreSQL or from this file, not both"));
+            }
+            let url = match (&pg.url_env, &pg.url_file) {
+                (Some(var), None) => std::env::var(var)
+                    .map_err(|_| err(path, "postgres.url_env", format!("environment variable {var} is not set")))?,
+                (None, Some(file)) => {
+                    let file = if file.is_relative() { path.parent().unwrap_or(Path::new(".")).join(file) } else { file.clone() };
+                    watched.push((file.clone(), mtime(&file)));
+                    read_secret_file(path, "postgres.url_file", &file)?
+                }
+                _ => return Err(err(path, "postgres", "set exactly one of url_env and url_file")),
+            };
+            let url = zeroize::Zeroizing::new(url);
+            url.parse::<tokio_postgres::Config>()
+                .map_err(|_| err(path, "postgres", "the connection URL is not valid"))?;
+            let defaults = tower_identity::CacheOptions::default();
+            Some(PostgresSettings {
+                url,
+                max_connections: pg.max_connections.unwrap_or(8),
+                cache: defaults
+                    .clone()
+                    .ttl(pg.cache_ttl_secs.map_or(defaults.ttl, Duration::from_secs))
+                    .negative_ttl(pg.negative_ttl_secs.map_or(defaults.negative_ttl, Duration::from_secs))
+                    .lookup_timeout(pg.lookup_timeout_secs.map_or(defaults.lookup_timeout, Duration::from_secs))
+                    .serve_stale_for(pg.serve_stale_secs.map(Duration::from_secs)),
+                listen_notify: pg.listen_notify.unwrap_or(true),
+            })
+        }
+    };
+    if cfg.tenants.is_empty() && postgres.is_none() {
+        return Err(err(path, "tenants", "at least one tenant with keys is required (or a [postgres] section)"));
     }
     let mut seen_ids = std::collections::BTreeSet::new();
     for (ti, tenant) in cfg.tenants.iter().enumerate() {
@@ -485,6 +547,7 @@ fn build(cfg: FileConfig, path: &Path, listen: Option<&str>, upstream: Option<&s
         watched,
         tenant_count: cfg.tenants.len(),
         key_count,
+        postgres,
     })
 }
 

@@ -130,7 +130,7 @@ impl Service<Request<RequestBody<Incoming>>> for Upstream {
 }
 
 /// Builds the layer from the settings around `provider`.
-pub fn layer(settings: &Settings, provider: HotSwap<TenantMap>) -> IdentityVerificationLayer {
+pub fn layer(settings: &Settings, provider: impl tower_identity::SecretProvider) -> IdentityVerificationLayer {
     IdentityVerificationLayer::new(provider)
         .mode(settings.mode)
         .sources(settings.sources.clone())
@@ -187,7 +187,20 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let provider = HotSwap::new(settings.tenants.clone());
     let upstream = Upstream::new(&settings.upstream, settings.upstream_protocol, settings.upstream_timeout);
-    let svc = tower::Layer::layer(&layer(&settings, provider.clone()), upstream);
+    let identity_layer = match &settings.postgres {
+        None => layer(&settings, provider.clone()),
+        Some(pg) => {
+            let db = tower_identity::postgres::PostgresProvider::connect(&pg.url, pg.max_connections)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let cached = db.cached(pg.cache.clone());
+            if pg.listen_notify {
+                tower_identity::postgres::listen_for_changes(&pg.url, cached.clone());
+            }
+            tracing::info!(ttl_secs = pg.cache.ttl.as_secs(), listen_notify = pg.listen_notify, "tenants and keys from PostgreSQL");
+            layer(&settings, cached)
+        }
+    };
+    let svc = tower::Layer::layer(&identity_layer, upstream);
     let metrics = match &settings.metrics_path {
         Some(path) => match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
             Ok(handle) => Some((path.clone(), handle)),

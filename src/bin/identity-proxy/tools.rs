@@ -31,6 +31,9 @@ impl Ids {
 }
 
 fn tenant_keys<'a>(settings: &'a Settings, tenant: Option<&str>) -> Result<(&'a KeySet, Option<&'a str>), String> {
+    if settings.postgres.is_some() {
+        return Err("sign and check use the tenants of the configuration file; these tenants live in PostgreSQL".into());
+    }
     settings
         .keys
         .iter()
