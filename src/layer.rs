@@ -11,7 +11,7 @@ use crate::extract::Sources;
 use crate::forward::ForwardHeaders;
 use crate::mode::Mode;
 use crate::provider::SecretProvider;
-use crate::reject::{DefaultResponder, Responder};
+use crate::reject::{DefaultResponder, RequestHead, Responder};
 use crate::service::IdentityVerification;
 use crate::verify::VerifyOptions;
 
@@ -30,6 +30,7 @@ pub(crate) struct Config {
     pub(crate) forward: Option<ForwardHeaders>,
     pub(crate) strip_credentials: bool,
     pub(crate) log_identifiers: bool,
+    pub(crate) bypass: Option<Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>>,
 }
 
 /// A tower layer that verifies signed identities before requests reach the
@@ -70,6 +71,7 @@ impl IdentityVerificationLayer {
                 forward: None,
                 strip_credentials: false,
                 log_identifiers: false,
+                bypass: None,
             }),
         }
     }
@@ -136,10 +138,11 @@ impl IdentityVerificationLayer {
         self
     }
 
-    /// Removes the credential headers (signature, timestamp, token, and
-    /// `Authorization` when it is a token source) before forwarding, so the
-    /// upstream never sees them. Off by default; when kept, they are marked
-    /// sensitive.
+    /// Removes the claim headers before forwarding: the credential
+    /// (signature, timestamp, token, and `Authorization` when it is a token
+    /// source) and the claimed identifiers (user id, email, visitor id), so
+    /// the upstream sees only what the layer proved. Off by default; when
+    /// kept, credential headers are marked sensitive.
     pub fn strip_credentials(mut self, strip: bool) -> Self {
         self.config_mut().strip_credentials = strip;
         self
@@ -150,6 +153,23 @@ impl IdentityVerificationLayer {
     /// are never logged.
     pub fn log_identifiers(mut self, log: bool) -> Self {
         self.config_mut().log_identifiers = log;
+        self
+    }
+
+    /// Lets requests this predicate accepts through without any verification
+    /// (health checks, public endpoints): no claim is read, no provider is
+    /// asked, no identity or outcome is inserted. Forwarded identity headers
+    /// are still stripped from them.
+    ///
+    /// ```
+    /// # use tower_identity::{IdentityVerificationLayer, Identifier, Key, KeySet, Secret};
+    /// # let keys = KeySet::single(Key::hmac(Identifier::UserId, Secret::text("a-long-random-secret-0123").unwrap()));
+    /// let layer = IdentityVerificationLayer::new(keys)
+    ///     .bypass(|req| req.uri.path().starts_with("/grpc.health.v1.Health/"));
+    /// # let _ = layer;
+    /// ```
+    pub fn bypass(mut self, predicate: impl Fn(&RequestHead<'_>) -> bool + Send + Sync + 'static) -> Self {
+        self.config_mut().bypass = Some(Arc::new(predicate));
         self
     }
 
@@ -169,6 +189,7 @@ impl fmt::Debug for IdentityVerificationLayer {
             .field("min_secret_len", &self.config.min_secret_len)
             .field("forward", &self.config.forward)
             .field("strip_credentials", &self.config.strip_credentials)
+            .field("bypass", &self.config.bypass.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -210,7 +210,8 @@ fn guard_credentials(config: &Config, headers: &mut http::HeaderMap) {
     let token = sources.header_name(Role::Token);
     let bearer = sources.reads_bearer().then_some(&http::header::AUTHORIZATION);
     if config.strip_credentials {
-        for name in [signature, timestamp, token, bearer].into_iter().flatten() {
+        let claimed = [Role::UserId, Role::Email, Role::VisitorId].map(|r| sources.header_name(r));
+        for name in [signature, timestamp, token, bearer].into_iter().chain(claimed).flatten() {
             headers.remove(name);
         }
         return;
@@ -257,8 +258,16 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
+        if let Some(bypass) = &config.bypass
+            && bypass(&RequestHead::of(&req))
+        {
+            if let Some(forward) = &config.forward {
+                forward.strip(req.headers_mut());
+            }
+            return ResponseFuture::inner(self.inner.call(req.map(RequestBody::new)));
+        }
         let grpc = is_grpc(req.headers());
         let mut extracted = match extract(&config.sources, req.headers(), req.uri()) {
             Ok(extracted) => extracted,

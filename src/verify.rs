@@ -281,6 +281,9 @@ impl Failure {
     pub fn code(&self) -> ErrorCode {
         match self {
             Failure::Missing => ErrorCode::CredentialMissing,
+            // A key of this tenant signs another identifier: answered like an
+            // invalid signature, so a tenant's schemes cannot be probed.
+            Failure::Malformed(Malformed::IdentifierMissing) => ErrorCode::SignatureInvalid,
             Failure::Malformed(_) => ErrorCode::CredentialMalformed,
             Failure::Invalid => ErrorCode::SignatureInvalid,
             Failure::Expired => ErrorCode::SignatureExpired,

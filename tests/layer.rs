@@ -264,7 +264,8 @@ async fn identifiers_are_bound_to_the_key() {
     let layer = IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::Email, secret())));
     let sig = sign::hmac(&secret(), "jane@example.com");
     let (a, rec) = send(&layer, get("/", &[("x-user-id", "jane@example.com"), ("x-identity-signature", &sig)])).await;
-    assert_rejected(&a, &rec, 401, "credential_malformed", &["jane@example.com"]);
+    // Answered like an invalid signature: which identifier a tenant signs is not revealed.
+    assert_rejected(&a, &rec, 401, "signature_invalid", &["jane@example.com"]);
     let (a, rec) = send(
         &layer,
         get("/", &[("x-user-email", "jane@example.com"), ("x-user-id", "7"), ("x-identity-signature", &sig)]),
@@ -599,4 +600,17 @@ async fn forwarded_identity_headers_cannot_be_spoofed_in_any_mode() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn bypassed_requests_skip_verification_but_not_header_stripping() {
+    let layer = plain_layer(Mode::Required)
+        .forward_identity_headers(tower_identity::ForwardHeaders::default())
+        .bypass(|req| req.uri.path() == "/healthz");
+    let (a, rec) = send(&layer, get("/healthz", &[("x_verified_user_id", "admin")])).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(rec.calls(), 1);
+    assert_eq!(rec.last_outcome(), None, "no verdict was made");
+    let (a, rec) = send(&layer, get("/other", &[])).await;
+    assert_rejected(&a, &rec, 401, "credential_missing", &[]);
 }

@@ -452,7 +452,10 @@ async fn tenants_from_postgresql_with_immediate_revocation() {
     let call = || send(proxy.addr, "/", &headers, Bytes::new());
     assert_eq!(call().await.0, StatusCode::OK);
     let (h, _) = seen.take().pop().unwrap();
-    assert_eq!((h["x-verified-key-id"].to_str().unwrap(), h["x-verified-tenant"].to_str().unwrap()), ("db-1", "proxy-pg"));
+    assert_eq!(
+        (h["x-verified-key-id"].to_str().unwrap(), h["x-verified-tenant"].to_str().unwrap()),
+        ("db-1", "proxy-pg")
+    );
     // Revoked in the database: refused at once (LISTEN/NOTIFY), although the cache TTL is an hour.
     tokio::time::sleep(Duration::from_millis(300)).await;
     db.execute("UPDATE identity_keys SET not_after = now() - interval '1 second' WHERE tenant_id = 'proxy-pg'", &[])

@@ -408,7 +408,11 @@ fn build(cfg: FileConfig, path: &Path, listen: Option<&str>, upstream: Option<&s
                 (Some(var), None) => std::env::var(var)
                     .map_err(|_| err(path, "postgres.url_env", format!("environment variable {var} is not set")))?,
                 (None, Some(file)) => {
-                    let file = if file.is_relative() { path.parent().unwrap_or(Path::new(".")).join(file) } else { file.clone() };
+                    let file = if file.is_relative() {
+                        path.parent().unwrap_or(Path::new(".")).join(file)
+                    } else {
+                        file.clone()
+                    };
                     watched.push((file.clone(), mtime(&file)));
                     read_secret_file(path, "postgres.url_file", &file)?
                 }

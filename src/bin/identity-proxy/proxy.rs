@@ -106,7 +106,6 @@ impl Service<Request<RequestBody<Incoming>>> for Upstream {
             };
             *req.uri_mut() = uri;
             *req.version_mut() = http::Version::HTTP_11;
-            strip_hop_by_hop(req.headers_mut());
             match tokio::time::timeout(timeout, client.request(req)).await {
                 Ok(Ok(mut res)) => {
                     strip_hop_by_hop(res.headers_mut());
@@ -167,6 +166,9 @@ async fn handle(
         res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
         return Ok(res);
     }
+    // Before the layer: a client must not be able to name the forwarded
+    // identity headers in `Connection` and have them removed after verification.
+    strip_hop_by_hop(req.headers_mut());
     let forwarded_for = match req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prior) => format!("{prior}, {}", peer.ip()),
         None => peer.ip().to_string(),
@@ -196,7 +198,11 @@ pub async fn run(
             if pg.listen_notify {
                 tower_identity::postgres::listen_for_changes(&pg.url, cached.clone());
             }
-            tracing::info!(ttl_secs = pg.cache.ttl.as_secs(), listen_notify = pg.listen_notify, "tenants and keys from PostgreSQL");
+            tracing::info!(
+                ttl_secs = pg.cache.ttl.as_secs(),
+                listen_notify = pg.listen_notify,
+                "tenants and keys from PostgreSQL"
+            );
             layer(&settings, cached)
         }
     };
