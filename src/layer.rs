@@ -18,6 +18,9 @@ use crate::verify::VerifyOptions;
 /// Shortest secret accepted by default, in bytes.
 pub const DEFAULT_MIN_SECRET_LEN: usize = 16;
 
+/// A predicate over a request's head.
+pub(crate) type RequestPredicate = Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;
+
 #[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) provider: Arc<dyn SecretProvider>,
@@ -30,7 +33,7 @@ pub(crate) struct Config {
     pub(crate) forward: Option<ForwardHeaders>,
     pub(crate) strip_credentials: bool,
     pub(crate) log_identifiers: bool,
-    pub(crate) bypass: Option<Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>>,
+    pub(crate) bypass: Option<RequestPredicate>,
 }
 
 /// A tower layer that verifies signed identities before requests reach the
