@@ -27,6 +27,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 /// | `body_unreadable` | 400 | the body ended early or failed while being read |
 /// | `provider_unavailable` | 503 | the secret provider failed; retry later |
 /// | `misconfigured` | 500 | the tenant's keys break the key policy (e.g. a too-short secret) |
+/// | `internal_error` | 500 | the secret provider panicked (the request is refused, the service keeps serving) |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -56,6 +57,8 @@ pub enum ErrorCode {
     ProviderUnavailable,
     /// `misconfigured`
     Misconfigured,
+    /// `internal_error`
+    Internal,
 }
 
 macro_rules! codes {
@@ -101,6 +104,7 @@ codes! {
     BodyUnreadable => "body_unreadable", BAD_REQUEST, 3, "The request body could not be read.";
     ProviderUnavailable => "provider_unavailable", SERVICE_UNAVAILABLE, 14, "Identity verification is temporarily unavailable.";
     Misconfigured => "misconfigured", INTERNAL_SERVER_ERROR, 13, "Identity verification is misconfigured.";
+    Internal => "internal_error", INTERNAL_SERVER_ERROR, 13, "Identity verification failed internally.";
 }
 
 impl fmt::Display for ErrorCode {
@@ -269,6 +273,7 @@ mod tests {
             ErrorCode::BodyUnreadable,
             ErrorCode::ProviderUnavailable,
             ErrorCode::Misconfigured,
+            ErrorCode::Internal,
         ] {
             let res = Rejection::new(code, false).http_response();
             assert_eq!(res.status(), code.status());

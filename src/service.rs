@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -235,10 +236,19 @@ enum Resolved<B> {
 }
 
 fn resolve<B>(config: &Config, req: Request<RequestBody<B>>, extracted: Extracted, grpc: bool) -> Resolved<B> {
-    match config.provider.lookup(extracted.claim.tenant.as_deref()) {
-        Lookup::Ready(result) => Resolved::Now(apply(config, req, decide(config, extracted, result), grpc)),
-        Lookup::Pending(lookup) => Resolved::Later(lookup, req, extracted),
+    let tenant = extracted.claim.tenant.as_deref();
+    // A panicking provider is a refused request, never a pass and never a dead connection.
+    match std::panic::catch_unwind(AssertUnwindSafe(|| config.provider.lookup(tenant))) {
+        Ok(Lookup::Ready(result)) => Resolved::Now(apply(config, req, decide(config, extracted, result), grpc)),
+        Ok(Lookup::Pending(lookup)) => Resolved::Later(lookup, req, extracted),
+        Err(_) => Resolved::Now(Dispatch::Reject(provider_panicked(config, &req, grpc))),
     }
+}
+
+fn provider_panicked<B>(config: &Config, req: &Request<B>, grpc: bool) -> Response<Bytes> {
+    tracing::error!("identity: the secret provider panicked; answering 500");
+    crate::metrics::verdict("rejected", ErrorCode::Internal.as_str(), None, None, "none");
+    reject(config, &RequestHead::of(req), ErrorCode::Internal, grpc)
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {

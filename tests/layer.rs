@@ -614,3 +614,28 @@ async fn bypassed_requests_skip_verification_but_not_header_stripping() {
     let (a, rec) = send(&layer, get("/other", &[])).await;
     assert_rejected(&a, &rec, 401, "credential_missing", &[]);
 }
+
+#[tokio::test]
+async fn a_panicking_provider_is_refused_with_500_and_the_layer_keeps_serving() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let sync_calls = calls.clone();
+    let sync_panics = IdentityVerificationLayer::new(move |_: Option<&str>| {
+        if sync_calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("provider bug");
+        }
+        Ok(Some(TenantPolicy::new(KeySet::single(Key::hmac(Identifier::UserId, secret())))))
+    });
+    let async_panics = IdentityVerificationLayer::new(from_async_fn(|_: Option<String>| async {
+        tokio::task::yield_now().await;
+        panic!("provider bug");
+    }));
+    let sig = sign::hmac(&secret(), "u1");
+    for layer in [&sync_panics, &async_panics] {
+        let (a, rec) = send(layer, get("/", &[("x-user-id", "u1"), ("x-identity-signature", &sig)])).await;
+        assert_eq!((a.status.as_u16(), rec.calls()), (500, 0));
+        assert_eq!(a.code(), "internal_error");
+    }
+    // The same layer serves the next request.
+    let (a, rec) = send(&sync_panics, get("/", &[("x-user-id", "u1"), ("x-identity-signature", &sig)])).await;
+    assert_eq!((a.status.as_u16(), rec.calls()), (200, 1));
+}
