@@ -507,9 +507,17 @@ where
                         }
                     }
                     StateProj::Resolving { lookup, pending } => {
-                        let result = ready!(lookup.as_mut().poll(cx));
+                        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| lookup.as_mut().poll(cx)));
+                        let result = match polled {
+                            Ok(Poll::Pending) => return Poll::Pending,
+                            Ok(Poll::Ready(result)) => Some(result),
+                            Err(_) => None,
+                        };
                         let Pending { mut inner, req, extracted, config, grpc } =
                             *pending.take().expect("ResponseFuture polled after completion");
+                        let Some(result) = result else {
+                            break 'next State::Done { response: Some(provider_panicked(&config, &req, grpc)) };
+                        };
                         match apply(&config, req, decide(&config, extracted, result), grpc) {
                             Dispatch::Forward(req) => State::Inner { fut: inner.call(req) },
                             Dispatch::Reject(res) => State::Done { response: Some(res) },
