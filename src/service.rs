@@ -529,3 +529,8 @@ where
         }
     }
 }
+
+#[cfg(feature = "tonic")]
+impl<S: tonic::server::NamedService> tonic::server::NamedService for IdentityVerification<S> {
+    const NAME: &'static str = S::NAME;
+}

@@ -168,6 +168,32 @@ mod grpc {
         assert_eq!(res.get_ref().status, ServingStatus::Serving as i32);
         server.abort();
     }
+
+    /// With the `tonic` feature, one service can be wrapped and given to
+    /// `add_service` (the layered service keeps the inner one's name).
+    #[cfg(feature = "tonic")]
+    #[tokio::test]
+    async fn tonic_add_service_with_one_layered_service() {
+        use tower::Layer;
+        let (l, addr) = listener().await;
+        let server = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(layer(Mode::Required).layer(HealthServer::new(WhoAmI)))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l))
+                .await
+                .unwrap()
+        });
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        let mut client = HealthClient::new(channel);
+        let err = client.check(HealthCheckRequest { service: "7".into() }).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        let mut req = GrpcRequest::new(HealthCheckRequest { service: "7".into() });
+        req.metadata_mut().insert("x-user-id", "7".parse().unwrap());
+        req.metadata_mut().insert("x-identity-signature", sign::hmac(&secret(), "7").parse().unwrap());
+        assert_eq!(client.check(req).await.unwrap().get_ref().status, ServingStatus::Serving as i32);
+        server.abort();
+    }
 }
 
 #[tokio::test]
