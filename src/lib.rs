@@ -75,6 +75,8 @@
 //! - `cache`: [`CachingProvider`] (moka, tokio).
 //! - `metrics`: counters and histograms through the `metrics` facade ([`metrics`]).
 //! - `postgres`: [`postgres::PostgresProvider`] (tokio-postgres, deadpool) with LISTEN/NOTIFY invalidation.
+//! - `tonic`: `NamedService` for [`IdentityVerification`], to wrap a single
+//!   tonic service: `Server::builder().add_service(layer.layer(svc))`.
 //! - `proxy`: the `identity-proxy` sidecar binary.
 
 #[cfg(feature = "axum")]
