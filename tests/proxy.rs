@@ -471,3 +471,31 @@ async fn tenants_from_postgresql_with_immediate_revocation() {
     }
     assert!(refused, "the revoked key is refused without waiting for the TTL");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_secret_file_is_reloaded_without_a_signal() {
+    let (up, _seen, _task) = upstream(false).await;
+    let proxy = start("watch", &config(up, "").replace("reload_poll_secs = 0", "reload_poll_secs = 1"), SECRET);
+    let rotated = "watched-rotated-secret-0123456789";
+    let call = |secret: &'static str| {
+        let addr = proxy.addr;
+        async move {
+            let sig = sign::hmac(&Secret::text(secret).unwrap(), "u1");
+            send(addr, "/", &[("x-user-id", "u1"), ("x-identity-signature", &sig)], Bytes::new()).await.0
+        }
+    };
+    assert_eq!(call(SECRET).await, StatusCode::OK);
+    // A different mtime is what the watcher looks for; make sure the clock moved.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    std::fs::write(proxy.dir.join("secret.txt"), rotated).unwrap();
+    let mut reloaded = false;
+    for _ in 0..60 {
+        if call(rotated).await == StatusCode::OK {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reloaded, "the new secret is picked up from the changed file");
+    assert_eq!(call(SECRET).await, StatusCode::UNAUTHORIZED);
+}
