@@ -59,6 +59,9 @@ pub struct FileConfig {
     pub strip_credentials: bool,
     pub upstream_timeout_secs: Option<u64>,
     pub header_read_timeout_secs: Option<u64>,
+    /// The whole request body must arrive within this many seconds of its
+    /// headers (0: no deadline).
+    pub body_read_timeout_secs: Option<u64>,
     pub reload_poll_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
     #[serde(default)]
@@ -168,6 +171,8 @@ pub struct Settings {
     pub strip_credentials: bool,
     pub upstream_timeout: Duration,
     pub header_read_timeout: Duration,
+    /// Deadline for the whole request body, from the end of its headers (`None`: no deadline).
+    pub body_read_timeout: Option<Duration>,
     pub reload_poll: Option<Duration>,
     pub shutdown_grace: Duration,
     pub options: VerifyOptions,
@@ -202,7 +207,7 @@ fn env_value(text: &str) -> toml::Value {
 }
 
 /// The keys the environment may override (tenants and their secrets are not among them).
-const OVERRIDABLE: [&str; 15] = [
+const OVERRIDABLE: [&str; 16] = [
     "postgres",
     "metrics_path",
     "listen",
@@ -213,6 +218,7 @@ const OVERRIDABLE: [&str; 15] = [
     "strip_credentials",
     "upstream_timeout_secs",
     "header_read_timeout_secs",
+    "body_read_timeout_secs",
     "reload_poll_secs",
     "shutdown_grace_secs",
     "verify",
@@ -537,6 +543,10 @@ fn build(cfg: FileConfig, path: &Path, listen: Option<&str>, upstream: Option<&s
         strip_credentials: cfg.strip_credentials,
         upstream_timeout: Duration::from_secs(cfg.upstream_timeout_secs.unwrap_or(30)),
         header_read_timeout: Duration::from_secs(cfg.header_read_timeout_secs.unwrap_or(10).max(1)),
+        body_read_timeout: match cfg.body_read_timeout_secs.unwrap_or(30) {
+            0 => None,
+            n => Some(Duration::from_secs(n)),
+        },
         reload_poll: match cfg.reload_poll_secs.unwrap_or(2) {
             0 => None,
             n => Some(Duration::from_secs(n)),

@@ -6,12 +6,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -64,10 +66,90 @@ fn json_error(status: StatusCode, code: &str, message: &str) -> Response<ProxyBo
     res
 }
 
+fn request_timeout() -> Response<ProxyBody> {
+    json_error(StatusCode::REQUEST_TIMEOUT, "request_timeout", "The request body was not received in time.")
+}
+
+/// Why a request body failed: the client's connection, or the body deadline.
+#[derive(Debug)]
+pub enum BodyError {
+    Client(hyper::Error),
+    Deadline,
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Client(error) => write!(f, "the request body failed: {error}"),
+            BodyError::Deadline => f.write_str("the request body was not received in time"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BodyError::Client(error) => Some(error),
+            BodyError::Deadline => None,
+        }
+    }
+}
+
+/// Set (in the request's extensions) when the body missed its deadline, so
+/// that the body error it caused is answered 408 instead of 400 or 502.
+#[derive(Clone, Default)]
+struct BodyTimedOut(Arc<AtomicBool>);
+
+impl BodyTimedOut {
+    fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A client's request body that fails with [`BodyError::Deadline`] when it
+/// has not fully arrived by its deadline: slow bodies (one byte a second)
+/// cannot hold the proxy, whether the identity layer buffers them or they
+/// stream to the upstream. Only waiting for the client counts: a body whose
+/// bytes are all here is handed on whatever the time.
+pub struct TimedBody {
+    inner: Incoming,
+    deadline: Option<tokio::time::Instant>,
+    /// Created the first time the client makes us wait.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    timed_out: BodyTimedOut,
+}
+
+impl Body for TimedBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        if this.timed_out.get() {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(BodyError::Client)));
+        }
+        let Some(deadline) = this.deadline else { return Poll::Pending };
+        ready!(this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline))).as_mut().poll(cx));
+        this.timed_out.0.store(true, Ordering::Relaxed);
+        Poll::Ready(Some(Err(BodyError::Deadline)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Forwards requests to the upstream.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, RequestBody<Incoming>>,
+    client: Client<HttpConnector, RequestBody<TimedBody>>,
     authority: http::uri::Authority,
     timeout: Duration,
 }
@@ -86,7 +168,7 @@ impl Upstream {
     }
 }
 
-impl Service<Request<RequestBody<Incoming>>> for Upstream {
+impl Service<Request<RequestBody<TimedBody>>> for Upstream {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
@@ -95,7 +177,8 @@ impl Service<Request<RequestBody<Incoming>>> for Upstream {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<RequestBody<Incoming>>) -> Self::Future {
+    fn call(&mut self, mut req: Request<RequestBody<TimedBody>>) -> Self::Future {
+        let timed_out = req.extensions().get::<BodyTimedOut>().cloned().unwrap_or_default();
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let uri = Uri::builder().scheme("http").authority(self.authority.clone()).path_and_query(path).build();
         let client = self.client.clone();
@@ -110,6 +193,10 @@ impl Service<Request<RequestBody<Incoming>>> for Upstream {
                 Ok(Ok(mut res)) => {
                     strip_hop_by_hop(res.headers_mut());
                     Ok(res.map(BodyExt::boxed))
+                }
+                Ok(Err(_)) if timed_out.get() => {
+                    tracing::debug!("the request body was not received in time; answering 408");
+                    Ok(request_timeout())
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(%error, "upstream request failed");
@@ -145,6 +232,7 @@ type Verified = IdentityVerification<Upstream>;
 struct Local {
     health_path: String,
     metrics: Option<(String, metrics_exporter_prometheus::PrometheusHandle)>,
+    body_read_timeout: Option<Duration>,
 }
 
 async fn handle(
@@ -176,7 +264,18 @@ async fn handle(
     if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
         req.headers_mut().insert("x-forwarded-for", v);
     }
-    svc.oneshot(req).await
+    let timed_out = BodyTimedOut::default();
+    req.extensions_mut().insert(timed_out.clone());
+    let deadline = local.body_read_timeout.map(|t| tokio::time::Instant::now() + t);
+    let req = req.map(|inner| TimedBody { inner, deadline, sleep: None, timed_out: timed_out.clone() });
+    let res = svc.oneshot(req).await?;
+    // The identity layer answers a body that failed while it buffered it with
+    // 400 body_unreadable; when the failure was the deadline, say so.
+    if timed_out.get() && res.status() == StatusCode::BAD_REQUEST {
+        tracing::debug!("the request body was not received in time; answering 408");
+        return Ok(request_timeout().map(ResponseBody::inner));
+    }
+    Ok(res)
 }
 
 /// Runs the proxy until SIGTERM or Ctrl-C, reloading keys on SIGHUP and when
@@ -217,7 +316,11 @@ pub async fn run(
         },
         None => None,
     };
-    let local = Arc::new(Local { health_path: settings.health_path.clone(), metrics });
+    let local = Arc::new(Local {
+        health_path: settings.health_path.clone(),
+        metrics,
+        body_read_timeout: settings.body_read_timeout,
+    });
 
     let listener = TcpListener::bind(&settings.listen).await?;
     let addr = listener.local_addr()?;
@@ -257,11 +360,32 @@ pub async fn run(
                 let _ = stream.set_nodelay(true);
                 let svc = svc.clone();
                 let local = local.clone();
-                let service = hyper::service::service_fn(move |req| handle(svc.clone(), local.clone(), peer, req));
+                let started = Arc::new(AtomicBool::new(false));
+                let first = started.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    first.store(true, Ordering::Relaxed);
+                    handle(svc.clone(), local.clone(), peer, req)
+                });
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
+                let first_request_deadline = settings.header_read_timeout;
                 tokio::spawn(async move {
-                    if let Err(error) = conn.await {
+                    // hyper's header_read_timeout starts only once the protocol is
+                    // known, and HTTP/2 has none: a client that sends nothing, or
+                    // the HTTP/2 preface a byte at a time, would hold the
+                    // connection forever. Its first request must start in time.
+                    let mut conn = std::pin::pin!(conn);
+                    let result = tokio::select! {
+                        result = conn.as_mut() => result,
+                        () = tokio::time::sleep(first_request_deadline) => {
+                            if !started.load(Ordering::Relaxed) {
+                                tracing::debug!(%peer, "no request within header_read_timeout; closing the connection");
+                                return;
+                            }
+                            conn.await
+                        }
+                    };
+                    if let Err(error) = result {
                         tracing::debug!(%error, "connection ended with an error");
                     }
                 });
