@@ -236,16 +236,43 @@ impl<P: SecretProvider> Inner<P> {
     }
 }
 
-async fn fetch<P: SecretProvider>(inner: Arc<Inner<P>>, key: TenantKey) -> LookupResult {
-    let cell = inner.inflight.lock().unwrap_or_else(|e| e.into_inner()).entry(key.clone()).or_default().clone();
-    let result = cell.get_or_init(|| inner.load(&key)).await.clone();
-    {
-        let mut inflight = inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        if inflight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-            inflight.remove(&key);
+/// Removes a finished (or abandoned) in-flight entry, however `fetch` ends:
+/// completed, cancelled by a dropped request, or unwound by a panic. Without
+/// it, tenant names chosen by clients would pile up in the map.
+struct InflightGuard<'a, P> {
+    inner: &'a Inner<P>,
+    key: &'a TenantKey,
+    cell: &'a Arc<OnceCell<Shared>>,
+}
+
+impl<P> Drop for InflightGuard<'_, P> {
+    fn drop(&mut self) {
+        let mut inflight = self.inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        let ours = inflight.get(self.key).is_some_and(|c| Arc::ptr_eq(c, self.cell));
+        // Keep an unfinished cell that other requests still wait on: one of
+        // them takes the lookup over.
+        if ours && (self.cell.initialized() || Arc::strong_count(self.cell) <= 2) {
+            inflight.remove(self.key);
         }
     }
-    result.map_err(|message| ProviderError::new(message.to_string()))
+}
+
+async fn fetch<P: SecretProvider>(inner: Arc<Inner<P>>, key: TenantKey) -> LookupResult {
+    let cell = inner.inflight.lock().unwrap_or_else(|e| e.into_inner()).entry(key.clone()).or_default().clone();
+    let _guard = InflightGuard { inner: &inner, key: &key, cell: &cell };
+    // Every waiter is bounded by the timeout, also when the request that
+    // started the lookup goes away and another one takes it over.
+    match tokio::time::timeout(inner.options.lookup_timeout, cell.get_or_init(|| inner.load(&key))).await {
+        Ok(result) => result.clone().map_err(|message| ProviderError::new(message.to_string())),
+        Err(_) => Err(ProviderError::new("the secret provider timed out")),
+    }
+}
+
+#[cfg(test)]
+impl<P> CachingProvider<P> {
+    fn inflight_len(&self) -> usize {
+        self.inner.inflight.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
 }
 
 impl<P: SecretProvider> SecretProvider for CachingProvider<P> {
@@ -256,5 +283,46 @@ impl<P: SecretProvider> SecretProvider for CachingProvider<P> {
         }
         crate::metrics::cache(false);
         Lookup::Pending(Box::pin(fetch(self.inner.clone(), tenant.map(Arc::from))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::from_async_fn;
+
+    #[tokio::test]
+    async fn cancelled_lookups_leave_nothing_behind() {
+        let provider = CachingProvider::new(
+            from_async_fn(|_: Option<String>| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(None)
+            }),
+            CacheOptions::default(),
+        );
+        for i in 0..100 {
+            let Lookup::Pending(lookup) = provider.lookup(Some(&format!("tenant-{i}"))) else { panic!("a miss") };
+            // The request goes away before the lookup finishes.
+            assert!(tokio::time::timeout(Duration::from_millis(1), lookup).await.is_err());
+        }
+        assert_eq!(provider.inflight_len(), 0);
+    }
+
+    #[tokio::test]
+    async fn every_waiter_is_bounded_by_the_timeout() {
+        let timeout = Duration::from_millis(200);
+        let provider = CachingProvider::new(
+            from_async_fn(|_: Option<String>| std::future::pending()),
+            CacheOptions::default().lookup_timeout(timeout),
+        );
+        let Lookup::Pending(first) = provider.lookup(Some("t")) else { panic!("a miss") };
+        let Lookup::Pending(second) = provider.lookup(Some("t")) else { panic!("a miss") };
+        let started = Instant::now();
+        let first = tokio::spawn(first);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        first.abort(); // the request that started the lookup goes away
+        assert!(second.await.is_err());
+        assert!(started.elapsed() < timeout + Duration::from_millis(150), "{:?}", started.elapsed());
+        assert_eq!(provider.inflight_len(), 0);
     }
 }
