@@ -4,7 +4,7 @@
 # another; traffic to 127.0.0.1 only. Prints requests/s and p99 latency for
 # each, and the ratio layer / bare (target >= 0.97).
 #
-#   bash benches/e2e.sh                     # 3 alternating rounds of 10 s each
+#   bash benches/e2e.sh                     # 5 alternating rounds of 10 s each (about 2.5 min)
 #   ROUNDS=1 DURATION=5s bash benches/e2e.sh
 #
 # Needs two CPUs (SERVER_CPU, WRK_CPU) and wrk (installed with apt-get when
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 CONNECTIONS=${CONNECTIONS:-32}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 PORT=${PORT:-38471}
 SERVER_CPU=${SERVER_CPU:-0}
 WRK_CPU=${WRK_CPU:-1}
@@ -107,7 +107,12 @@ to_us() {
     }'
 }
 
-# Runs wrk against the server in `mode`; appends "rps p99_us" to $WORK/mode.txt.
+# CPU time (user + system, all threads) the process has used, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# Runs wrk against the server in `mode`; appends "rps p99_us cpu_us_per_request"
+# to $WORK/mode.txt. The server's CPU time per request does not depend on
+# whether wrk or the server is the bottleneck.
 measure() {
     local mode=$1 out="$WORK/wrk-$1.txt" ok bad
     start_server "$mode"
@@ -119,23 +124,31 @@ measure() {
         exit 1
     fi
     taskset -c "$WRK_CPU" timeout 60 wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" "${WRK_HEADERS[@]}" "$URL" >/dev/null
+    local ticks_before ticks_after
+    ticks_before=$(cpu_ticks "$SERVER_PID")
     taskset -c "$WRK_CPU" timeout 120 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "${WRK_HEADERS[@]}" "$URL" >"$out"
+    ticks_after=$(cpu_ticks "$SERVER_PID")
     stop_server
     if grep -q "Non-2xx" "$out"; then
         echo "e2e.sh: $mode: wrk saw non-2xx responses:" >&2
         cat "$out" >&2
         exit 1
     fi
-    local rps p99
+    local rps p99 requests cpu
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     p99=$(awk '$1 == "99%" {print $2}' "$out")
-    echo "$rps $(to_us "$p99")" >>"$WORK/$mode.txt"
-    printf '   %-5s %12s req/s   p99 %s\n' "$mode" "$rps" "$p99"
+    requests=$(awk '/requests in/ {print $1}' "$out")
+    cpu=$(awk -v t="$((ticks_after - ticks_before))" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+        'BEGIN {printf "%.2f", t / hz * 1000000 / n}')
+    echo "$rps $(to_us "$p99") $cpu" >>"$WORK/$mode.txt"
+    printf '   %-5s %12s req/s   p99 %-9s server CPU %s us/request\n' "$mode" "$rps" "$p99" "$cpu"
 }
 
 median() { sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
 echo "== wrk -t1 -c$CONNECTIONS -d$DURATION --latency (server on CPU $SERVER_CPU, wrk on CPU $WRK_CPU), $ROUNDS round(s)"
+# Other work on the machine skews the figures: say so.
+echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq "$ROUNDS"); do
     echo "-- round $round"
     measure bare
@@ -146,14 +159,18 @@ bare_rps=$(cut -d' ' -f1 "$WORK/bare.txt" | median)
 layer_rps=$(cut -d' ' -f1 "$WORK/layer.txt" | median)
 bare_p99=$(cut -d' ' -f2 "$WORK/bare.txt" | median)
 layer_p99=$(cut -d' ' -f2 "$WORK/layer.txt" | median)
+bare_cpu=$(cut -d' ' -f3 "$WORK/bare.txt" | median)
+layer_cpu=$(cut -d' ' -f3 "$WORK/layer.txt" | median)
 ratio=$(awk -v l="$layer_rps" -v b="$bare_rps" 'BEGIN {printf "%.3f", l / b}')
 met=$(awk -v r="$ratio" 'BEGIN {print (r >= 0.97) ? "yes" : "NO"}')
 
 echo
-echo "| service (median of $ROUNDS) | requests/s | p99 (us) |"
-echo "| --- | ---: | ---: |"
-printf '| axum hello | %.0f | %s |\n' "$bare_rps" "$bare_p99"
-printf '| axum hello + IdentityVerificationLayer | %.0f | %s |\n' "$layer_rps" "$layer_p99"
-echo "| identity proxy in front of axum hello | (added when the proxy binary exists) | |"
+echo "| service (median of $ROUNDS) | requests/s | p99 (us) | server CPU per request (us) |"
+echo "| --- | ---: | ---: | ---: |"
+printf '| axum hello | %.0f | %s | %s |\n' "$bare_rps" "$bare_p99" "$bare_cpu"
+printf '| axum hello + IdentityVerificationLayer | %.0f | %s | %s |\n' "$layer_rps" "$layer_p99" "$layer_cpu"
+echo "| identity proxy in front of axum hello | (added when the proxy binary exists) | | |"
 echo
 echo "ratio layer / bare (requests/s): $ratio (target >= 0.97: $met)"
+awk -v l="$layer_cpu" -v b="$bare_cpu" 'BEGIN {printf "server CPU per request: +%.2f us with the layer (x%.3f)\n", l - b, l / b}'
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
