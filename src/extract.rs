@@ -354,7 +354,7 @@ impl Extracted {
                 continue;
             }
             match decode_component(v) {
-                Some(value) => self.put(role, IdStr::from(value.into_owned())),
+                Some(value) => self.put(role, IdStr::from(&*value)),
                 None => self.fail(Failure::Malformed(Malformed::NotUtf8)),
             }
         }
