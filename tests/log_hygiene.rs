@@ -11,23 +11,6 @@ use std::sync::{Arc, Mutex};
 use support::*;
 use tower_identity::{Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Secret, Sources, jwt, sign};
 
-const OLD: &str = "observability-old-secret-0123";
-const NEW: &str = "observability-new-secret-0123";
-const JWT_SECRET: &str = "observability-jwt-secret-0123";
-
-fn keys() -> KeySet {
-    KeySet::new([
-        Key::hmac(Identifier::UserId, Secret::text(OLD).unwrap()).with_id("2025"),
-        Key::hmac(Identifier::UserId, Secret::text(NEW).unwrap()).with_id("2026"),
-        Key::jwt(Secret::text(JWT_SECRET).unwrap()).with_id("jwt-1"),
-    ])
-    .unwrap()
-}
-
-fn signed(secret: &str, user: &str) -> http::Request<http_body_util::Full<bytes::Bytes>> {
-    get("/", &[("x-user-id", user), ("x-identity-signature", &sign::hmac(&Secret::text(secret).unwrap(), user))])
-}
-
 /// A `MakeWriter` that appends every log line to a shared buffer.
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -68,7 +51,7 @@ fn no_secret_signature_or_token_ever_reaches_the_logs() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             for mode in [Mode::Off, Mode::ReportOnly, Mode::Optional, Mode::Required] {
-                let layer = IdentityVerificationLayer::new(keys().with_audience("app"))
+                let layer = IdentityVerificationLayer::new(rotating_keys().with_audience("app"))
                     .mode(mode)
                     .clock(|| NOW)
                     .sources(Sources::new().bearer());
@@ -85,8 +68,8 @@ fn no_secret_signature_or_token_ever_reaches_the_logs() {
                 send(&short, signed("tiny", "u1")).await;
             }
             // Debug output of the configuration and the identity.
-            let layer = IdentityVerificationLayer::new(keys());
-            tracing::debug!(?layer, keys = ?keys(), "configuration");
+            let layer = IdentityVerificationLayer::new(rotating_keys());
+            tracing::debug!(?layer, keys = ?rotating_keys(), "configuration");
         });
     });
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();

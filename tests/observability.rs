@@ -4,24 +4,7 @@ mod support;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use support::*;
-use tower_identity::{Identifier, IdentityVerificationLayer, Key, KeySet, Mode, ProviderError, Secret, sign};
-
-const OLD: &str = "observability-old-secret-0123";
-const NEW: &str = "observability-new-secret-0123";
-const JWT_SECRET: &str = "observability-jwt-secret-0123";
-
-fn keys() -> KeySet {
-    KeySet::new([
-        Key::hmac(Identifier::UserId, Secret::text(OLD).unwrap()).with_id("2025"),
-        Key::hmac(Identifier::UserId, Secret::text(NEW).unwrap()).with_id("2026"),
-        Key::jwt(Secret::text(JWT_SECRET).unwrap()).with_id("jwt-1"),
-    ])
-    .unwrap()
-}
-
-fn signed(secret: &str, user: &str) -> http::Request<http_body_util::Full<bytes::Bytes>> {
-    get("/", &[("x-user-id", user), ("x-identity-signature", &sign::hmac(&Secret::text(secret).unwrap(), user))])
-}
+use tower_identity::{IdentityVerificationLayer, Mode, ProviderError};
 
 /// Runs `f` on a current-thread runtime with `recorder` as this thread's recorder.
 fn with_recorder(recorder: &DebuggingRecorder, f: impl std::future::Future<Output = ()>) {
@@ -34,7 +17,7 @@ fn verdict_counters_by_key_id_and_would_reject() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     with_recorder(&recorder, async {
-        let layer = IdentityVerificationLayer::new(keys()).mode(Mode::ReportOnly);
+        let layer = IdentityVerificationLayer::new(rotating_keys()).mode(Mode::ReportOnly);
         for _ in 0..3 {
             send(&layer, signed(OLD, "u1")).await;
         }

@@ -123,3 +123,26 @@ pub fn assert_rejected(answer: &Answer, rec: &Recorder, status: u16, code: &str,
         }
     }
 }
+
+/// Secrets of a rotating key set (two HMAC keys and a JWT key) for the
+/// observability and log-hygiene tests.
+pub const OLD: &str = "observability-old-secret-0123";
+pub const NEW: &str = "observability-new-secret-0123";
+pub const JWT_SECRET: &str = "observability-jwt-secret-0123";
+
+/// Keys "2025" (OLD), "2026" (NEW) and "jwt-1" (JWT_SECRET).
+pub fn rotating_keys() -> tower_identity::KeySet {
+    use tower_identity::{Identifier, Key, KeySet, Secret};
+    KeySet::new([
+        Key::hmac(Identifier::UserId, Secret::text(OLD).unwrap()).with_id("2025"),
+        Key::hmac(Identifier::UserId, Secret::text(NEW).unwrap()).with_id("2026"),
+        Key::jwt(Secret::text(JWT_SECRET).unwrap()).with_id("jwt-1"),
+    ])
+    .unwrap()
+}
+
+/// A GET carrying `user` signed with `secret` (HMAC over the user id).
+pub fn signed(secret: &str, user: &str) -> Request<Full<Bytes>> {
+    let sig = tower_identity::sign::hmac(&tower_identity::Secret::text(secret).unwrap(), user);
+    get("/", &[("x-user-id", user), ("x-identity-signature", &sig)])
+}
