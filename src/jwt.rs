@@ -195,7 +195,8 @@ fn string_claim(claims: &BTreeMap<String, Value>, name: &str) -> Result<Option<I
 
 /// What a verified token proves.
 pub(crate) struct VerifiedToken {
-    pub(crate) key: Key,
+    /// The id of the key that verified (not the key: that would copy the secret).
+    pub(crate) key_id: Option<Arc<str>>,
     pub(crate) user_id: Option<IdStr>,
     pub(crate) email: Option<IdStr>,
     pub(crate) visitor_id: Option<IdStr>,
@@ -323,7 +324,7 @@ pub(crate) fn verify_token(token: &str, keys: &KeySet, now: u64, opts: &JwtOptio
         return Err(Failure::Malformed(Malformed::IdentifierMissing));
     }
     Ok(VerifiedToken {
-        key: key.clone(),
+        key_id: key.id.clone(),
         user_id,
         email,
         visitor_id,
