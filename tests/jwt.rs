@@ -7,19 +7,12 @@ mod support;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use sha2::Digest;
 use support::*;
 use tower_identity::jwt::{self, JwtOptions};
 use tower_identity::{
     Claim, Failure, Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Role, Scheme, Secret, Sources,
     VerifyOptions, verify,
 };
-
-fn read_checked(path: &str, sha256: &str) -> Vec<u8> {
-    let bytes = std::fs::read(format!("{}/tests/data/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), sha256, "{path} is not the expected copy");
-    bytes
-}
 
 fn options(max_lifetime: u64) -> VerifyOptions {
     let mut o = VerifyOptions::default();
@@ -30,7 +23,7 @@ fn options(max_lifetime: u64) -> VerifyOptions {
 #[test]
 fn seed_jwt_vectors() {
     let data: Value = serde_json::from_slice(&read_checked(
-        "seed_vectors.json",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/seed_vectors.json"),
         "32c4946cb87359e7c9c33861e3ea70d3237259fa59cebddde41a7a7188b4481f",
     ))
     .unwrap();
@@ -74,7 +67,7 @@ fn seed_jwt_vectors() {
 #[test]
 fn wycheproof_hs256_signatures() {
     let data: Value = serde_json::from_slice(&read_checked(
-        "wycheproof/json_web_signature_test.json",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/wycheproof/json_web_signature_test.json"),
         "8e687a06fe8359f4ec51480f1a9f73c8faebd6f4c01b818b843b44eee54fd5d9",
     ))
     .unwrap();

@@ -10,14 +10,16 @@
 //! - `wycheproof_hmac_sha256`: Project Wycheproof's HMAC-SHA256 `MacTest`s,
 //!   run through a verifier that only accepts full 32-byte tags.
 
+mod support;
+
 use hmac::{KeyInit, Mac};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use support::read_checked;
 use tower_identity::{
     Claim, Failure, Identifier, Key, KeySet, Malformed, Scheme, Secret, SecretEncoding, VerifyOptions, sign, verify,
 };
 
-type HmacSha256 = hmac::Hmac<Sha256>;
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 const SEED_VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/seed_vectors.json");
 const SEED_VECTORS_SHA256: &str = "32c4946cb87359e7c9c33861e3ea70d3237259fa59cebddde41a7a7188b4481f";
@@ -33,18 +35,6 @@ const WYCHEPROOF_LICENSE_SHA256: &str = "58d1e17ffe5109a7ae296caafcadfdbe6a7d176
 
 /// The verification time used when a vector carries no timestamp (2026-01-01T00:00:00Z).
 const DEFAULT_NOW: u64 = 1_767_225_600;
-
-/// Reads a test data file and checks its sha256 before handing it out.
-fn read_checked(path: &str, sha256: &str) -> Vec<u8> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read test data file {path}: {e}"));
-    let actual = hex::encode(Sha256::digest(&bytes));
-    assert!(
-        actual == sha256,
-        "test data file {path} has sha256 {actual}, expected {sha256}: it is not a byte-identical copy of its \
-         source; restore it (see tests/data/README.md) instead of changing the checksum"
-    );
-    bytes
-}
 
 /// The full HMAC-SHA256 tag, computed with the `hmac` crate directly (the reference).
 fn reference_tag(key: &[u8], msg: &[u8]) -> [u8; 32] {

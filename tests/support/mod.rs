@@ -146,3 +146,17 @@ pub fn signed(secret: &str, user: &str) -> Request<Full<Bytes>> {
     let sig = tower_identity::sign::hmac(&tower_identity::Secret::text(secret).unwrap(), user);
     get("/", &[("x-user-id", user), ("x-identity-signature", &sig)])
 }
+
+/// Reads a copied test data file, refusing it unless its sha256 is the
+/// recorded one (see tests/data/README.md).
+pub fn read_checked(path: &str, sha256: &str) -> Vec<u8> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read test data file {path}: {e}"));
+    let actual = hex::encode(sha2::Sha256::digest(&bytes));
+    assert!(
+        actual == sha256,
+        "test data file {path} has sha256 {actual}, expected {sha256}: it is not a byte-identical copy of its \
+         source; restore it (see tests/data/README.md) instead of changing the checksum"
+    );
+    bytes
+}
