@@ -1,18 +1,35 @@
 #!/usr/bin/env bash
-# End-to-end throughput: an axum "hello" service, bare and behind
-# IdentityVerificationLayer, under wrk. Server pinned to one core, wrk to
-# another; traffic to 127.0.0.1 only. Prints requests/s and p99 latency for
-# each, and the ratio layer / bare (target >= 0.97).
+# End-to-end throughput under wrk, traffic to 127.0.0.1 only, four services:
 #
-#   bash benches/e2e.sh                     # 5 alternating rounds of 10 s each (about 2.5 min)
+#   bare            an axum "hello" service                       (e2e_server bare)
+#   layer           the same behind IdentityVerificationLayer      (e2e_server layer)
+#   plain-proxy     a plain hyper-util reverse proxy in front of   (e2e_server plain-proxy)
+#                   the bare service
+#   identity-proxy  the crate's identity-proxy binary in front of  (src/bin/identity-proxy,
+#                   the bare service, verifying the same header    feature `proxy`)
+#                   HMAC (required mode, default settings otherwise:
+#                   metrics recorder on, info logging)
+#
+# Prints requests/s, p99 latency and the measured process's CPU time per
+# request for each, the ratio layer / bare (target >= 0.97) and the ratio
+# identity-proxy / plain-proxy (target >= 0.95).
+#
+# CPUs: the measured process always runs on SERVER_CPU (the server for bare
+# and layer, the proxy for the two proxies) and wrk on WRK_CPU. The proxies'
+# upstream (the bare server) runs on WRK_CPU too, next to wrk: the same
+# arrangement for both proxies, so their ratio is fair, and the proxy keeps a
+# core of its own. When the proxy is not the bottleneck (wrk and the upstream
+# share a core), requests/s understate its cost; its CPU time per request
+# (from /proc/<pid>/stat) does not depend on which side saturates. Every
+# server and proxy runs a tokio runtime with one worker thread
+# (TOKIO_WORKER_THREADS=1 for identity-proxy).
+#
+#   bash benches/e2e.sh                     # 5 alternating rounds of 10 s each (about 5 min)
 #   ROUNDS=1 DURATION=5s bash benches/e2e.sh
 #
 # Needs two CPUs (SERVER_CPU, WRK_CPU) and wrk (installed with apt-get when
 # missing). Everything it starts is stopped on exit; every step is bounded by
-# `timeout`.
-#
-# TODO(identity-proxy): add a third column, the identity proxy binary in front
-# of the bare service, once that binary exists.
+# `timeout` (servers and proxies by SERVER_TIMEOUT seconds each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,18 +38,37 @@ WARMUP=${WARMUP:-2s}
 CONNECTIONS=${CONNECTIONS:-32}
 ROUNDS=${ROUNDS:-5}
 PORT=${PORT:-38471}
+UPSTREAM_PORT=${UPSTREAM_PORT:-$((PORT + 1))}
 SERVER_CPU=${SERVER_CPU:-0}
 WRK_CPU=${WRK_CPU:-1}
+SERVER_TIMEOUT=${SERVER_TIMEOUT:-600}
 HOST=127.0.0.1
 URL="http://$HOST:$PORT/"
+MODES=(bare layer plain-proxy identity-proxy)
 
+# Servers run as `timeout ... <server>`: *_PID is the timeout process (it
+# passes SIGTERM on to the server), *_CHILD the server itself.
 SERVER_PID=""
+SERVER_CHILD=""
+UPSTREAM_PID=""
 WORK=$(mktemp -d)
+
+# Stops a process started by this script (by its pid), waiting at most 10 s.
+stop_pid() {
+    local pid=$1
+    [ -n "$pid" ] || return 0
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
 cleanup() {
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    stop_pid "$SERVER_PID"
+    stop_pid "$UPSTREAM_PID"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -49,19 +85,49 @@ if ! command -v wrk >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq wrk >/dev/null
 fi
 
+# The path of the executable cargo built for `$@` (a bench or a binary).
+executable() {
+    timeout 300 cargo "$@" --message-format=json 2>/dev/null |
+        grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep -v '^$' | tail -1 || true
+}
+
 echo "== building the e2e server (bench profile)"
 timeout 1200 cargo bench --bench e2e_server --no-run
-BIN=$(timeout 300 cargo bench --bench e2e_server --no-run --message-format=json 2>/dev/null |
-    grep -o '"executable":"[^"]*e2e_server[^"]*"' | tail -1 | cut -d'"' -f4 || true)
+BIN=$(executable bench --bench e2e_server --no-run)
 if [ -z "$BIN" ] || [ ! -x "$BIN" ]; then
     BIN=$(ls -t target/release/deps/e2e_server-* 2>/dev/null | grep -v '\.d$' | head -1 || true)
 fi
 [ -n "$BIN" ] && [ -x "$BIN" ] || { echo "e2e.sh: e2e_server binary not found" >&2; exit 1; }
 
+echo "== building identity-proxy (release, feature proxy)"
+timeout 1800 cargo build --release --features proxy --bin identity-proxy
+PROXY_BIN=$(executable build --release --features proxy --bin identity-proxy)
+[ -n "$PROXY_BIN" ] && [ -x "$PROXY_BIN" ] || PROXY_BIN=target/release/identity-proxy
+[ -x "$PROXY_BIN" ] || { echo "e2e.sh: identity-proxy binary not found" >&2; exit 1; }
+
 USER_ID=$("$BIN" user)
 SIG=$("$BIN" signature)
-# Both servers get the same request, so the request size is equal.
+IDENTITY_SECRET=$("$BIN" secret)
+# The same signature with its last hex digit changed.
+if [ "${SIG: -1}" = 0 ]; then FORGED="${SIG%?}1"; else FORGED="${SIG%?}0"; fi
+# Every service gets the same request, so the request size is equal.
 WRK_HEADERS=(-H "x-user-id: $USER_ID" -H "x-identity-signature: $SIG")
+
+# identity-proxy: one tenant-less key, HMAC-SHA256 over x-user-id, the
+# secret from the environment (never written to the file).
+PROXY_CONFIG="$WORK/identity-proxy.toml"
+cat >"$PROXY_CONFIG" <<TOML
+listen = "$HOST:$PORT"
+upstream = "http://$HOST:$UPSTREAM_PORT"
+mode = "required"
+shutdown_grace_secs = 1
+
+[[tenants]]
+[[tenants.keys]]
+scheme = "hmac"
+over = "user_id"
+secret_env = "E2E_IDENTITY_SECRET"
+TOML
 
 # A raw HTTP/1.1 GET over bash's /dev/tcp; prints the status code.
 status_of() {
@@ -73,29 +139,67 @@ status_of() {
     echo "$status"
 }
 
-start_server() {
-    local mode=$1
-    taskset -c "$SERVER_CPU" "$BIN" "$mode" "$PORT" >"$WORK/server-$mode.log" 2>&1 &
-    SERVER_PID=$!
+# Waits until `pid` (a `timeout` wrapper) listens on `port`; prints the
+# server's pid (the wrapper's only child once the server listens).
+wait_listening() {
+    local what=$1 pid=$2 port=$3 log=$4 child
     for _ in $(seq 100); do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            echo "e2e.sh: the $mode server exited:" >&2
-            cat "$WORK/server-$mode.log" >&2
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "e2e.sh: the $what exited:" >&2
+            cat "$log" >&2
             exit 1
         fi
-        if (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; then
+        if (exec 3<>"/dev/tcp/$HOST/$port") 2>/dev/null; then
+            child=$(pgrep -P "$pid" || true)
+            if [ "$(echo "$child" | wc -w)" != 1 ]; then
+                echo "e2e.sh: the $what: expected one server process under $pid, found: $child" >&2
+                exit 1
+            fi
+            echo "$child"
             return 0
         fi
         sleep 0.1
     done
-    echo "e2e.sh: the $mode server did not listen on $HOST:$PORT within 10 s" >&2
+    echo "e2e.sh: the $what did not listen on $HOST:$port within 10 s" >&2
+    cat "$log" >&2
     exit 1
 }
 
-stop_server() {
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
+start_upstream() {
+    local log="$WORK/upstream.log"
+    taskset -c "$WRK_CPU" timeout -k 5 "$SERVER_TIMEOUT" "$BIN" bare "$UPSTREAM_PORT" >"$log" 2>&1 &
+    UPSTREAM_PID=$!
+    wait_listening "upstream (bare) server" "$UPSTREAM_PID" "$UPSTREAM_PORT" "$log" >/dev/null
+}
+
+start_server() {
+    local mode=$1 log="$WORK/server-$1.log"
+    case "$mode" in
+    bare | layer)
+        taskset -c "$SERVER_CPU" timeout -k 5 "$SERVER_TIMEOUT" "$BIN" "$mode" "$PORT" >"$log" 2>&1 &
+        ;;
+    plain-proxy)
+        start_upstream
+        taskset -c "$SERVER_CPU" timeout -k 5 "$SERVER_TIMEOUT" \
+            "$BIN" plain-proxy "$PORT" "$UPSTREAM_PORT" >"$log" 2>&1 &
+        ;;
+    identity-proxy)
+        start_upstream
+        E2E_IDENTITY_SECRET="$IDENTITY_SECRET" TOKIO_WORKER_THREADS=1 RUST_LOG=info \
+            taskset -c "$SERVER_CPU" timeout -k 5 "$SERVER_TIMEOUT" \
+            "$PROXY_BIN" --config "$PROXY_CONFIG" >"$log" 2>&1 &
+        ;;
+    esac
+    SERVER_PID=$!
+    SERVER_CHILD=$(wait_listening "$mode server" "$SERVER_PID" "$PORT" "$log")
+}
+
+stop_servers() {
+    stop_pid "$SERVER_PID"
+    stop_pid "$UPSTREAM_PID"
     SERVER_PID=""
+    SERVER_CHILD=""
+    UPSTREAM_PID=""
 }
 
 # wrk's latency ("1.23ms", "850.00us", "1.01s") in microseconds.
@@ -110,29 +214,35 @@ to_us() {
 # CPU time (user + system, all threads) the process has used, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-# Runs wrk against the server in `mode`; appends "rps p99_us cpu_us_per_request"
-# to $WORK/mode.txt. The server's CPU time per request does not depend on
-# whether wrk or the server is the bottleneck.
+# Runs wrk against the service in `mode`; appends "rps p99_us cpu_us_per_request"
+# to $WORK/mode.txt. The CPU time per request is the measured process's (the
+# server, or the proxy without its upstream); it does not depend on whether
+# wrk or the service is the bottleneck.
 measure() {
-    local mode=$1 out="$WORK/wrk-$1.txt" ok bad
+    local mode=$1 out="$WORK/wrk-$1.txt" ok bad forged
     start_server "$mode"
-    # The layer must accept the signed request and refuse an unsigned one.
+    # A signed request goes through; where identities are verified, an
+    # unsigned and a forged one are refused.
     ok=$(status_of "x-user-id: $USER_ID"$'\r\n'"x-identity-signature: $SIG"$'\r\n')
     bad=$(status_of "x-user-id: $USER_ID"$'\r\n')
-    if [ "$ok" != 200 ] || { [ "$mode" = layer ] && [ "$bad" != 401 ]; }; then
-        echo "e2e.sh: $mode server answered $ok (signed) / $bad (unsigned)" >&2
+    forged=$(status_of "x-user-id: $USER_ID"$'\r\n'"x-identity-signature: $FORGED"$'\r\n')
+    if [ "$ok" != 200 ] || { [[ "$mode" = layer || "$mode" = identity-proxy ]] && [[ "$bad" != 401 || "$forged" != 401 ]]; }; then
+        echo "e2e.sh: $mode answered $ok (signed) / $bad (unsigned) / $forged (forged)" >&2
         exit 1
     fi
     taskset -c "$WRK_CPU" timeout 60 wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" "${WRK_HEADERS[@]}" "$URL" >/dev/null
     local ticks_before ticks_after
-    ticks_before=$(cpu_ticks "$SERVER_PID")
+    ticks_before=$(cpu_ticks "$SERVER_CHILD")
     taskset -c "$WRK_CPU" timeout 120 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "${WRK_HEADERS[@]}" "$URL" >"$out"
-    ticks_after=$(cpu_ticks "$SERVER_PID")
-    stop_server
+    ticks_after=$(cpu_ticks "$SERVER_CHILD")
+    stop_servers
     if grep -q "Non-2xx" "$out"; then
         echo "e2e.sh: $mode: wrk saw non-2xx responses:" >&2
         cat "$out" >&2
         exit 1
+    fi
+    if grep -q "Socket errors" "$out"; then
+        echo "   note: $mode: wrk $(grep "Socket errors" "$out" | sed 's/^ *//')"
     fi
     local rps p99 requests cpu
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
@@ -141,36 +251,46 @@ measure() {
     cpu=$(awk -v t="$((ticks_after - ticks_before))" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
         'BEGIN {printf "%.2f", t / hz * 1000000 / n}')
     echo "$rps $(to_us "$p99") $cpu" >>"$WORK/$mode.txt"
-    printf '   %-5s %12s req/s   p99 %-9s server CPU %s us/request\n' "$mode" "$rps" "$p99" "$cpu"
+    printf '   %-14s %12s req/s   p99 %-9s CPU %s us/request\n' "$mode" "$rps" "$p99" "$cpu"
 }
 
 median() { sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
-echo "== wrk -t1 -c$CONNECTIONS -d$DURATION --latency (server on CPU $SERVER_CPU, wrk on CPU $WRK_CPU), $ROUNDS round(s)"
+echo "== wrk -t1 -c$CONNECTIONS -d$DURATION --latency, $ROUNDS round(s)"
+echo "   server / proxy on CPU $SERVER_CPU; wrk and the proxies' upstream on CPU $WRK_CPU"
 # Other work on the machine skews the figures: say so.
 echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq "$ROUNDS"); do
     echo "-- round $round"
-    measure bare
-    measure layer
+    for mode in "${MODES[@]}"; do
+        measure "$mode"
+    done
 done
 
-bare_rps=$(cut -d' ' -f1 "$WORK/bare.txt" | median)
-layer_rps=$(cut -d' ' -f1 "$WORK/layer.txt" | median)
-bare_p99=$(cut -d' ' -f2 "$WORK/bare.txt" | median)
-layer_p99=$(cut -d' ' -f2 "$WORK/layer.txt" | median)
-bare_cpu=$(cut -d' ' -f3 "$WORK/bare.txt" | median)
-layer_cpu=$(cut -d' ' -f3 "$WORK/layer.txt" | median)
-ratio=$(awk -v l="$layer_rps" -v b="$bare_rps" 'BEGIN {printf "%.3f", l / b}')
-met=$(awk -v r="$ratio" 'BEGIN {print (r >= 0.97) ? "yes" : "NO"}')
+declare -A RPS P99 CPU
+for mode in "${MODES[@]}"; do
+    RPS[$mode]=$(cut -d' ' -f1 "$WORK/$mode.txt" | median)
+    P99[$mode]=$(cut -d' ' -f2 "$WORK/$mode.txt" | median)
+    CPU[$mode]=$(cut -d' ' -f3 "$WORK/$mode.txt" | median)
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
+at_least() { awk -v r="$1" -v t="$2" 'BEGIN {print (r >= t) ? "yes" : "NO"}'; }
+layer_ratio=$(ratio "${RPS[layer]}" "${RPS[bare]}")
+proxy_ratio=$(ratio "${RPS[identity-proxy]}" "${RPS[plain-proxy]}")
 
+row() { printf '| %s | %.0f | %s | %s |\n' "$1" "${RPS[$2]}" "${P99[$2]}" "${CPU[$2]}"; }
 echo
-echo "| service (median of $ROUNDS) | requests/s | p99 (us) | server CPU per request (us) |"
+echo "| service (median of $ROUNDS) | requests/s | p99 (us) | CPU per request (us) |"
 echo "| --- | ---: | ---: | ---: |"
-printf '| axum hello | %.0f | %s | %s |\n' "$bare_rps" "$bare_p99" "$bare_cpu"
-printf '| axum hello + IdentityVerificationLayer | %.0f | %s | %s |\n' "$layer_rps" "$layer_p99" "$layer_cpu"
-echo "| identity proxy in front of axum hello | (added when the proxy binary exists) | | |"
+row "axum hello" bare
+row "axum hello + IdentityVerificationLayer" layer
+row "plain hyper-util proxy in front of axum hello" plain-proxy
+row "identity-proxy in front of axum hello" identity-proxy
+echo "(CPU per request: the server's, or the proxy's without its upstream)"
 echo
-echo "ratio layer / bare (requests/s): $ratio (target >= 0.97: $met)"
-awk -v l="$layer_cpu" -v b="$bare_cpu" 'BEGIN {printf "server CPU per request: +%.2f us with the layer (x%.3f)\n", l - b, l / b}'
+echo "ratio layer / bare (requests/s): $layer_ratio (target >= 0.97: $(at_least "$layer_ratio" 0.97))"
+echo "ratio identity-proxy / plain proxy (requests/s): $proxy_ratio (target >= 0.95: $(at_least "$proxy_ratio" 0.95))"
+awk -v l="${CPU[layer]}" -v b="${CPU[bare]}" 'BEGIN {printf "server CPU per request: +%.2f us with the layer (x%.3f)\n", l - b, l / b}'
+awk -v l="${CPU[identity-proxy]}" -v b="${CPU[plain-proxy]}" \
+    'BEGIN {printf "proxy CPU per request: +%.2f us in identity-proxy over the plain proxy (x%.3f)\n", l - b, l / b}'
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
