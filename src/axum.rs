@@ -63,7 +63,7 @@ impl std::fmt::Display for IdentityRejection {
 impl std::error::Error for IdentityRejection {}
 
 fn outcome(parts: &Parts) -> Result<IdentityOutcome, IdentityRejection> {
-    parts.extensions.get::<IdentityOutcome>().copied().ok_or(IdentityRejection::MissingLayer)
+    IdentityOutcome::from_extensions(&parts.extensions).ok_or(IdentityRejection::MissingLayer)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for VerifiedIdentity {

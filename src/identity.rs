@@ -171,6 +171,11 @@ impl Unsigned {
     pub fn is_empty(&self) -> bool {
         self.user_id.is_none() && self.email.is_none() && self.visitor_id.is_none() && self.metadata.is_none()
     }
+
+    /// `None` when empty, so that an identity without unsigned values allocates nothing for them.
+    pub(crate) fn boxed(self) -> Option<Box<Unsigned>> {
+        (!self.is_empty()).then(|| Box::new(self))
+    }
 }
 
 /// An identity proven by a valid signature, inserted into the request
@@ -191,7 +196,9 @@ pub struct VerifiedIdentity {
     pub(crate) signed_at: Option<u64>,
     #[cfg(feature = "jwt")]
     pub(crate) claims: Option<Arc<crate::jwt::SignedClaims>>,
-    pub(crate) unsigned: Unsigned,
+    /// Boxed, and only when something unsigned was sent: usually nothing is,
+    /// and a smaller identity is cheaper to move and to box into the extensions.
+    pub(crate) unsigned: Option<Box<Unsigned>>,
 }
 
 impl VerifiedIdentity {
@@ -265,12 +272,17 @@ impl VerifiedIdentity {
 
     /// Identifier values sent beside the credential that it does not cover.
     pub fn unsigned(&self) -> &Unsigned {
-        &self.unsigned
+        static NONE: Unsigned = Unsigned { user_id: None, email: None, visitor_id: None, metadata: None };
+        self.unsigned.as_deref().unwrap_or(&NONE)
     }
 }
 
-/// What the layer decided for a request it let through. Inserted into the
-/// extensions of every request that reaches the inner service.
+/// What the layer decided for a request it let through.
+///
+/// Read it with [`IdentityOutcome::from_extensions`] (or the axum extractor):
+/// the layer stores a [`VerifiedIdentity`] for a verified request and an
+/// `IdentityOutcome` for every other request it lets through, so that the
+/// common path inserts one value into the extensions, not two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum IdentityOutcome {
@@ -296,6 +308,28 @@ impl IdentityOutcome {
     /// Whether the outcome is [`IdentityOutcome::Verified`].
     pub fn is_verified(&self) -> bool {
         matches!(self, IdentityOutcome::Verified)
+    }
+
+    /// What the layer decided for the request carrying these extensions:
+    /// `Verified` when they hold a [`VerifiedIdentity`], otherwise the
+    /// outcome the layer stored; `None` when the layer did not run.
+    ///
+    /// ```
+    /// use tower_identity::IdentityOutcome;
+    ///
+    /// # fn handler(req: http::Request<()>) {
+    /// match IdentityOutcome::from_extensions(req.extensions()) {
+    ///     Some(IdentityOutcome::Verified) => { /* req.extensions().get::<VerifiedIdentity>() is set */ }
+    ///     Some(_) => { /* anonymous, or unverified in report-only / off mode */ }
+    ///     None => { /* IdentityVerificationLayer is not installed on this route */ }
+    /// }
+    /// # }
+    /// ```
+    pub fn from_extensions(extensions: &http::Extensions) -> Option<IdentityOutcome> {
+        if extensions.get::<VerifiedIdentity>().is_some() {
+            return Some(IdentityOutcome::Verified);
+        }
+        extensions.get::<IdentityOutcome>().copied()
     }
 }
 

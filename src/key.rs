@@ -167,6 +167,11 @@ impl Key {
         bool::from(a.finalize().into_bytes().as_slice().ct_eq(b.finalize().into_bytes().as_slice()))
     }
 
+    /// Whether checking this key reads the time: a validity window, a timestamp or a token lifetime.
+    fn needs_time(&self) -> bool {
+        self.not_before.is_some() || self.not_after.is_some() || !matches!(self.scheme, Scheme::Hmac { .. })
+    }
+
     /// Whether the key is inside its validity window at `now` (unix seconds).
     pub fn is_valid_at(&self, now: u64) -> bool {
         self.not_before.is_none_or(|nb| now >= nb) && self.not_after.is_none_or(|na| now < na)
@@ -227,6 +232,8 @@ pub struct KeySet(Arc<KeySetInner>);
 struct KeySetInner {
     keys: Box<[Key]>,
     shortest_secret: usize,
+    /// Whether verifying against this set reads the clock (see [`KeySet::needs_time`]).
+    needs_time: bool,
     audience: Option<Arc<str>>,
 }
 
@@ -247,13 +254,15 @@ impl KeySet {
             }
         }
         let shortest_secret = keys.iter().map(|k| k.secret.len()).min().unwrap_or(usize::MAX);
-        Ok(KeySet(Arc::new(KeySetInner { keys, shortest_secret, audience: None })))
+        let needs_time = keys.iter().any(Key::needs_time);
+        Ok(KeySet(Arc::new(KeySetInner { keys, shortest_secret, needs_time, audience: None })))
     }
 
     /// A key set of one key.
     pub fn single(key: Key) -> KeySet {
         let shortest_secret = key.secret.len();
-        KeySet(Arc::new(KeySetInner { keys: Box::new([key]), shortest_secret, audience: None }))
+        let needs_time = key.needs_time();
+        KeySet(Arc::new(KeySetInner { keys: Box::new([key]), shortest_secret, needs_time, audience: None }))
     }
 
     /// Requires JWTs to carry this audience (`aud`): the tenant's app id.
@@ -270,6 +279,14 @@ impl KeySet {
     /// The keys, in the order given.
     pub fn keys(&self) -> &[Key] {
         &self.0.keys
+    }
+
+    /// Whether verification against this set depends on the time: a key has
+    /// a validity window, or checks a timestamp or a token's lifetime. The
+    /// layer reads its clock only for such sets (plain HMAC keys without a
+    /// window never look at it).
+    pub fn needs_time(&self) -> bool {
+        self.0.needs_time
     }
 
     /// The length in bytes of the shortest secret (`usize::MAX` when empty).

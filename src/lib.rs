@@ -16,9 +16,10 @@
 //!    query parameters ([`Sources`]);
 //! 2. **resolve** the tenant's keys from a [`SecretProvider`];
 //! 3. **verify** in constant time with the pure [`verify`] function;
-//! 4. **decide** by [`Mode`]: insert a [`VerifiedIdentity`] and an
-//!    [`IdentityOutcome`] into the request extensions, or answer 401 (a
-//!    gRPC status for gRPC requests) without calling the inner service.
+//! 4. **decide** by [`Mode`]: insert the [`VerifiedIdentity`] (or, for a
+//!    request let through unverified, its [`IdentityOutcome`]) into the
+//!    request extensions, or answer 401 (a gRPC status for gRPC requests)
+//!    without calling the inner service.
 //!
 //! ```
 //! use axum::{routing::get, Router};

@@ -20,7 +20,7 @@ use crate::layer::Config;
 use crate::mode::Mode;
 use crate::provider::{Lookup, LookupFuture, LookupResult};
 use crate::reject::{ErrorCode, Rejection, RequestHead, is_grpc};
-use crate::verify::{Failure, Role, verify};
+use crate::verify::{Failure, Role, check};
 
 /// The service built by [`IdentityVerificationLayer`](crate::IdentityVerificationLayer).
 ///
@@ -75,7 +75,7 @@ fn decide(config: &Config, extracted: Extracted, lookup: LookupResult) -> Decisi
         Err(error) => {
             crate::metrics::provider_lookup(false);
             tracing::warn!(tenant, %error, "identity: secret provider failed; answering 503");
-            record(config, tenant, Mode::Required, &Err(Failure::Invalid), Some(ErrorCode::ProviderUnavailable));
+            record(config, tenant, Mode::Required, Err(Failure::Invalid), Some(ErrorCode::ProviderUnavailable));
             return Decision::Reject(ErrorCode::ProviderUnavailable);
         }
     };
@@ -90,38 +90,49 @@ fn decide(config: &Config, extracted: Extracted, lookup: LookupResult) -> Decisi
         tracing::debug!(tenant, mode = mode.as_str(), outcome = outcome.as_str(), "identity: verification off");
         return Decision::Pass { outcome, identity: None };
     }
-    let result = match (error, &policy) {
+    let checked = match (error, &policy) {
         (Some(failure), _) => Err(failure),
         (None, _) if !claim.has_credential() => Err(Failure::Missing),
         (None, None) => Err(Failure::Invalid),
         (None, Some(policy)) => {
-            if policy.keys().shortest_secret() < config.min_secret_len {
+            let keys = policy.keys();
+            if keys.shortest_secret() < config.min_secret_len {
                 tracing::error!(
                     tenant,
                     min_secret_len = config.min_secret_len,
                     "identity: the tenant's key set holds a secret shorter than the minimum; refusing to verify"
                 );
-                record(config, tenant, mode, &Err(Failure::Invalid), Some(ErrorCode::Misconfigured));
+                record(config, tenant, mode, Err(Failure::Invalid), Some(ErrorCode::Misconfigured));
                 return Decision::Reject(ErrorCode::Misconfigured);
             }
+            // The clock (a system call) is read only for key sets that look at the time.
+            let now = if keys.needs_time() { config.clock.now() } else { 0 };
             let timer = crate::metrics::Timer::start();
-            let result = verify(&claim, policy.keys(), config.clock.now(), &config.options);
-            let scheme = result.as_ref().map_or("unknown", |id| id.scheme().name());
+            let checked = check(&claim, keys, now, &config.options);
+            let scheme = checked.as_ref().map_or("unknown", |proof| proof.scheme().name());
             crate::metrics::verification_time(scheme, timer.elapsed());
-            result
+            checked
         }
     };
-    record(config, tenant, mode, &result, None);
-    match result {
-        Ok(identity) => Decision::Pass { outcome: IdentityOutcome::Verified, identity: Some(identity) },
-        Err(Failure::Missing) if mode != Mode::Required => {
+    let failure = match checked {
+        Ok(proof) => {
+            // The identity takes the claim's values (no reference-count traffic).
+            let identity = proof.identity(claim);
+            record(config, identity.tenant(), mode, Ok(&identity), None);
+            return Decision::Pass { outcome: IdentityOutcome::Verified, identity: Some(identity) };
+        }
+        Err(failure) => failure,
+    };
+    record(config, tenant, mode, Err(failure), None);
+    match failure {
+        Failure::Missing if mode != Mode::Required => {
             Decision::Pass { outcome: IdentityOutcome::Anonymous, identity: None }
         }
-        Err(failure) if mode == Mode::ReportOnly => Decision::Pass {
+        failure if mode == Mode::ReportOnly => Decision::Pass {
             outcome: IdentityOutcome::Unverified(UnverifiedReason::WouldReject(failure.code())),
             identity: None,
         },
-        Err(failure) => Decision::Reject(failure.code()),
+        failure => Decision::Reject(failure.code()),
     }
 }
 
@@ -132,7 +143,7 @@ fn record(
     config: &Config,
     tenant: Option<&str>,
     mode: Mode,
-    result: &Result<VerifiedIdentity, Failure>,
+    result: Result<&VerifiedIdentity, Failure>,
     forced: Option<ErrorCode>,
 ) {
     match (result, forced) {
@@ -172,16 +183,9 @@ fn record(
     }
 }
 
-/// What to do with a request once decided.
-// Short-lived stack values, moved once; boxing would allocate per request.
-#[allow(clippy::large_enum_variant)]
-enum Dispatch<B> {
-    Forward(Request<RequestBody<B>>),
-    Reject(Response<Bytes>),
-}
-
-/// Applies a decision: the request to forward, or the rejection response.
-fn apply<B>(config: &Config, mut req: Request<RequestBody<B>>, decision: Decision, grpc: bool) -> Dispatch<B> {
+/// Applies a decision to the request (kept in place: the request is large
+/// and moving it costs a copy): forward it, or the rejection response.
+fn apply<B>(config: &Config, req: &mut Request<B>, decision: Decision) -> Dispatch {
     match decision {
         Decision::Pass { outcome, identity } => {
             guard_credentials(config, req.headers_mut());
@@ -189,15 +193,22 @@ fn apply<B>(config: &Config, mut req: Request<RequestBody<B>>, decision: Decisio
                 forward.apply(req.headers_mut(), outcome, identity.as_ref());
             }
             let ext = req.extensions_mut();
-            // Never trust state that arrived with the request.
+            // Never trust state that arrived with the request (an outer
+            // identity layer, or code in front of this one). Both removals are
+            // free on the usual empty extensions.
             ext.remove::<VerifiedIdentity>();
+            ext.remove::<IdentityOutcome>();
+            // A verified request carries only its identity (the outcome is
+            // implied, see `IdentityOutcome::from_extensions`): one insert,
+            // one allocation fewer.
             if let Some(identity) = identity {
                 ext.insert(identity);
+            } else {
+                ext.insert(outcome);
             }
-            ext.insert(outcome);
-            Dispatch::Forward(req)
+            Dispatch::Forward
         }
-        Decision::Reject(code) => Dispatch::Reject(reject(config, &RequestHead::of(&req), code, grpc)),
+        Decision::Reject(code) => Dispatch::Reject(reject(config, &RequestHead::of(req), code)),
     }
 }
 
@@ -224,31 +235,39 @@ fn guard_credentials(config: &Config, headers: &mut http::HeaderMap) {
     }
 }
 
-fn reject(config: &Config, head: &RequestHead<'_>, code: ErrorCode, grpc: bool) -> Response<Bytes> {
-    config.responder.respond(&Rejection::new(code, grpc), head)
+/// The rejection response; a gRPC one for gRPC requests (looked up only here:
+/// the accept path never needs to know).
+fn reject(config: &Config, head: &RequestHead<'_>, code: ErrorCode) -> Response<Bytes> {
+    config.responder.respond(&Rejection::new(code, is_grpc(head.headers)), head)
 }
 
 /// The outcome of asking the provider: decided now, or a lookup to wait for.
-#[allow(clippy::large_enum_variant)]
-enum Resolved<B> {
-    Now(Dispatch<B>),
-    Later(LookupFuture, Request<RequestBody<B>>, Extracted),
+#[allow(clippy::large_enum_variant)] // a short-lived return value; boxing would allocate per request
+enum Resolved {
+    Now(Dispatch),
+    Later(LookupFuture, Extracted),
 }
 
-fn resolve<B>(config: &Config, req: Request<RequestBody<B>>, extracted: Extracted, grpc: bool) -> Resolved<B> {
+/// What to do with a decided request.
+enum Dispatch {
+    Forward,
+    Reject(Response<Bytes>),
+}
+
+fn resolve<B>(config: &Config, req: &mut Request<B>, extracted: Extracted) -> Resolved {
     let tenant = extracted.claim.tenant.as_deref();
     // A panicking provider is a refused request, never a pass and never a dead connection.
     match std::panic::catch_unwind(AssertUnwindSafe(|| config.provider.lookup(tenant))) {
-        Ok(Lookup::Ready(result)) => Resolved::Now(apply(config, req, decide(config, extracted, result), grpc)),
-        Ok(Lookup::Pending(lookup)) => Resolved::Later(lookup, req, extracted),
-        Err(_) => Resolved::Now(Dispatch::Reject(provider_panicked(config, &req, grpc))),
+        Ok(Lookup::Ready(result)) => Resolved::Now(apply(config, req, decide(config, extracted, result))),
+        Ok(Lookup::Pending(lookup)) => Resolved::Later(lookup, extracted),
+        Err(_) => Resolved::Now(Dispatch::Reject(provider_panicked(config, req))),
     }
 }
 
-fn provider_panicked<B>(config: &Config, req: &Request<B>, grpc: bool) -> Response<Bytes> {
+fn provider_panicked<B>(config: &Config, req: &Request<B>) -> Response<Bytes> {
     tracing::error!("identity: the secret provider panicked; answering 500");
     crate::metrics::verdict("rejected", ErrorCode::Internal.as_str(), None, None, "none");
-    reject(config, &RequestHead::of(req), ErrorCode::Internal, grpc)
+    reject(config, &RequestHead::of(req), ErrorCode::Internal)
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
@@ -278,16 +297,16 @@ where
             }
             return ResponseFuture::inner(self.inner.call(req.map(RequestBody::new)));
         }
-        let grpc = is_grpc(req.headers());
         let mut extracted = match extract(&config.sources, req.headers(), req.uri()) {
             Ok(extracted) => extracted,
             Err(failure) => {
                 // The tenant is ambiguous, so no policy (and no mode) applies: refuse.
                 tracing::debug!(reason = %failure, "identity: rejected before lookup");
-                return ResponseFuture::done(reject(config, &RequestHead::of(&req), failure.code(), grpc));
+                return ResponseFuture::done(reject(config, &RequestHead::of(&req), failure.code()));
             }
         };
-        let body_kind = if grpc { None } else { config.sources.body_kind(&RequestHead::of(&req)) };
+        // gRPC bodies are never read (`application/grpc+json` would look like JSON).
+        let body_kind = config.sources.body_kind(&RequestHead::of(&req)).filter(|_| !is_grpc(req.headers()));
         if let Some(kind) = body_kind {
             // A body the layer will not read is a failure for the mode to
             // decide on (413/415 when enforcing); report-only and off let the
@@ -307,7 +326,6 @@ where
                             req: Request::from_parts(parts, ()),
                             extracted,
                             config: self.config.clone(),
-                            grpc,
                         },
                         kind,
                         chunks: Vec::new(),
@@ -317,15 +335,16 @@ where
                 );
             }
         }
-        match resolve(config, req.map(RequestBody::new), extracted, grpc) {
-            Resolved::Now(Dispatch::Forward(req)) => ResponseFuture::inner(self.inner.call(req)),
+        let mut req = req.map(RequestBody::new);
+        match resolve(config, &mut req, extracted) {
+            Resolved::Now(Dispatch::Forward) => ResponseFuture::inner(self.inner.call(req)),
             Resolved::Now(Dispatch::Reject(res)) => ResponseFuture::done(res),
-            Resolved::Later(lookup, req, extracted) => {
+            Resolved::Later(lookup, extracted) => {
                 let inner = self.take_ready_inner();
                 ResponseFuture {
                     state: State::Resolving {
                         lookup,
-                        pending: Some(Box::new(Pending { inner, req, extracted, config: self.config.clone(), grpc })),
+                        pending: Some(Box::new(Pending { inner, req, extracted, config: self.config.clone() })),
                     },
                 }
             }
@@ -348,7 +367,6 @@ struct Pending<S, R> {
     req: R,
     extracted: Extracted,
     config: Arc<Config>,
-    grpc: bool,
 }
 
 /// A request whose body is being buffered.
@@ -453,10 +471,9 @@ where
                                 None => break false,
                                 Some(Err(_)) => {
                                     // A broken body cannot be handed on in any mode.
-                                    let Pending { req, config, grpc, .. } =
-                                        pending.take().expect("checked above").pending;
+                                    let Pending { req, config, .. } = pending.take().expect("checked above").pending;
                                     tracing::debug!("identity: the request body failed while being read");
-                                    let res = reject(&config, &RequestHead::of(&req), ErrorCode::BodyUnreadable, grpc);
+                                    let res = reject(&config, &RequestHead::of(&req), ErrorCode::BodyUnreadable);
                                     break 'next State::Done { response: Some(res) };
                                 }
                                 Some(Ok(frame)) => match frame.into_data() {
@@ -476,7 +493,7 @@ where
                             }
                         };
                         let Buffering {
-                            pending: Pending { mut inner, req, mut extracted, config, grpc },
+                            pending: Pending { mut inner, req, mut extracted, config },
                             kind,
                             chunks,
                             len,
@@ -492,17 +509,18 @@ where
                             }
                         } else {
                             if let Err(failure) = extracted.add_body(&config.sources, kind, &bytes) {
-                                let res = reject(&config, &RequestHead::of_parts(&parts), failure.code(), grpc);
+                                let res = reject(&config, &RequestHead::of_parts(&parts), failure.code());
                                 break 'next State::Done { response: Some(res) };
                             }
                             RequestBody::buffered_with_trailers(bytes, trailers)
                         };
-                        match resolve(&config, Request::from_parts(parts, body), extracted, grpc) {
-                            Resolved::Now(Dispatch::Forward(req)) => State::Inner { fut: inner.call(req) },
+                        let mut req = Request::from_parts(parts, body);
+                        match resolve(&config, &mut req, extracted) {
+                            Resolved::Now(Dispatch::Forward) => State::Inner { fut: inner.call(req) },
                             Resolved::Now(Dispatch::Reject(res)) => State::Done { response: Some(res) },
-                            Resolved::Later(lookup, req, extracted) => State::Resolving {
+                            Resolved::Later(lookup, extracted) => State::Resolving {
                                 lookup,
-                                pending: Some(Box::new(Pending { inner, req, extracted, config, grpc })),
+                                pending: Some(Box::new(Pending { inner, req, extracted, config })),
                             },
                         }
                     }
@@ -513,13 +531,13 @@ where
                             Ok(Poll::Ready(result)) => Some(result),
                             Err(_) => None,
                         };
-                        let Pending { mut inner, req, extracted, config, grpc } =
+                        let Pending { mut inner, mut req, extracted, config } =
                             *pending.take().expect("ResponseFuture polled after completion");
                         let Some(result) = result else {
-                            break 'next State::Done { response: Some(provider_panicked(&config, &req, grpc)) };
+                            break 'next State::Done { response: Some(provider_panicked(&config, &req)) };
                         };
-                        match apply(&config, req, decide(&config, extracted, result), grpc) {
-                            Dispatch::Forward(req) => State::Inner { fut: inner.call(req) },
+                        match apply(&config, &mut req, decide(&config, extracted, result)) {
+                            Dispatch::Forward => State::Inner { fut: inner.call(req) },
                             Dispatch::Reject(res) => State::Done { response: Some(res) },
                         }
                     }

@@ -407,6 +407,16 @@ fn check_identifier(v: &str, opts: &VerifyOptions) -> Result<(), Failure> {
 /// For a token (feature `jwt`), see [`crate::jwt`]; identifier values sent
 /// beside it must equal its claims ([`Failure::ClaimsMismatch`]).
 pub fn verify(claim: &Claim, keys: &KeySet, now: u64, opts: &VerifyOptions) -> Result<VerifiedIdentity, Failure> {
+    check(claim, keys, now, opts).map(|proof| proof.identity(claim.clone_values()))
+}
+
+/// [`verify`] in two steps, for a caller that owns the claim (the layer):
+/// `check` borrows it, then [`Proof::identity`] takes its values instead of
+/// cloning them.
+///
+/// `now` is only read when a key has a validity window or a time-bound scheme
+/// (timestamped HMAC, JWT) and its MAC matched: see [`KeySet::needs_time`].
+pub(crate) fn check(claim: &Claim, keys: &KeySet, now: u64, opts: &VerifyOptions) -> Result<Proof, Failure> {
     for id in [&claim.user_id, &claim.email, &claim.visitor_id].into_iter().flatten() {
         check_identifier(id, opts)?;
     }
@@ -421,13 +431,90 @@ pub fn verify(claim: &Claim, keys: &KeySet, now: u64, opts: &VerifyOptions) -> R
     }
 }
 
-fn verify_signature(
-    claim: &Claim,
-    sig: &str,
-    keys: &KeySet,
-    now: u64,
-    opts: &VerifyOptions,
-) -> Result<VerifiedIdentity, Failure> {
+impl Claim {
+    /// A copy of the values an identity may keep (not the credential).
+    fn clone_values(&self) -> Claim {
+        Claim {
+            tenant: self.tenant.clone(),
+            user_id: self.user_id.clone(),
+            email: self.email.clone(),
+            visitor_id: self.visitor_id.clone(),
+            metadata: self.metadata.clone(),
+            ..Claim::default()
+        }
+    }
+}
+
+/// What a valid credential proved; turned into a [`VerifiedIdentity`] with
+/// the claim's values once verification is over.
+pub(crate) enum Proof {
+    /// An HMAC over the identifier `over`.
+    Hmac { over: Identifier, scheme: Scheme, key_id: Option<std::sync::Arc<str>>, signed_at: Option<u64> },
+    /// A JWT: the identifiers come from its claims.
+    #[cfg(feature = "jwt")]
+    Jwt(crate::jwt::VerifiedToken),
+}
+
+impl Proof {
+    /// The scheme that verified.
+    pub(crate) fn scheme(&self) -> Scheme {
+        match self {
+            Proof::Hmac { scheme, .. } => *scheme,
+            #[cfg(feature = "jwt")]
+            Proof::Jwt(_) => Scheme::Jwt,
+        }
+    }
+
+    /// The identity, made of the claim's values (moved, not cloned).
+    pub(crate) fn identity(self, claim: Claim) -> VerifiedIdentity {
+        let Claim { tenant, user_id, email, visitor_id, metadata, .. } = claim;
+        match self {
+            Proof::Hmac { over, scheme, key_id, signed_at } => {
+                // Only the identifier the signature covers is proven; the others are kept apart.
+                let split = |which: Identifier, value: Option<IdStr>| {
+                    if over == which { (value, None) } else { (None, value) }
+                };
+                let (user_id, unsigned_user_id) = split(Identifier::UserId, user_id);
+                let (email, unsigned_email) = split(Identifier::Email, email);
+                let (visitor_id, unsigned_visitor_id) = split(Identifier::VisitorId, visitor_id);
+                let unsigned = Unsigned {
+                    user_id: unsigned_user_id,
+                    email: unsigned_email,
+                    visitor_id: unsigned_visitor_id,
+                    metadata,
+                };
+                VerifiedIdentity {
+                    subject: over,
+                    user_id,
+                    email,
+                    visitor_id,
+                    scheme,
+                    tenant,
+                    key_id,
+                    signed_at,
+                    #[cfg(feature = "jwt")]
+                    claims: None,
+                    unsigned: unsigned.boxed(),
+                }
+            }
+            #[cfg(feature = "jwt")]
+            Proof::Jwt(verified) => VerifiedIdentity {
+                subject: verified.subject(),
+                user_id: verified.user_id,
+                email: verified.email,
+                visitor_id: verified.visitor_id,
+                scheme: Scheme::Jwt,
+                tenant,
+                key_id: verified.key_id,
+                signed_at: verified.issued_at,
+                claims: Some(verified.claims),
+                unsigned: Unsigned { metadata, ..Unsigned::default() }.boxed(),
+            },
+        }
+    }
+}
+
+fn verify_signature(claim: &Claim, sig: &str, keys: &KeySet, now: u64, opts: &VerifyOptions) -> Result<Proof, Failure> {
     let parsed = parse_signature(sig, claim.timestamp.as_deref())?;
     let mut identifier_missing = false;
     for key in keys.keys() {
@@ -460,38 +547,13 @@ fn verify_signature(
                 return Err(Failure::Expired);
             }
         }
-        let proven = |which: Identifier| if over == which { claim.identifier(which).cloned() } else { None };
-        let unsigned = |which: Identifier| if over == which { None } else { claim.identifier(which).cloned() };
-        return Ok(VerifiedIdentity {
-            subject: over,
-            user_id: proven(Identifier::UserId),
-            email: proven(Identifier::Email),
-            visitor_id: proven(Identifier::VisitorId),
-            scheme: key.scheme,
-            tenant: claim.tenant.clone(),
-            key_id: key.id.clone(),
-            signed_at,
-            #[cfg(feature = "jwt")]
-            claims: None,
-            unsigned: Unsigned {
-                user_id: unsigned(Identifier::UserId),
-                email: unsigned(Identifier::Email),
-                visitor_id: unsigned(Identifier::VisitorId),
-                metadata: claim.metadata.clone(),
-            },
-        });
+        return Ok(Proof::Hmac { over, scheme: key.scheme, key_id: key.id.clone(), signed_at });
     }
     Err(if identifier_missing { Failure::Malformed(Malformed::IdentifierMissing) } else { Failure::Invalid })
 }
 
 #[cfg(feature = "jwt")]
-fn verify_jwt(
-    claim: &Claim,
-    token: &str,
-    keys: &KeySet,
-    now: u64,
-    opts: &VerifyOptions,
-) -> Result<VerifiedIdentity, Failure> {
+fn verify_jwt(claim: &Claim, token: &str, keys: &KeySet, now: u64, opts: &VerifyOptions) -> Result<Proof, Failure> {
     let verified = crate::jwt::verify_token(token, keys, now, &opts.jwt)?;
     for id in [&verified.user_id, &verified.email, &verified.visitor_id].into_iter().flatten() {
         check_identifier(id, opts)?;
@@ -509,18 +571,7 @@ fn verify_jwt(
             }
         }
     }
-    Ok(VerifiedIdentity {
-        subject: verified.subject(),
-        user_id: verified.user_id,
-        email: verified.email,
-        visitor_id: verified.visitor_id,
-        scheme: Scheme::Jwt,
-        tenant: claim.tenant.clone(),
-        key_id: verified.key_id,
-        signed_at: verified.issued_at,
-        claims: Some(verified.claims),
-        unsigned: Unsigned { metadata: claim.metadata.clone(), ..Unsigned::default() },
-    })
+    Ok(Proof::Jwt(verified))
 }
 
 #[cfg(test)]

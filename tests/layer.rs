@@ -639,3 +639,110 @@ async fn a_panicking_provider_is_refused_with_500_and_the_layer_keeps_serving() 
     let (a, rec) = send(&sync_panics, get("/", &[("x-user-id", "u1"), ("x-identity-signature", &sig)])).await;
     assert_eq!((a.status.as_u16(), rec.calls()), (200, 1));
 }
+
+/// The extensions of the request an inner service saw: the raw `IdentityOutcome`
+/// entry, what `IdentityOutcome::from_extensions` makes of them, and the identity.
+type RawSeen = (Option<IdentityOutcome>, Option<IdentityOutcome>, Option<String>);
+
+async fn raw_extensions<S, B>(mut svc: S, req: http::Request<http_body_util::Full<bytes::Bytes>>) -> RawSeen
+where
+    S: tower::Service<http::Request<http_body_util::Full<bytes::Bytes>>, Response = http::Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    use tower::ServiceExt;
+    let res = svc.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let seen = res.extensions().get::<Arc<RwLock<Option<RawSeen>>>>().unwrap().read().unwrap().clone();
+    seen.expect("the inner service ran")
+}
+
+/// An inner service that copies what it saw into a response extension.
+fn spy<B>() -> impl tower::Service<
+    http::Request<B>,
+    Response = http::Response<http_body_util::Empty<bytes::Bytes>>,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone {
+    tower::service_fn(|req: http::Request<B>| {
+        let ext = req.extensions();
+        let seen: RawSeen = (
+            ext.get::<IdentityOutcome>().copied(),
+            IdentityOutcome::from_extensions(ext),
+            ext.get::<tower_identity::VerifiedIdentity>().map(|id| id.id().to_owned()),
+        );
+        let mut res = http::Response::new(http_body_util::Empty::new());
+        res.extensions_mut().insert(Arc::new(RwLock::new(Some(seen))));
+        std::future::ready(Ok(res))
+    })
+}
+
+#[tokio::test]
+async fn a_verified_request_carries_its_identity_and_the_outcome_is_implied() {
+    use tower::Layer;
+    let signed = || signed(SECRET, "user-42");
+    // Verified: one extension value (the identity); the outcome reads as Verified.
+    let svc = plain_layer(Mode::Required).layer(spy());
+    assert_eq!(
+        raw_extensions(svc, signed()).await,
+        (None, Some(IdentityOutcome::Verified), Some("user-42".to_owned()))
+    );
+    // Anonymous: the outcome is stored, no identity.
+    let svc = plain_layer(Mode::Optional).layer(spy());
+    let anonymous = get("/", &[("x-user-id", "user-42")]);
+    assert_eq!(
+        raw_extensions(svc, anonymous).await,
+        (Some(IdentityOutcome::Anonymous), Some(IdentityOutcome::Anonymous), None)
+    );
+    // Without the layer, nothing.
+    assert_eq!(raw_extensions(spy(), signed()).await, (None, None, None));
+
+    // Two layers: the inner one's verdict replaces the outer one's, both ways.
+    let verified_then_off = plain_layer(Mode::Required).layer(plain_layer(Mode::Off).layer(spy()));
+    let off = IdentityOutcome::Unverified(UnverifiedReason::VerificationOff);
+    assert_eq!(raw_extensions(verified_then_off, signed()).await, (Some(off), Some(off), None));
+    let off_then_verified = plain_layer(Mode::Off).layer(plain_layer(Mode::Required).layer(spy()));
+    assert_eq!(
+        raw_extensions(off_then_verified, signed()).await,
+        (None, Some(IdentityOutcome::Verified), Some("user-42".to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn the_clock_is_read_only_when_the_keys_look_at_the_time() {
+    let reads = Arc::new(AtomicUsize::new(0));
+    let clock = {
+        let reads = reads.clone();
+        move || {
+            reads.fetch_add(1, Ordering::SeqCst);
+            NOW
+        }
+    };
+    let count = |keys: KeySet, req: http::Request<http_body_util::Full<bytes::Bytes>>| {
+        let (reads, layer) = (reads.clone(), IdentityVerificationLayer::new(keys).clock(clock.clone()));
+        async move {
+            reads.store(0, Ordering::SeqCst);
+            let (a, rec) = send(&layer, req).await;
+            assert_eq!((a.status.as_u16(), rec.calls()), (200, 1));
+            reads.load(Ordering::SeqCst)
+        }
+    };
+    // Plain HMAC keys without a validity window: no system call for the time.
+    assert_eq!(count(KeySet::single(Key::hmac(Identifier::UserId, secret())), signed(SECRET, "user-42")).await, 0);
+    // A window, a timestamp or a token needs it.
+    let windowed = KeySet::single(Key::hmac(Identifier::UserId, secret()).not_after(NOW + 1));
+    assert_eq!(count(windowed, signed(SECRET, "user-42")).await, 1);
+    let stamped = KeySet::single(Key::timestamped_hmac(Identifier::UserId, secret()));
+    let sig = sign::timestamped_hmac(&secret(), "user-42", NOW - 5);
+    let req = get("/", &[("x-user-id", "user-42"), ("x-identity-signature", &sig)]);
+    assert_eq!(count(stamped, req).await, 1);
+    // The set as a whole decides: a plain key beside a windowed one still reads the clock.
+    let mixed = KeySet::new([
+        Key::hmac(Identifier::UserId, secret()).with_id("a"),
+        Key::hmac(Identifier::UserId, Secret::text("other-secret-0123456789abcdef").unwrap())
+            .with_id("b")
+            .not_before(NOW + 10),
+    ])
+    .unwrap();
+    assert!(mixed.needs_time());
+    assert_eq!(count(mixed, signed(SECRET, "user-42")).await, 1);
+}

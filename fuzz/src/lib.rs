@@ -279,7 +279,7 @@ where
         let (mut parts, body) = req.into_parts();
         let record = Record {
             headers: std::mem::take(&mut parts.headers),
-            outcome: parts.extensions.get::<IdentityOutcome>().copied(),
+            outcome: IdentityOutcome::from_extensions(&parts.extensions),
             identity: parts.extensions.get::<VerifiedIdentity>().cloned(),
             ..Record::default()
         };

@@ -55,7 +55,7 @@ impl Recorder {
             async move {
                 rec.calls.fetch_add(1, Ordering::SeqCst);
                 *rec.last.lock().unwrap() = Some((
-                    req.extensions().get::<IdentityOutcome>().copied(),
+                    IdentityOutcome::from_extensions(req.extensions()),
                     req.extensions().get::<VerifiedIdentity>().cloned(),
                 ));
                 Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"inner"))))
