@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, Method, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
 use crate::identity::IdStr;
 use crate::reject::RequestHead;
@@ -64,6 +64,10 @@ type BodyFilter = Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;
 #[derive(Clone)]
 pub struct Sources {
     headers: [Option<HeaderName>; ROLES],
+    /// Bit `len % 64` is set for the length of every header name read (the
+    /// configured ones, and `authorization` with `bearer`): a request header
+    /// whose length is not in it is skipped without a comparison.
+    header_lengths: u64,
     query: [Option<Box<str>>; ROLES],
     bearer: bool,
     json: JsonNode,
@@ -88,6 +92,7 @@ impl Default for Sources {
             ],
             ..Sources::empty()
         }
+        .index_headers()
     }
 }
 
@@ -116,6 +121,7 @@ impl Sources {
     pub fn empty() -> Sources {
         Sources {
             headers: Default::default(),
+            header_lengths: 0,
             query: Default::default(),
             bearer: false,
             json: JsonNode::default(),
@@ -129,12 +135,18 @@ impl Sources {
     /// Reads `role` from the header `name`.
     pub fn header(mut self, role: Role, name: HeaderName) -> Sources {
         self.headers[role.index()] = Some(name);
-        self
+        self.index_headers()
     }
 
     /// Stops reading `role` from headers.
     pub fn without_header(mut self, role: Role) -> Sources {
         self.headers[role.index()] = None;
+        self.index_headers()
+    }
+
+    fn index_headers(mut self) -> Sources {
+        let bearer = self.bearer.then_some(&AUTHORIZATION);
+        self.header_lengths = self.headers.iter().flatten().chain(bearer).fold(0, |mask, name| mask | length_bit(name));
         self
     }
 
@@ -143,7 +155,7 @@ impl Sources {
     /// for identity tokens.
     pub fn bearer(mut self) -> Sources {
         self.bearer = true;
-        self
+        self.index_headers()
     }
 
     /// Reads `role` from the query parameter `name`.
@@ -390,14 +402,69 @@ impl Extracted {
     fn add_json(&mut self, _sources: &Sources, _body: &Bytes) {}
 }
 
+fn length_bit(name: &HeaderName) -> u64 {
+    1 << (name.as_str().len() % 64)
+}
+
+/// The header value read for each role (and for `Authorization: Bearer`),
+/// found in one pass over the request's headers.
+#[derive(Default)]
+struct HeaderHits<'a> {
+    /// The role's value, when its header was sent exactly once.
+    values: [Option<&'a HeaderValue>; ROLES],
+    /// The role's header was sent more than once.
+    repeated: [bool; ROLES],
+    authorization: Option<&'a HeaderValue>,
+    authorization_repeated: bool,
+}
+
+fn note<'a>(slot: &mut Option<&'a HeaderValue>, repeated: &mut bool, value: &'a HeaderValue) {
+    if slot.replace(value).is_some() {
+        *repeated = true;
+    }
+}
+
+/// One pass over the headers instead of a hash lookup per configured name:
+/// a request carries few headers, most of them of lengths no configured name
+/// has, and hashing a custom header name costs more than comparing lengths.
+fn scan_headers<'a>(sources: &Sources, headers: &'a HeaderMap) -> HeaderHits<'a> {
+    let mut hits = HeaderHits::default();
+    for (name, value) in headers {
+        if sources.header_lengths & length_bit(name) == 0 {
+            continue;
+        }
+        for (i, configured) in sources.headers.iter().enumerate() {
+            if configured.as_ref() == Some(name) {
+                note(&mut hits.values[i], &mut hits.repeated[i], value);
+            }
+        }
+        if sources.bearer && name == AUTHORIZATION {
+            note(&mut hits.authorization, &mut hits.authorization_repeated, value);
+        }
+    }
+    hits
+}
+
 /// Reads the claim from the request head. Pure: no I/O, no body.
+#[cfg(test)]
 pub(crate) fn extract(sources: &Sources, headers: &HeaderMap, uri: &Uri) -> Result<Extracted, Failure> {
     let mut out = Extracted::default();
+    extract_into(sources, headers, uri, &mut out).map(|()| out)
+}
+
+/// Reads the claim from the request head into `out` (in place: a claim is a
+/// few hundred bytes, and the hot path does not move it). `Err` when the
+/// tenant itself is ambiguous.
+pub(crate) fn extract_into(
+    sources: &Sources,
+    headers: &HeaderMap,
+    uri: &Uri,
+    out: &mut Extracted,
+) -> Result<(), Failure> {
+    let hits = scan_headers(sources, headers);
     for role in Role::ALL {
-        let Some(name) = &sources.headers[role.index()] else { continue };
-        let mut values = headers.get_all(name).iter();
-        let Some(first) = values.next() else { continue };
-        if values.next().is_some() {
+        let Some(first) = hits.values[role.index()] else { continue };
+        if hits.repeated[role.index()] {
             if role == Role::Tenant {
                 return Err(Failure::Conflict(role));
             }
@@ -410,17 +477,14 @@ pub(crate) fn extract(sources: &Sources, headers: &HeaderMap, uri: &Uri) -> Resu
             None => out.fail(Failure::Malformed(Malformed::NotUtf8)),
         }
     }
-    if sources.bearer {
-        let mut values = headers.get_all(AUTHORIZATION).iter();
-        if let Some(first) = values.next() {
-            let bearer = first.as_bytes();
-            if values.next().is_some() {
-                out.fail(Failure::Conflict(Role::Token));
-            } else if bearer.len() > 7 && bearer[..7].eq_ignore_ascii_case(b"bearer ") {
-                match IdStr::from_header(first) {
-                    Some(v) => out.put(Role::Token, IdStr::from(v.as_str()[7..].trim_start())),
-                    None => out.fail(Failure::Malformed(Malformed::NotUtf8)),
-                }
+    if let Some(value) = hits.authorization {
+        let bearer = value.as_bytes();
+        if hits.authorization_repeated {
+            out.fail(Failure::Conflict(Role::Token));
+        } else if bearer.len() > 7 && bearer[..7].eq_ignore_ascii_case(b"bearer ") {
+            match std::str::from_utf8(&bearer[7..]) {
+                Ok(token) => out.put(Role::Token, IdStr::from(token.trim_start())),
+                Err(_) => out.fail(Failure::Malformed(Malformed::NotUtf8)),
             }
         }
     }
@@ -432,7 +496,7 @@ pub(crate) fn extract(sources: &Sources, headers: &HeaderMap, uri: &Uri) -> Resu
     if out.tenant_failed() {
         return Err(Failure::Conflict(Role::Tenant));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Decodes one urlencoded component: `+` is a space, `%XX` a byte, and the
@@ -747,6 +811,43 @@ mod tests {
         let got = extract(&sources, &HeaderMap::new(), &uri("/?signature=a&signature=a")).unwrap();
         assert_eq!(got.error, Some(Failure::Conflict(Role::Signature)));
         assert_eq!(got.claim.signature, None);
+    }
+
+    /// The one-pass header scan finds exactly what a lookup per configured
+    /// name finds: names sharing a length, names of 64+ bytes (the length
+    /// filter wraps), two roles on one header, standard headers, repeats.
+    #[test]
+    fn header_scan_matches_lookups() {
+        let long = "x-".to_owned() + &"l".repeat(70); // 72 bytes: the same filter bit as 8-byte names
+        let sources = Sources::new()
+            .header(Role::Tenant, HeaderName::from_static("x-app-id")) // 8 bytes, like `x-app-ix` below
+            .header(Role::Metadata, HeaderName::from_bytes(long.as_bytes()).unwrap())
+            .header(Role::VisitorId, HeaderName::from_static("x-user-id")) // shares x-user-id with UserId
+            .header(Role::Timestamp, http::header::DATE) // a standard header
+            .bearer();
+        let names =
+            ["x-app-id", "x-app-ix", &long, "x-user-id", "date", "authorization", "x-identity-signature", "host"];
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2000 {
+            let mut headers = HeaderMap::new();
+            for _ in 0..(rng % 7) {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let name = names[(rng % names.len() as u64) as usize];
+                headers.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_static("v"));
+            }
+            let hits = scan_headers(&sources, &headers);
+            for role in Role::ALL {
+                let expected: Vec<_> =
+                    sources.header_name(role).map_or(vec![], |n| headers.get_all(n).iter().collect());
+                let got = hits.values[role.index()];
+                assert_eq!(got.is_some(), !expected.is_empty(), "{role:?} in {headers:?}");
+                assert_eq!(hits.repeated[role.index()], expected.len() > 1, "{role:?} in {headers:?}");
+            }
+            let auth = headers.get_all(AUTHORIZATION).iter().count();
+            assert_eq!((hits.authorization.is_some(), hits.authorization_repeated), (auth > 0, auth > 1));
+        }
     }
 
     #[test]

@@ -23,6 +23,15 @@ pub enum Identifier {
 }
 
 impl Identifier {
+    /// The claim role that carries this identifier.
+    pub(crate) fn role(self) -> crate::verify::Role {
+        match self {
+            Identifier::UserId => crate::verify::Role::UserId,
+            Identifier::Email => crate::verify::Role::Email,
+            Identifier::VisitorId => crate::verify::Role::VisitorId,
+        }
+    }
+
     /// `user_id`, `email` or `visitor_id`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -151,6 +151,8 @@ impl Rejection {
     pub fn http_response(&self) -> Response<Bytes> {
         let mut res = Response::new(Bytes::from_static(self.code.json_body().as_bytes()));
         *res.status_mut() = self.code.status();
+        // Sized for the three headers: a default map would allocate room for six.
+        *res.headers_mut() = HeaderMap::with_capacity(3);
         let h = res.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(CACHE_CONTROL, NO_STORE);
@@ -170,6 +172,7 @@ impl Rejection {
     /// `grpc-message` in the headers, empty body).
     pub fn grpc_response(&self) -> Response<Bytes> {
         let mut res = Response::new(Bytes::new());
+        *res.headers_mut() = HeaderMap::with_capacity(4);
         let h = res.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         h.insert(GRPC_STATUS, HeaderValue::from(u16::from(self.code.grpc_status())));

@@ -14,7 +14,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::body::{RequestBody, ResponseBody};
-use crate::extract::{BodyKind, Extracted, extract, is_encoded};
+use crate::extract::{BodyKind, Extracted, extract_into, is_encoded};
 use crate::identity::{IdentityOutcome, UnverifiedReason, VerifiedIdentity};
 use crate::layer::Config;
 use crate::mode::Mode;
@@ -67,8 +67,9 @@ enum Decision {
     Reject(ErrorCode),
 }
 
-fn decide(config: &Config, extracted: Extracted, lookup: LookupResult) -> Decision {
-    let Extracted { claim, error, .. } = extracted;
+fn decide(config: &Config, extracted: &mut Extracted, lookup: LookupResult) -> Decision {
+    let error = extracted.error;
+    let claim = &mut extracted.claim;
     let tenant = claim.tenant.as_deref();
     let policy = match lookup {
         Ok(policy) => policy,
@@ -108,7 +109,7 @@ fn decide(config: &Config, extracted: Extracted, lookup: LookupResult) -> Decisi
             // The clock (a system call) is read only for key sets that look at the time.
             let now = if keys.needs_time() { config.clock.now() } else { 0 };
             let timer = crate::metrics::Timer::start();
-            let checked = check(&claim, keys, now, &config.options);
+            let checked = check(claim, keys, now, &config.options);
             let scheme = checked.as_ref().map_or("unknown", |proof| proof.scheme().name());
             crate::metrics::verification_time(scheme, timer.elapsed());
             checked
@@ -245,7 +246,7 @@ fn reject(config: &Config, head: &RequestHead<'_>, code: ErrorCode) -> Response<
 #[allow(clippy::large_enum_variant)] // a short-lived return value; boxing would allocate per request
 enum Resolved {
     Now(Dispatch),
-    Later(LookupFuture, Extracted),
+    Later(LookupFuture),
 }
 
 /// What to do with a decided request.
@@ -254,12 +255,12 @@ enum Dispatch {
     Reject(Response<Bytes>),
 }
 
-fn resolve<B>(config: &Config, req: &mut Request<B>, extracted: Extracted) -> Resolved {
+fn resolve<B>(config: &Config, req: &mut Request<B>, extracted: &mut Extracted) -> Resolved {
     let tenant = extracted.claim.tenant.as_deref();
     // A panicking provider is a refused request, never a pass and never a dead connection.
     match std::panic::catch_unwind(AssertUnwindSafe(|| config.provider.lookup(tenant))) {
         Ok(Lookup::Ready(result)) => Resolved::Now(apply(config, req, decide(config, extracted, result))),
-        Ok(Lookup::Pending(lookup)) => Resolved::Later(lookup, extracted),
+        Ok(Lookup::Pending(lookup)) => Resolved::Later(lookup),
         Err(_) => Resolved::Now(Dispatch::Reject(provider_panicked(config, req))),
     }
 }
@@ -297,14 +298,12 @@ where
             }
             return ResponseFuture::inner(self.inner.call(req.map(RequestBody::new)));
         }
-        let mut extracted = match extract(&config.sources, req.headers(), req.uri()) {
-            Ok(extracted) => extracted,
-            Err(failure) => {
-                // The tenant is ambiguous, so no policy (and no mode) applies: refuse.
-                tracing::debug!(reason = %failure, "identity: rejected before lookup");
-                return ResponseFuture::done(reject(config, &RequestHead::of(&req), failure.code()));
-            }
-        };
+        let mut extracted = Extracted::default();
+        if let Err(failure) = extract_into(&config.sources, req.headers(), req.uri(), &mut extracted) {
+            // The tenant is ambiguous, so no policy (and no mode) applies: refuse.
+            tracing::debug!(reason = %failure, "identity: rejected before lookup");
+            return ResponseFuture::done(reject(config, &RequestHead::of(&req), failure.code()));
+        }
         // gRPC bodies are never read (`application/grpc+json` would look like JSON).
         let body_kind = config.sources.body_kind(&RequestHead::of(&req)).filter(|_| !is_grpc(req.headers()));
         if let Some(kind) = body_kind {
@@ -336,10 +335,10 @@ where
             }
         }
         let mut req = req.map(RequestBody::new);
-        match resolve(config, &mut req, extracted) {
+        match resolve(config, &mut req, &mut extracted) {
             Resolved::Now(Dispatch::Forward) => ResponseFuture::inner(self.inner.call(req)),
             Resolved::Now(Dispatch::Reject(res)) => ResponseFuture::done(res),
-            Resolved::Later(lookup, extracted) => {
+            Resolved::Later(lookup) => {
                 let inner = self.take_ready_inner();
                 ResponseFuture {
                     state: State::Resolving {
@@ -515,10 +514,10 @@ where
                             RequestBody::buffered_with_trailers(bytes, trailers)
                         };
                         let mut req = Request::from_parts(parts, body);
-                        match resolve(&config, &mut req, extracted) {
+                        match resolve(&config, &mut req, &mut extracted) {
                             Resolved::Now(Dispatch::Forward) => State::Inner { fut: inner.call(req) },
                             Resolved::Now(Dispatch::Reject(res)) => State::Done { response: Some(res) },
-                            Resolved::Later(lookup, extracted) => State::Resolving {
+                            Resolved::Later(lookup) => State::Resolving {
                                 lookup,
                                 pending: Some(Box::new(Pending { inner, req, extracted, config })),
                             },
@@ -531,12 +530,12 @@ where
                             Ok(Poll::Ready(result)) => Some(result),
                             Err(_) => None,
                         };
-                        let Pending { mut inner, mut req, extracted, config } =
+                        let Pending { mut inner, mut req, mut extracted, config } =
                             *pending.take().expect("ResponseFuture polled after completion");
                         let Some(result) = result else {
                             break 'next State::Done { response: Some(provider_panicked(&config, &req)) };
                         };
-                        match apply(&config, &mut req, decide(&config, extracted, result)) {
+                        match apply(&config, &mut req, decide(&config, &mut extracted, result)) {
                             Dispatch::Forward => State::Inner { fut: inner.call(req) },
                             Dispatch::Reject(res) => State::Done { response: Some(res) },
                         }

@@ -313,7 +313,7 @@ impl std::error::Error for Failure {}
 /// timestamp text exactly as sent (it is part of the signed message).
 struct ParsedSignature<'a> {
     tag: [u8; 32],
-    timestamp: Option<(&'a str, u64)>,
+    timestamp: Option<(&'a [u8], u64)>,
 }
 
 /// The value of each hex digit (either case); `0xFF` for any other byte.
@@ -337,8 +337,7 @@ const HEX_VALUE: [u8; 256] = {
 /// digit (the `hex` crate's decoder took 81 ns here, this one about 24 ns);
 /// the tag is attacker-supplied, not secret, so its decoding need not be
 /// constant-time: the comparison with the expected MAC is.
-fn parse_tag(hex_tag: &str) -> Result<[u8; 32], Failure> {
-    let digits = hex_tag.as_bytes();
+fn parse_tag(digits: &[u8]) -> Result<[u8; 32], Failure> {
     if digits.len() != TAG_HEX_LEN {
         return Err(Failure::Malformed(Malformed::Signature));
     }
@@ -357,16 +356,18 @@ fn parse_tag(hex_tag: &str) -> Result<[u8; 32], Failure> {
 
 /// Parses a unix timestamp: ASCII digits only, no sign, no leading zero, at
 /// most 19 digits.
-pub(crate) fn parse_timestamp(ts: &str) -> Result<u64, Failure> {
-    let bad = Failure::Malformed(Malformed::Timestamp);
-    let b = ts.as_bytes();
+fn parse_timestamp(b: &[u8]) -> Result<u64, Failure> {
     if b.is_empty() || b.len() > MAX_TS_DIGITS || !b.iter().all(u8::is_ascii_digit) || (b.len() > 1 && b[0] == b'0') {
-        return Err(bad);
+        return Err(Failure::Malformed(Malformed::Timestamp));
     }
-    ts.parse().map_err(|_| bad)
+    // At most 19 digits: below u64::MAX, no overflow.
+    Ok(b.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
-fn parse_signature<'a>(sig: &'a str, separate_ts: Option<&'a str>) -> Result<ParsedSignature<'a>, Failure> {
+/// Parses `<hex>` or `<hex>-<unix_ts>` (or `<hex>` with a separate timestamp).
+/// Works on the bytes: the signature is ASCII or malformed, and skipping a
+/// UTF-8 check here saves re-validating what extraction validated.
+fn parse_signature<'a>(sig: &'a [u8], separate_ts: Option<&'a [u8]>) -> Result<ParsedSignature<'a>, Failure> {
     if let Some(ts) = separate_ts {
         return Ok(ParsedSignature { tag: parse_tag(sig)?, timestamp: Some((ts, parse_timestamp(ts)?)) });
     }
@@ -374,7 +375,7 @@ fn parse_signature<'a>(sig: &'a str, separate_ts: Option<&'a str>) -> Result<Par
         return Ok(ParsedSignature { tag: parse_tag(sig)?, timestamp: None });
     }
     match sig.split_at_checked(TAG_HEX_LEN) {
-        Some((hex_tag, rest)) if rest.starts_with('-') => {
+        Some((hex_tag, rest)) if rest.first() == Some(&b'-') => {
             let ts = &rest[1..];
             Ok(ParsedSignature { tag: parse_tag(hex_tag)?, timestamp: Some((ts, parse_timestamp(ts)?)) })
         }
@@ -382,17 +383,27 @@ fn parse_signature<'a>(sig: &'a str, separate_ts: Option<&'a str>) -> Result<Par
     }
 }
 
-fn check_identifier(v: &str, opts: &VerifyOptions) -> Result<(), Failure> {
+fn check_identifier(v: &IdStr, opts: &VerifyOptions) -> Result<(), Failure> {
+    let v = v.as_bytes();
     if v.is_empty() {
         return Err(Failure::Malformed(Malformed::EmptyIdentifier));
     }
     if v.len() > opts.max_identifier_len {
         return Err(Failure::Malformed(Malformed::IdentifierTooLong));
     }
-    if v.chars().any(char::is_control) {
+    if has_control(v) {
         return Err(Failure::Malformed(Malformed::IdentifierCharacters));
     }
     Ok(())
+}
+
+/// Whether valid UTF-8 text holds a control character (`char::is_control`:
+/// U+0000–U+001F, U+007F–U+009F), on the bytes: C0 and DEL are single bytes,
+/// C1 is `C2 80`–`C2 9F` (0xC2 is only ever a lead byte).
+fn has_control(utf8: &[u8]) -> bool {
+    utf8.iter().enumerate().any(|(i, &b)| {
+        b < 0x20 || b == 0x7F || (b == 0xC2 && utf8.get(i + 1).is_some_and(|&n| (0x80..=0x9F).contains(&n)))
+    })
 }
 
 /// Verifies `claim` against `keys` at time `now` (unix seconds).
@@ -407,7 +418,7 @@ fn check_identifier(v: &str, opts: &VerifyOptions) -> Result<(), Failure> {
 /// For a token (feature `jwt`), see [`crate::jwt`]; identifier values sent
 /// beside it must equal its claims ([`Failure::ClaimsMismatch`]).
 pub fn verify(claim: &Claim, keys: &KeySet, now: u64, opts: &VerifyOptions) -> Result<VerifiedIdentity, Failure> {
-    check(claim, keys, now, opts).map(|proof| proof.identity(claim.clone_values()))
+    check(claim, keys, now, opts).map(|proof| proof.identity(&mut claim.clone_values()))
 }
 
 /// [`verify`] in two steps, for a caller that owns the claim (the layer):
@@ -420,10 +431,10 @@ pub(crate) fn check(claim: &Claim, keys: &KeySet, now: u64, opts: &VerifyOptions
     for id in [&claim.user_id, &claim.email, &claim.visitor_id].into_iter().flatten() {
         check_identifier(id, opts)?;
     }
-    match (claim.signature.as_deref(), claim.token.as_deref()) {
+    match (claim.signature.as_ref(), claim.token.as_deref()) {
         (None, None) => Err(Failure::Missing),
         (Some(_), Some(_)) => Err(Failure::Malformed(Malformed::SignatureAndToken)),
-        (Some(sig), None) => verify_signature(claim, sig, keys, now, opts),
+        (Some(sig), None) => verify_signature(claim, sig.as_bytes(), keys, now, opts),
         #[cfg(feature = "jwt")]
         (None, Some(token)) => verify_jwt(claim, token, keys, now, opts),
         #[cfg(not(feature = "jwt"))]
@@ -465,23 +476,24 @@ impl Proof {
         }
     }
 
-    /// The identity, made of the claim's values (moved, not cloned).
-    pub(crate) fn identity(self, claim: Claim) -> VerifiedIdentity {
-        let Claim { tenant, user_id, email, visitor_id, metadata, .. } = claim;
+    /// The identity, made of the claim's values (taken, not cloned).
+    pub(crate) fn identity(self, claim: &mut Claim) -> VerifiedIdentity {
+        let tenant = claim.tenant.take();
         match self {
             Proof::Hmac { over, scheme, key_id, signed_at } => {
-                // Only the identifier the signature covers is proven; the others are kept apart.
-                let split = |which: Identifier, value: Option<IdStr>| {
-                    if over == which { (value, None) } else { (None, value) }
-                };
-                let (user_id, unsigned_user_id) = split(Identifier::UserId, user_id);
-                let (email, unsigned_email) = split(Identifier::Email, email);
-                let (visitor_id, unsigned_visitor_id) = split(Identifier::VisitorId, visitor_id);
+                // Only the identifier the signature covers is proven; the
+                // others (and metadata) are kept apart, boxed only when sent.
+                let proven = claim.slot(over.role()).take();
                 let unsigned = Unsigned {
-                    user_id: unsigned_user_id,
-                    email: unsigned_email,
-                    visitor_id: unsigned_visitor_id,
-                    metadata,
+                    user_id: claim.user_id.take(),
+                    email: claim.email.take(),
+                    visitor_id: claim.visitor_id.take(),
+                    metadata: claim.metadata.take(),
+                };
+                let (user_id, email, visitor_id) = match over {
+                    Identifier::UserId => (proven, None, None),
+                    Identifier::Email => (None, proven, None),
+                    Identifier::VisitorId => (None, None, proven),
                 };
                 VerifiedIdentity {
                     subject: over,
@@ -508,14 +520,20 @@ impl Proof {
                 key_id: verified.key_id,
                 signed_at: verified.issued_at,
                 claims: Some(verified.claims),
-                unsigned: Unsigned { metadata, ..Unsigned::default() }.boxed(),
+                unsigned: Unsigned { metadata: claim.metadata.take(), ..Unsigned::default() }.boxed(),
             },
         }
     }
 }
 
-fn verify_signature(claim: &Claim, sig: &str, keys: &KeySet, now: u64, opts: &VerifyOptions) -> Result<Proof, Failure> {
-    let parsed = parse_signature(sig, claim.timestamp.as_deref())?;
+fn verify_signature(
+    claim: &Claim,
+    sig: &[u8],
+    keys: &KeySet,
+    now: u64,
+    opts: &VerifyOptions,
+) -> Result<Proof, Failure> {
+    let parsed = parse_signature(sig, claim.timestamp.as_ref().map(IdStr::as_bytes))?;
     let mut identifier_missing = false;
     for key in keys.keys() {
         if !key.is_valid_at(now) {
@@ -533,7 +551,7 @@ fn verify_signature(claim: &Claim, sig: &str, keys: &KeySet, now: u64, opts: &Ve
         mac.update(value.as_bytes());
         if let Some((ts_text, _)) = parsed.timestamp {
             mac.update(b"-");
-            mac.update(ts_text.as_bytes());
+            mac.update(ts_text);
         }
         if mac.verify_slice(&parsed.tag).is_err() {
             continue;
@@ -583,7 +601,7 @@ mod tests {
         let samples =
             ["00".repeat(32), "ff".repeat(32), "FF".repeat(32), "0123456789abcdefABCDEF".repeat(3)[..64].to_owned()];
         for s in &samples {
-            assert_eq!(parse_tag(s).unwrap().to_vec(), hex::decode(s).unwrap());
+            assert_eq!(parse_tag(s.as_bytes()).unwrap().to_vec(), hex::decode(s).unwrap());
         }
         for bad in [
             "g".repeat(64),
@@ -591,7 +609,7 @@ mod tests {
             format!("{}/", "0".repeat(63)),
             format!("{}:", "0".repeat(63)),
         ] {
-            assert!(parse_tag(&bad).is_err(), "{bad:?}");
+            assert!(parse_tag(bad.as_bytes()).is_err(), "{bad:?}");
         }
         // Every byte value in every position: accepted exactly when it is a hex digit.
         for pos in [0, 1, 62, 63] {
@@ -599,13 +617,24 @@ mod tests {
                 let mut s = vec![b'a'; 64];
                 s[pos] = b;
                 let Ok(s) = String::from_utf8(s) else { continue };
-                assert_eq!(parse_tag(&s).is_ok(), b.is_ascii_hexdigit(), "byte {b:#x} at {pos}");
+                assert_eq!(parse_tag(s.as_bytes()).is_ok(), b.is_ascii_hexdigit(), "byte {b:#x} at {pos}");
+            }
+        }
+    }
+
+    #[test]
+    fn control_characters_are_found_on_the_bytes_as_on_the_chars() {
+        let samples = (0u32..0x800).chain([0x2028, 0x200B, 0xFEFF, 0x1F600]).filter_map(char::from_u32);
+        for c in samples {
+            for text in [format!("{c}"), format!("a{c}b"), format!("é{c}"), format!("{c}\u{85}")] {
+                assert_eq!(has_control(text.as_bytes()), text.chars().any(char::is_control), "{text:?}");
             }
         }
     }
 
     #[test]
     fn timestamp_parsing_is_canonical() {
+        let parse_timestamp = |s: &str| parse_timestamp(s.as_bytes());
         assert_eq!(parse_timestamp("1741761604"), Ok(1741761604));
         assert_eq!(parse_timestamp("0"), Ok(0));
         for bad in [
