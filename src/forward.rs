@@ -67,7 +67,13 @@ impl ForwardHeaders {
     /// Strips, then adds the headers for this outcome.
     pub(crate) fn apply(&self, headers: &mut HeaderMap, outcome: IdentityOutcome, identity: Option<&VerifiedIdentity>) {
         self.strip(headers);
-        headers.insert(self.outcome.clone(), HeaderValue::from_static(outcome.as_str()));
+        let label = match outcome {
+            IdentityOutcome::Verified => const { HeaderValue::from_static("verified") },
+            IdentityOutcome::Anonymous => const { HeaderValue::from_static("anonymous") },
+            IdentityOutcome::Unverified(_) => const { HeaderValue::from_static("unverified") },
+        };
+        debug_assert_eq!(label, outcome.as_str());
+        headers.insert(self.outcome.clone(), label);
         let Some(id) = identity else { return };
         let mut put = |name: &HeaderName, value: Option<&IdStr>| {
             // Identifiers were checked to hold no control characters, so every

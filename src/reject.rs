@@ -83,8 +83,17 @@ macro_rules! codes {
             fn json_body(self) -> &'static str {
                 match self { $(ErrorCode::$variant => concat!("{\"error\":\"", $code, "\",\"message\":\"", $msg, "\"}"),)* }
             }
-            fn challenge(self) -> &'static str {
-                match self { $(ErrorCode::$variant => concat!("Identity realm=\"identity\", error=\"", $code, "\""),)* }
+            // Header values checked at compile time (`from_static` at run
+            // time checks every byte on every rejection).
+            fn challenge(self) -> HeaderValue {
+                match self {
+                    $(ErrorCode::$variant => const {
+                        HeaderValue::from_static(concat!("Identity realm=\"identity\", error=\"", $code, "\""))
+                    },)*
+                }
+            }
+            fn grpc_message(self) -> HeaderValue {
+                match self { $(ErrorCode::$variant => const { HeaderValue::from_static($code) },)* }
             }
         }
     };
@@ -123,6 +132,8 @@ pub struct Rejection {
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+const APPLICATION_GRPC: HeaderValue = HeaderValue::from_static("application/grpc");
 const RETRY_AFTER_SECS: HeaderValue = HeaderValue::from_static("5");
 
 impl Rejection {
@@ -154,11 +165,11 @@ impl Rejection {
         // Sized for the three headers: a default map would allocate room for six.
         *res.headers_mut() = HeaderMap::with_capacity(3);
         let h = res.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(CONTENT_TYPE, APPLICATION_JSON);
         h.insert(CACHE_CONTROL, NO_STORE);
         match self.code.status() {
             StatusCode::UNAUTHORIZED => {
-                h.insert(WWW_AUTHENTICATE, HeaderValue::from_static(self.code.challenge()));
+                h.insert(WWW_AUTHENTICATE, self.code.challenge());
             }
             StatusCode::SERVICE_UNAVAILABLE => {
                 h.insert(RETRY_AFTER, RETRY_AFTER_SECS);
@@ -174,9 +185,9 @@ impl Rejection {
         let mut res = Response::new(Bytes::new());
         *res.headers_mut() = HeaderMap::with_capacity(4);
         let h = res.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        h.insert(CONTENT_TYPE, APPLICATION_GRPC);
         h.insert(GRPC_STATUS, HeaderValue::from(u16::from(self.code.grpc_status())));
-        h.insert(GRPC_MESSAGE, HeaderValue::from_static(self.code.as_str()));
+        h.insert(GRPC_MESSAGE, self.code.grpc_message());
         h.insert(CACHE_CONTROL, NO_STORE);
         res
     }
