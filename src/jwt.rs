@@ -21,8 +21,8 @@ use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{KeyInit, Mac};
 use bytes::Bytes;
+use hmac::{KeyInit, Mac};
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
@@ -356,7 +356,6 @@ fn claim_str(payload: &Bytes, value: &str) -> IdStr {
     }
     IdStr::from(value)
 }
-
 
 /// What a verified token proves.
 pub(crate) struct VerifiedToken {

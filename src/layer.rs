@@ -34,13 +34,16 @@ pub(crate) struct Config {
     pub(crate) strip_credentials: bool,
     pub(crate) log_identifiers: bool,
     pub(crate) bypass: Option<RequestPredicate>,
+    /// Metric handles registered on first use (feature `metrics`).
+    pub(crate) metrics: crate::metrics::Handles,
 }
 
 /// A tower layer that verifies signed identities before requests reach the
 /// inner service.
 ///
 /// On success the request carries a [`VerifiedIdentity`](crate::VerifiedIdentity)
-/// and an [`IdentityOutcome`](crate::IdentityOutcome) in its extensions; on
+/// in its extensions (an [`IdentityOutcome`](crate::IdentityOutcome) when it
+/// passes unverified, see [`IdentityOutcome::from_extensions`](crate::IdentityOutcome::from_extensions)); on
 /// rejection the layer answers itself (401, or a gRPC status for gRPC
 /// requests) and the inner service is never called.
 ///
@@ -75,6 +78,7 @@ impl IdentityVerificationLayer {
                 strip_credentials: false,
                 log_identifiers: false,
                 bypass: None,
+                metrics: crate::metrics::Handles::default(),
             }),
         }
     }

@@ -14,8 +14,97 @@
 
 #[cfg(feature = "metrics")]
 mod imp {
+    use std::collections::HashMap;
+    use std::fmt::Write as _;
+    use std::sync::RwLock;
     use std::time::Duration;
 
+    /// Most label sets a layer keeps handles for; past it (attacker-chosen
+    /// tenant names), verdicts go through the facade's own lookup.
+    const MAX_CACHED: usize = 4096;
+
+    /// Counter and histogram handles a layer registered, so that a request
+    /// costs a read lock and a hash of its labels instead of building a
+    /// labelled key and looking it up in the recorder (about 1 µs with the
+    /// Prometheus exporter). Handles belong to the recorder in use when the
+    /// layer first recorded them.
+    #[derive(Default)]
+    pub(crate) struct Handles {
+        verdicts: RwLock<HashMap<String, metrics::Counter>>,
+        timings: RwLock<Vec<(&'static str, metrics::Histogram)>>,
+    }
+
+    impl Clone for Handles {
+        // A reconfigured layer starts with no handles.
+        fn clone(&self) -> Handles {
+            Handles::default()
+        }
+    }
+
+    thread_local! {
+        static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+
+    impl Handles {
+        pub(crate) fn verdict(
+            &self,
+            outcome: &'static str,
+            reason: &'static str,
+            tenant: Option<&str>,
+            key_id: Option<&str>,
+            scheme: &'static str,
+        ) {
+            let (tenant, key_id) = (tenant.unwrap_or(""), key_id.unwrap_or(""));
+            KEY.with_borrow_mut(|key| {
+                key.clear();
+                // Length-prefixed: no two label sets share a key.
+                let _ = write!(key, "{outcome}/{reason}/{scheme}/{}:{tenant}{}:{key_id}", tenant.len(), key_id.len());
+                if let Some(counter) = self.verdicts.read().ok().and_then(|m| m.get(key.as_str()).cloned()) {
+                    counter.increment(1);
+                    return;
+                }
+                let counter = verdict_counter(outcome, reason, tenant, key_id, scheme);
+                counter.increment(1);
+                if let Ok(mut map) = self.verdicts.write()
+                    && map.len() < MAX_CACHED
+                {
+                    map.insert(key.clone(), counter);
+                }
+            });
+        }
+
+        pub(crate) fn verification_time(&self, scheme: &'static str, elapsed: Duration) {
+            let cached =
+                self.timings.read().ok().and_then(|v| v.iter().find(|(s, _)| *s == scheme).map(|(_, h)| h.clone()));
+            let histogram = cached.unwrap_or_else(|| {
+                let h = metrics::histogram!("identity_verification_seconds", "scheme" => scheme);
+                if let Ok(mut v) = self.timings.write() {
+                    v.push((scheme, h.clone()));
+                }
+                h
+            });
+            histogram.record(elapsed.as_secs_f64());
+        }
+    }
+
+    fn verdict_counter(
+        outcome: &'static str,
+        reason: &'static str,
+        tenant: &str,
+        key_id: &str,
+        scheme: &'static str,
+    ) -> metrics::Counter {
+        metrics::counter!(
+            "identity_verdicts_total",
+            "outcome" => outcome,
+            "reason" => reason,
+            "tenant" => tenant.to_owned(),
+            "key_id" => key_id.to_owned(),
+            "scheme" => scheme,
+        )
+    }
+
+    /// A verdict recorded without a layer's handles (no tenant known).
     pub(crate) fn verdict(
         outcome: &'static str,
         reason: &'static str,
@@ -32,10 +121,6 @@ mod imp {
             "scheme" => scheme,
         )
         .increment(1);
-    }
-
-    pub(crate) fn verification_time(scheme: &'static str, elapsed: Duration) {
-        metrics::histogram!("identity_verification_seconds", "scheme" => scheme).record(elapsed.as_secs_f64());
     }
 
     pub(crate) fn provider_lookup(ok: bool) {
@@ -63,10 +148,27 @@ mod imp {
 mod imp {
     use std::time::Duration;
 
+    /// Nothing to keep without the `metrics` feature.
+    #[derive(Clone, Default)]
+    pub(crate) struct Handles;
+
+    impl Handles {
+        #[inline(always)]
+        pub(crate) fn verdict(
+            &self,
+            _: &'static str,
+            _: &'static str,
+            _: Option<&str>,
+            _: Option<&str>,
+            _: &'static str,
+        ) {
+        }
+        #[inline(always)]
+        pub(crate) fn verification_time(&self, _: &'static str, _: Duration) {}
+    }
+
     #[inline(always)]
     pub(crate) fn verdict(_: &'static str, _: &'static str, _: Option<&str>, _: Option<&str>, _: &'static str) {}
-    #[inline(always)]
-    pub(crate) fn verification_time(_: &'static str, _: Duration) {}
     #[inline(always)]
     pub(crate) fn provider_lookup(_: bool) {}
     #[inline(always)]

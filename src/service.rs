@@ -87,7 +87,7 @@ fn decide(config: &Config, extracted: &mut Extracted, lookup: LookupResult) -> D
         } else {
             IdentityOutcome::Anonymous
         };
-        crate::metrics::verdict(outcome.as_str(), "off", tenant, None, "none");
+        config.metrics.verdict(outcome.as_str(), "off", tenant, None, "none");
         tracing::debug!(tenant, mode = mode.as_str(), outcome = outcome.as_str(), "identity: verification off");
         return Decision::Pass { outcome, identity: None };
     }
@@ -111,7 +111,7 @@ fn decide(config: &Config, extracted: &mut Extracted, lookup: LookupResult) -> D
             let timer = crate::metrics::Timer::start();
             let checked = check(claim, keys, now, &config.options);
             let scheme = checked.as_ref().map_or("unknown", |proof| proof.scheme().name());
-            crate::metrics::verification_time(scheme, timer.elapsed());
+            config.metrics.verification_time(scheme, timer.elapsed());
             checked
         }
     };
@@ -149,11 +149,11 @@ fn record(
 ) {
     match (result, forced) {
         (_, Some(code)) => {
-            crate::metrics::verdict("rejected", code.as_str(), tenant, None, "none");
+            config.metrics.verdict("rejected", code.as_str(), tenant, None, "none");
         }
         (Ok(identity), None) => {
             let (scheme, key_id) = (identity.scheme().name(), identity.key_id());
-            crate::metrics::verdict("verified", "ok", tenant, key_id, scheme);
+            config.metrics.verdict("verified", "ok", tenant, key_id, scheme);
             if config.log_identifiers {
                 tracing::debug!(
                     tenant,
@@ -168,17 +168,17 @@ fn record(
             }
         }
         (Err(Failure::Missing), None) if mode != Mode::Required => {
-            crate::metrics::verdict("anonymous", "none", tenant, None, "none");
+            config.metrics.verdict("anonymous", "none", tenant, None, "none");
             tracing::debug!(tenant, outcome = "anonymous", "identity: anonymous");
         }
         (Err(failure), None) if mode == Mode::ReportOnly => {
             let reason = failure.code().as_str();
-            crate::metrics::verdict("unverified", reason, tenant, None, "none");
+            config.metrics.verdict("unverified", reason, tenant, None, "none");
             tracing::info!(tenant, outcome = "unverified", reason, "identity: would reject (report-only)");
         }
         (Err(failure), None) => {
             let reason = failure.code().as_str();
-            crate::metrics::verdict("rejected", reason, tenant, None, "none");
+            config.metrics.verdict("rejected", reason, tenant, None, "none");
             tracing::debug!(tenant, outcome = "rejected", reason, detail = %failure, "identity: rejected");
         }
     }
