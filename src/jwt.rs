@@ -172,6 +172,7 @@ impl<'de> Visitor<'de> for Strict {
         Ok(Scalar::Other)
     }
     fn visit_i64<E>(self, _: i64) -> Result<Scalar<'de>, E> {
+        // serde_json calls this for negative integers only.
         Ok(Scalar::Other)
     }
     fn visit_u64<E>(self, v: u64) -> Result<Scalar<'de>, E> {
@@ -246,11 +247,21 @@ struct Fields<'de, const N: usize> {
 }
 
 impl<'de, const N: usize> Fields<'de, N> {
-    fn read(index: fn(&str) -> Option<usize>, json: &'de [u8]) -> Result<Self, Failure> {
-        let mut fields = Fields { index, values: [const { None }; N] };
+    fn new(index: fn(&str) -> Option<usize>) -> Self {
+        Fields { index, values: [const { None }; N] }
+    }
+
+    /// Reads `json` into these (empty) fields, in place: the fields are a
+    /// few hundred bytes, not worth returning by value.
+    fn read(&mut self, json: &'de [u8]) -> Result<(), Failure> {
         let mut de = serde_json::Deserializer::from_slice(json);
-        (&mut fields).deserialize(&mut de).and_then(|()| de.end()).map_err(|_| Failure::Malformed(Malformed::Token))?;
-        Ok(fields)
+        self.deserialize(&mut de).and_then(|()| de.end()).map_err(|_| Failure::Malformed(Malformed::Token))
+    }
+
+    #[cfg(test)]
+    fn parse(index: fn(&str) -> Option<usize>, json: &'de [u8]) -> Result<Self, Failure> {
+        let mut fields = Fields::new(index);
+        fields.read(json).map(|()| fields)
     }
 
     fn get(&self, name: &str) -> Option<&Scalar<'de>> {
@@ -312,7 +323,7 @@ impl<'de, const N: usize> Visitor<'de> for &mut Fields<'de, N> {
     }
 }
 
-fn b64(part: &str) -> Result<Vec<u8>, Failure> {
+fn b64(part: &[u8]) -> Result<Vec<u8>, Failure> {
     URL_SAFE_NO_PAD.decode(part).map_err(|_| Failure::Malformed(Malformed::Token))
 }
 
@@ -389,11 +400,22 @@ pub fn verify_jws<'k>(
     now: u64,
     opts: &JwtOptions,
 ) -> Result<(&'k Key, Vec<u8>), Failure> {
+    verify_jws_bytes(token.as_bytes(), keys, now, opts)
+}
+
+/// [`verify_jws`] on the token's bytes: a compact JWS is ASCII, so the layer
+/// skips a UTF-8 check of the whole token.
+fn verify_jws_bytes<'k>(
+    token: &[u8],
+    keys: &'k KeySet,
+    now: u64,
+    opts: &JwtOptions,
+) -> Result<(&'k Key, Vec<u8>), Failure> {
     let malformed = Failure::Malformed(Malformed::Token);
     if token.is_empty() || token.len() > opts.max_token_len {
         return Err(malformed);
     }
-    let mut parts = token.split('.');
+    let mut parts = token.split(|&b| b == b'.');
     let (Some(h64), Some(p64), Some(s64), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(malformed);
     };
@@ -410,7 +432,8 @@ pub fn verify_jws<'k>(
         heap = b64(h64)?;
         &heap
     };
-    let header = Fields::<8>::read(header_field, header_json)?;
+    let mut header = Fields::<8>::new(header_field);
+    header.read(header_json)?;
     if header.get("alg").and_then(Scalar::as_str) != Some("HS256") {
         return Err(Failure::Invalid);
     }
@@ -437,7 +460,7 @@ pub fn verify_jws<'k>(
         .filter(|k| kid.is_none_or(|kid| k.id.as_deref() == Some(kid)))
         .find(|k| {
             let mut mac = k.mac.clone();
-            mac.update(signed.as_bytes());
+            mac.update(signed);
             mac.verify_slice(&tag).is_ok()
         })
         .ok_or(Failure::Invalid)?;
@@ -445,12 +468,13 @@ pub fn verify_jws<'k>(
 }
 
 /// Verifies an HS256 token against the JWT keys of `keys`.
-pub(crate) fn verify_token(token: &str, keys: &KeySet, now: u64, opts: &JwtOptions) -> Result<VerifiedToken, Failure> {
+pub(crate) fn verify_token(token: &[u8], keys: &KeySet, now: u64, opts: &JwtOptions) -> Result<VerifiedToken, Failure> {
     let malformed = Failure::Malformed(Malformed::Token);
-    let (key, payload) = verify_jws(token, keys, now, opts)?;
+    let (key, payload) = verify_jws_bytes(token, keys, now, opts)?;
     // Authentic from here on: check the claims.
     let payload = Bytes::from(payload);
-    let claims = Fields::<8>::read(payload_field, &payload)?;
+    let mut claims = Fields::<8>::new(payload_field);
+    claims.read(&payload)?;
     let exp = claims.numeric("exp")?.ok_or(malformed)?;
     let iat = claims.numeric("iat")?;
     let nbf = claims.numeric("nbf")?;
@@ -579,7 +603,7 @@ mod tests {
 
     #[test]
     fn strict_object_refuses_duplicates() {
-        let read = |json: &[u8]| Fields::<8>::read(payload_field, json).map(|_| ());
+        let read = |json: &[u8]| Fields::<8>::parse(payload_field, json).map(|_| ());
         assert!(read(br#"{"a":1,"a":1}"#).is_err());
         assert!(read(br#"{"exp":1,"exp":1}"#).is_err());
         assert!(read(br#"{"exp":1,"\u0065xp":1}"#).is_err());
@@ -594,7 +618,7 @@ mod tests {
     #[test]
     fn fields_keep_what_the_verifier_reads() {
         let json = br#"{"exp":17,"iat":-1,"aud":["app"],"email":"a\u0040b","sub":"x","nbf":1.5,"user_id":null}"#;
-        let f = Fields::<8>::read(payload_field, json).unwrap();
+        let f = Fields::<8>::parse(payload_field, json).unwrap();
         assert_eq!(f.numeric("exp"), Ok(Some(17)));
         assert!(f.numeric("iat").is_err() && f.numeric("nbf").is_err());
         assert!(matches!(f.get("aud"), Some(Scalar::OneStrList(a)) if a == "app"));
@@ -602,7 +626,9 @@ mod tests {
         assert_eq!(f.string("sub"), Ok(Some("x")));
         assert!(f.string("user_id").is_err());
         assert_eq!(f.string("visitor_id"), Ok(None));
-        let two = Fields::<8>::read(payload_field, br#"{"aud":["a","b"]}"#).unwrap();
+        let zero = Fields::<8>::parse(payload_field, br#"{"exp":-0}"#).unwrap();
+        assert!(zero.numeric("exp").is_err(), "-0 is a float to serde_json, as it was to its Value");
+        let two = Fields::<8>::parse(payload_field, br#"{"aud":["a","b"]}"#).unwrap();
         assert!(matches!(two.get("aud"), Some(Scalar::Other)));
     }
 }

@@ -431,7 +431,7 @@ pub(crate) fn check(claim: &Claim, keys: &KeySet, now: u64, opts: &VerifyOptions
     for id in [&claim.user_id, &claim.email, &claim.visitor_id].into_iter().flatten() {
         check_identifier(id, opts)?;
     }
-    match (claim.signature.as_ref(), claim.token.as_deref()) {
+    match (claim.signature.as_ref(), claim.token.as_ref().map(IdStr::as_bytes)) {
         (None, None) => Err(Failure::Missing),
         (Some(_), Some(_)) => Err(Failure::Malformed(Malformed::SignatureAndToken)),
         (Some(sig), None) => verify_signature(claim, sig.as_bytes(), keys, now, opts),
@@ -571,7 +571,7 @@ fn verify_signature(
 }
 
 #[cfg(feature = "jwt")]
-fn verify_jwt(claim: &Claim, token: &str, keys: &KeySet, now: u64, opts: &VerifyOptions) -> Result<Proof, Failure> {
+fn verify_jwt(claim: &Claim, token: &[u8], keys: &KeySet, now: u64, opts: &VerifyOptions) -> Result<Proof, Failure> {
     let verified = crate::jwt::verify_token(token, keys, now, &opts.jwt)?;
     for id in [&verified.user_id, &verified.email, &verified.visitor_id].into_iter().flatten() {
         check_identifier(id, opts)?;
