@@ -578,6 +578,7 @@ mod json {
 
     use super::{JsonChild, JsonNode, ROLES};
     use crate::identity::IdStr;
+    use crate::json_key::JsonKey;
     use crate::verify::{Failure, Malformed, Role};
 
     #[derive(Default)]
@@ -590,17 +591,6 @@ mod json {
         pub(super) node: &'a JsonNode,
         pub(super) found: &'a mut Found,
         pub(super) base: &'a Bytes,
-    }
-
-    /// A slice of the body shared with `base` when `s` points into it.
-    fn shared(base: &Bytes, s: &str) -> IdStr {
-        let start = (s.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
-        match start.checked_add(s.len()) {
-            Some(end) if end <= base.len() && base.get(start..end) == Some(s.as_bytes()) => {
-                IdStr::from_utf8_bytes(base.slice(start..end)).unwrap_or_else(|| IdStr::from(s))
-            }
-            _ => IdStr::from(s),
-        }
     }
 
     impl<'de> DeserializeSeed<'de> for Walk<'_> {
@@ -636,7 +626,7 @@ mod json {
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             let mut seen = 0u64;
-            while let Some(key) = map.next_key_seed(KeySeed)? {
+            while let Some(key) = map.next_key::<JsonKey<'de>>()? {
                 let Some(i) = self.node.children.iter().position(|(k, _)| **k == *key) else {
                     map.next_value::<IgnoredAny>()?;
                     continue;
@@ -652,10 +642,10 @@ mod json {
                         }
                         let value = if *role == Role::Metadata {
                             let raw: &RawValue = map.next_value()?;
-                            shared(self.base, raw.get())
+                            IdStr::shared_in(self.base, raw.get())
                         } else {
                             match map.next_value::<JsonStr<'de>>()? {
-                                JsonStr::Borrowed(s) => shared(self.base, s),
+                                JsonStr::Borrowed(s) => IdStr::shared_in(self.base, s),
                                 JsonStr::Owned(s) => IdStr::from(s),
                                 JsonStr::NotAString => {
                                     self.found.failure = Some(Failure::Malformed(Malformed::NotAString));
@@ -680,47 +670,6 @@ mod json {
                 }
             }
             Ok(())
-        }
-    }
-
-    /// An object key, borrowed when it has no escapes.
-    struct KeySeed;
-
-    enum Key<'de> {
-        Borrowed(&'de str),
-        Owned(String),
-    }
-
-    impl std::ops::Deref for Key<'_> {
-        type Target = str;
-        fn deref(&self) -> &str {
-            match self {
-                Key::Borrowed(s) => s,
-                Key::Owned(s) => s,
-            }
-        }
-    }
-
-    impl<'de> DeserializeSeed<'de> for KeySeed {
-        type Value = Key<'de>;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key<'de>, D::Error> {
-            d.deserialize_str(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for KeySeed {
-        type Value = Key<'de>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an object key")
-        }
-        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-            Ok(Key::Borrowed(v))
-        }
-        fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-            Ok(Key::Owned(v.to_owned()))
-        }
-        fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
-            Ok(Key::Owned(v))
         }
     }
 

@@ -41,6 +41,18 @@ impl IdStr {
         Some(IdStr(Repr::Bytes(bytes)))
     }
 
+    /// `s` as a slice of `base` when it points into it (no copy), else a copy.
+    #[cfg(any(feature = "json", feature = "jwt"))]
+    pub(crate) fn shared_in(base: &bytes::Bytes, s: &str) -> IdStr {
+        let start = (s.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+        match start.checked_add(s.len()) {
+            Some(end) if end <= base.len() && base.get(start..end) == Some(s.as_bytes()) => {
+                IdStr::from_utf8_bytes(base.slice(start..end)).unwrap_or_else(|| IdStr::from(s))
+            }
+            _ => IdStr::from(s),
+        }
+    }
+
     /// An identifier from a static string.
     pub const fn from_static(s: &'static str) -> IdStr {
         IdStr(Repr::Static(s))

@@ -23,10 +23,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use hmac::{KeyInit, Mac};
-use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::identity::IdStr;
+use crate::json_key::JsonKey;
 use crate::key::{HmacSha256, Identifier, Key, KeySet, Scheme};
 use crate::secret::Secret;
 use crate::verify::{Failure, Malformed};
@@ -215,28 +216,6 @@ impl<'de> Visitor<'de> for Strict {
     }
 }
 
-/// An object key, borrowed when it has no escapes (`"\u0065xp"` is `exp`).
-struct JsonKey<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for JsonKey<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = JsonKey<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object key")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<JsonKey<'de>, E> {
-                Ok(JsonKey(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<JsonKey<'de>, E> {
-                Ok(JsonKey(Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
 /// One pass over a JSON object (the header or the payload), keeping the
 /// values of the `N` names the verifier reads and checking the rest: no
 /// duplicate key at any level, valid JSON, nothing after the object.
@@ -355,17 +334,6 @@ fn payload_field(name: &str) -> Option<usize> {
         "visitor_id" => 7,
         _ => return None,
     })
-}
-
-/// An identifier claim as an `IdStr` sharing the payload's bytes when it was
-/// read without escapes (no copy, no allocation), else a copy.
-fn claim_str(payload: &Bytes, value: &str) -> IdStr {
-    if !value.is_empty() && payload.as_ptr_range().contains(&value.as_ptr()) {
-        if let Some(shared) = IdStr::from_utf8_bytes(payload.slice_ref(value.as_bytes())) {
-            return shared;
-        }
-    }
-    IdStr::from(value)
 }
 
 /// What a verified token proves.
@@ -513,9 +481,9 @@ pub(crate) fn verify_token(token: &[u8], keys: &KeySet, now: u64, opts: &JwtOpti
         None => claims.string("user_id")?,
     };
     let (user_id, email, visitor_id) = (
-        user_id.map(|v| claim_str(&payload, v)),
-        claims.string("email")?.map(|v| claim_str(&payload, v)),
-        claims.string("visitor_id")?.map(|v| claim_str(&payload, v)),
+        user_id.map(|v| IdStr::shared_in(&payload, v)),
+        claims.string("email")?.map(|v| IdStr::shared_in(&payload, v)),
+        claims.string("visitor_id")?.map(|v| IdStr::shared_in(&payload, v)),
     );
     drop(claims);
     if user_id.is_none() && email.is_none() && visitor_id.is_none() {

@@ -89,6 +89,8 @@ mod clock;
 mod extract;
 mod forward;
 mod identity;
+#[cfg(any(feature = "json", feature = "jwt"))]
+mod json_key;
 #[cfg(feature = "jwt")]
 pub mod jwt;
 mod key;
