@@ -427,18 +427,36 @@ fn note<'a>(slot: &mut Option<&'a HeaderValue>, repeated: &mut bool, value: &'a 
 /// One pass over the headers instead of a hash lookup per configured name:
 /// a request carries few headers, most of them of lengths no configured name
 /// has, and hashing a custom header name costs more than comparing lengths.
-fn scan_headers<'a>(sources: &Sources, headers: &'a HeaderMap) -> HeaderHits<'a> {
+///
+/// The same pass flags the headers that carry a signature or a token as
+/// sensitive, so that loggers that honour the flag and HTTP/2 header
+/// compression leave them alone wherever the request goes next.
+fn scan_headers<'a>(sources: &Sources, headers: &'a mut HeaderMap) -> HeaderHits<'a> {
+    const CREDENTIALS: u8 = (1 << Role::Signature as u8) | (1 << Role::Token as u8);
     let mut hits = HeaderHits::default();
-    for (name, value) in headers {
+    for (name, value) in headers.iter_mut() {
         if sources.header_lengths & length_bit(name) == 0 {
             continue;
         }
-        for (i, configured) in sources.headers.iter().enumerate() {
-            if configured.as_ref() == Some(name) {
-                note(&mut hits.values[i], &mut hits.repeated[i], value);
-            }
+        // The roles this header is configured for (one name may serve several).
+        let roles = sources
+            .headers
+            .iter()
+            .enumerate()
+            .filter(|(_, configured)| configured.as_ref() == Some(name))
+            .fold(0u8, |mask, (i, _)| mask | (1 << i));
+        let bearer = sources.bearer && name == AUTHORIZATION;
+        if bearer || roles & CREDENTIALS != 0 {
+            value.set_sensitive(true);
         }
-        if sources.bearer && name == AUTHORIZATION {
+        let value: &'a HeaderValue = value;
+        let mut left = roles;
+        while left != 0 {
+            let i = left.trailing_zeros() as usize;
+            left &= left - 1;
+            note(&mut hits.values[i], &mut hits.repeated[i], value);
+        }
+        if bearer {
             note(&mut hits.authorization, &mut hits.authorization_repeated, value);
         }
     }
@@ -449,18 +467,15 @@ fn scan_headers<'a>(sources: &Sources, headers: &'a HeaderMap) -> HeaderHits<'a>
 #[cfg(test)]
 pub(crate) fn extract(sources: &Sources, headers: &HeaderMap, uri: &Uri) -> Result<Extracted, Failure> {
     let mut out = Extracted::default();
-    extract_into(sources, headers, uri, &mut out).map(|()| out)
+    extract_headers(sources, &mut headers.clone(), &mut out)?;
+    extract_query(sources, uri, &mut out).map(|()| out)
 }
 
-/// Reads the claim from the request head into `out` (in place: a claim is a
-/// few hundred bytes, and the hot path does not move it). `Err` when the
-/// tenant itself is ambiguous.
-pub(crate) fn extract_into(
-    sources: &Sources,
-    headers: &HeaderMap,
-    uri: &Uri,
-    out: &mut Extracted,
-) -> Result<(), Failure> {
+/// Reads the claim's header values into `out` (in place: a claim is a few
+/// hundred bytes, and the hot path does not move it), flagging credential
+/// headers as sensitive. `Err` when the tenant itself is ambiguous. Then
+/// [`extract_query`].
+pub(crate) fn extract_headers(sources: &Sources, headers: &mut HeaderMap, out: &mut Extracted) -> Result<(), Failure> {
     let hits = scan_headers(sources, headers);
     for role in Role::ALL {
         let Some(first) = hits.values[role.index()] else { continue };
@@ -488,6 +503,12 @@ pub(crate) fn extract_into(
             }
         }
     }
+    Ok(())
+}
+
+/// Reads the claim's query parameters into `out`, after [`extract_headers`].
+/// `Err` when the tenant is ambiguous.
+pub(crate) fn extract_query(sources: &Sources, uri: &Uri, out: &mut Extracted) -> Result<(), Failure> {
     if sources.reads_query()
         && let Some(query) = uri.query()
     {
@@ -786,7 +807,8 @@ mod tests {
                 let name = names[(rng % names.len() as u64) as usize];
                 headers.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_static("v"));
             }
-            let hits = scan_headers(&sources, &headers);
+            let mut scanned = headers.clone();
+            let hits = scan_headers(&sources, &mut scanned);
             for role in Role::ALL {
                 let expected: Vec<_> =
                     sources.header_name(role).map_or(vec![], |n| headers.get_all(n).iter().collect());
@@ -796,6 +818,11 @@ mod tests {
             }
             let auth = headers.get_all(AUTHORIZATION).iter().count();
             assert_eq!((hits.authorization.is_some(), hits.authorization_repeated), (auth > 0, auth > 1));
+            // Exactly the credential headers (signature, token, bearer) are flagged sensitive.
+            for (name, value) in &scanned {
+                let credential = ["x-identity-signature", "authorization"].contains(&name.as_str());
+                assert_eq!(value.is_sensitive(), credential, "{name}");
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::body::{RequestBody, ResponseBody};
-use crate::extract::{BodyKind, Extracted, extract_into, is_encoded};
+use crate::extract::{BodyKind, Extracted, extract_headers, extract_query, is_encoded};
 use crate::identity::{IdentityOutcome, UnverifiedReason, VerifiedIdentity};
 use crate::layer::Config;
 use crate::mode::Mode;
@@ -189,7 +189,7 @@ fn record(
 fn apply<B>(config: &Config, req: &mut Request<B>, decision: Decision) -> Dispatch {
     match decision {
         Decision::Pass { outcome, identity } => {
-            guard_credentials(config, req.headers_mut());
+            strip_credentials(config, req.headers_mut());
             if let Some(forward) = &config.forward {
                 forward.apply(req.headers_mut(), outcome, identity.as_ref());
             }
@@ -213,26 +213,18 @@ fn apply<B>(config: &Config, req: &mut Request<B>, decision: Decision) -> Dispat
     }
 }
 
-/// Removes the headers that carry credentials (with `strip_credentials`), or
-/// flags them as sensitive, so that loggers that honour the flag and HTTP/2
-/// header compression leave them alone.
-fn guard_credentials(config: &Config, headers: &mut http::HeaderMap) {
-    let sources = &config.sources;
-    let signature = sources.header_name(Role::Signature);
-    let timestamp = sources.header_name(Role::Timestamp);
-    let token = sources.header_name(Role::Token);
-    let bearer = sources.reads_bearer().then_some(&http::header::AUTHORIZATION);
-    if config.strip_credentials {
-        let claimed = [Role::UserId, Role::Email, Role::VisitorId].map(|r| sources.header_name(r));
-        for name in [signature, timestamp, token, bearer].into_iter().chain(claimed).flatten() {
-            headers.remove(name);
-        }
+/// Removes the headers that carry credentials and claimed identifiers (with
+/// `strip_credentials`). Otherwise they go on, flagged as sensitive by the
+/// extraction pass.
+fn strip_credentials(config: &Config, headers: &mut http::HeaderMap) {
+    if !config.strip_credentials {
         return;
     }
-    for (name, value) in headers.iter_mut() {
-        if Some(name) == signature || Some(name) == token || Some(name) == bearer {
-            value.set_sensitive(true);
-        }
+    let sources = &config.sources;
+    let bearer = sources.reads_bearer().then_some(&http::header::AUTHORIZATION);
+    let roles = [Role::Signature, Role::Timestamp, Role::Token, Role::UserId, Role::Email, Role::VisitorId];
+    for name in roles.map(|r| sources.header_name(r)).into_iter().chain([bearer]).flatten() {
+        headers.remove(name);
     }
 }
 
@@ -299,7 +291,9 @@ where
             return ResponseFuture::inner(self.inner.call(req.map(RequestBody::new)));
         }
         let mut extracted = Extracted::default();
-        if let Err(failure) = extract_into(&config.sources, req.headers(), req.uri(), &mut extracted) {
+        let read = extract_headers(&config.sources, req.headers_mut(), &mut extracted)
+            .and_then(|()| extract_query(&config.sources, req.uri(), &mut extracted));
+        if let Err(failure) = read {
             // The tenant is ambiguous, so no policy (and no mode) applies: refuse.
             tracing::debug!(reason = %failure, "identity: rejected before lookup");
             return ResponseFuture::done(reject(config, &RequestHead::of(&req), failure.code()));
