@@ -249,9 +249,63 @@ fn apply_env(
                 _ => return Err(err(file, &name, format!("{part} is not a table"))),
             };
         }
-        t.insert(path[path.len() - 1].clone(), env_value(&value));
+        let key = &path[path.len() - 1];
+        // A value for a whole section (`IDENTITY_PROXY_POSTGRES=postgres://…`) is a mistake whose
+        // type error would quote the value, which may hold a password: refuse it by name only.
+        if t.get(key).is_some_and(toml::Value::is_table) || (t.get(key).is_none() && SECTIONS.contains(&key.as_str())) {
+            return Err(err(file, &name, format!("names the [{key}] section; set its keys with {name}__<key>")));
+        }
+        t.insert(key.clone(), env_value(&value));
     }
     Ok(())
+}
+
+/// A secret (or a URL holding one) from exactly one of an environment
+/// variable and a file (relative to the config file, and watched for changes).
+/// The variable's name is echoed in an error only when it looks like one: a
+/// misplaced secret must not end up on stderr or in the log.
+fn read_secret_source(
+    path: &Path,
+    key: &str,
+    (env_key, env): (&str, &Option<String>),
+    (file_key, file): (&str, &Option<PathBuf>),
+    watched: &mut Vec<(PathBuf, Option<SystemTime>)>,
+) -> Result<String, ConfigError> {
+    match (env, file) {
+        (Some(var), None) => std::env::var(var).map_err(|_| {
+            let named = !var.is_empty() && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            let problem = if named {
+                format!("environment variable {var} is not set")
+            } else {
+                "must name an environment variable (letters, digits and _), not hold the value".to_owned()
+            };
+            err(path, format!("{key}.{env_key}"), problem)
+        }),
+        (None, Some(file)) => {
+            let file =
+                if file.is_relative() { path.parent().unwrap_or(Path::new(".")).join(file) } else { file.clone() };
+            let text = read_secret_file(path, &format!("{key}.{file_key}"), &file)?;
+            watched.push((file.clone(), mtime(&file)));
+            Ok(text)
+        }
+        _ => Err(err(path, key, format!("set exactly one of {env_key} and {file_key}"))),
+    }
+}
+
+/// The sections the environment may set keys of.
+const SECTIONS: [&str; 3] = ["postgres", "verify", "sources"];
+
+/// A configuration error message without the quoted values it may echo: a
+/// value set through the environment may be a secret put in the wrong place.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for (i, part) in message.split('"').enumerate() {
+        if i > 0 {
+            out.push('"');
+        }
+        out.push_str(if i % 2 == 1 { "…" } else { part });
+    }
+    out
 }
 
 fn role(name: &str) -> Option<Role> {
@@ -305,7 +359,7 @@ pub fn load(
     let mut table: toml::Table = toml::from_str(&text).map_err(|e| err(path, "", e.message().to_owned()))?;
     apply_env(&mut table, env, path)?;
     let cfg: FileConfig =
-        table.try_into().map_err(|e: toml::de::Error| err(path, "environment", e.message().to_owned()))?;
+        table.try_into().map_err(|e: toml::de::Error| err(path, "environment", without_values(e.message())))?;
     build(cfg, path, listen, upstream)
 }
 
@@ -410,20 +464,13 @@ fn build(cfg: FileConfig, path: &Path, listen: Option<&str>, upstream: Option<&s
             if !cfg.tenants.is_empty() {
                 return Err(err(path, "postgres", "tenants come from PostgreSQL or from this file, not both"));
             }
-            let url = match (&pg.url_env, &pg.url_file) {
-                (Some(var), None) => std::env::var(var)
-                    .map_err(|_| err(path, "postgres.url_env", format!("environment variable {var} is not set")))?,
-                (None, Some(file)) => {
-                    let file = if file.is_relative() {
-                        path.parent().unwrap_or(Path::new(".")).join(file)
-                    } else {
-                        file.clone()
-                    };
-                    watched.push((file.clone(), mtime(&file)));
-                    read_secret_file(path, "postgres.url_file", &file)?
-                }
-                _ => return Err(err(path, "postgres", "set exactly one of url_env and url_file")),
-            };
+            let url = read_secret_source(
+                path,
+                "postgres",
+                ("url_env", &pg.url_env),
+                ("url_file", &pg.url_file),
+                &mut watched,
+            )?;
             let url = zeroize::Zeroizing::new(url);
             url.parse::<tokio_postgres::Config>()
                 .map_err(|_| err(path, "postgres", "the connection URL is not valid"))?;
@@ -459,22 +506,13 @@ fn build(cfg: FileConfig, path: &Path, listen: Option<&str>, upstream: Option<&s
                 .unwrap_or("utf8")
                 .parse()
                 .map_err(|e| err(path, format!("{kkey}.encoding"), format!("{e}")))?;
-            let secret_text = match (&k.secret_env, &k.secret_file) {
-                (Some(var), None) => std::env::var(var).map_err(|_| {
-                    err(path, format!("{kkey}.secret_env"), format!("environment variable {var} is not set"))
-                })?,
-                (None, Some(file)) => {
-                    let file = if file.is_relative() {
-                        path.parent().unwrap_or(Path::new(".")).join(file)
-                    } else {
-                        file.clone()
-                    };
-                    let text = read_secret_file(path, &format!("{kkey}.secret_file"), &file)?;
-                    watched.push((file.clone(), mtime(&file)));
-                    text
-                }
-                _ => return Err(err(path, &kkey, "set exactly one of secret_env and secret_file")),
-            };
+            let secret_text = read_secret_source(
+                path,
+                &kkey,
+                ("secret_env", &k.secret_env),
+                ("secret_file", &k.secret_file),
+                &mut watched,
+            )?;
             let secret = Secret::decode(&secret_text, encoding)
                 .map_err(|e| err(path, &kkey, format!("the secret cannot be used: {e}")))?;
             drop(zeroize::Zeroizing::new(secret_text));
@@ -595,5 +633,33 @@ mod tests {
         assert!(!t.contains_key("demo_secret") && !t.contains_key("config"));
         let bad = [("IDENTITY_PROXY_SOURCES__SECRET".to_owned(), "x".to_owned())];
         assert!(apply_env(&mut t, bad.into_iter(), Path::new("f.toml")).is_err());
+        // A whole section set to a value (a URL with a password, say) is refused without echoing it.
+        for section in ["POSTGRES", "VERIFY", "SOURCES"] {
+            let name = format!("IDENTITY_PROXY_{section}");
+            let url = [(name.clone(), "postgres://u:hunter2@db/x".to_owned())];
+            let e = apply_env(&mut t, url.into_iter(), Path::new("f.toml")).unwrap_err().to_string();
+            assert!(e.contains(&name) && !e.contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn misplaced_secrets_are_not_echoed() {
+        let mut watched = Vec::new();
+        let url = Some("postgres://u:hunter2@db/x".to_owned());
+        let e =
+            read_secret_source(Path::new("f.toml"), "postgres", ("url_env", &url), ("url_file", &None), &mut watched)
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("postgres.url_env") && !e.contains("hunter2"), "{e}");
+        let var = Some("TOWER_IDENTITY_SURELY_UNSET_VAR".to_owned());
+        let e =
+            read_secret_source(Path::new("f.toml"), "k", ("secret_env", &var), ("secret_file", &None), &mut watched)
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("TOWER_IDENTITY_SURELY_UNSET_VAR"), "a variable's name is shown: {e}");
+        assert_eq!(
+            without_values(r#"invalid type: string "postgres://u:hunter2@db", expected a map"#),
+            r#"invalid type: string "…", expected a map"#
+        );
     }
 }
