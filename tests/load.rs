@@ -489,6 +489,9 @@ struct ServerSide {
     calls: Arc<AtomicU64>,
     unexpected: Arc<AtomicU64>,
     credentials_seen: Arc<AtomicU64>,
+    /// Slow JSON bodies that reached the upstream at all (counted on arrival,
+    /// before the body is read: they must be refused before forwarding).
+    slow_json_arrived: Arc<AtomicU64>,
 }
 
 impl ServerSide {
@@ -588,6 +591,9 @@ async fn upstream(server: ServerSide) -> (SocketAddr, tokio::task::JoinHandle<()
                 let server = server.clone();
                 async move {
                     let (parts, body) = req.into_parts();
+                    if parts.headers.contains_key("x-slow-json") {
+                        server.slow_json_arrived.fetch_add(1, Ordering::Relaxed);
+                    }
                     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
                         return Ok(Response::builder().status(400).body(Full::new(Bytes::new())).unwrap());
                     };
@@ -860,10 +866,11 @@ async fn slow_clients_are_cut_off_by_their_deadlines_while_normal_traffic_flows(
     // Bodies one byte a second, read by the proxy for the identity (with a
     // length, and chunked) or streamed to the upstream: 408 by the body deadline.
     for _ in 0..4 {
-        let head = request_head(addr, "application/json", Some(json.len()), &[]);
+        let marked = [("x-slow-json", "1".to_owned())];
+        let head = request_head(addr, "application/json", Some(json.len()), &marked);
         let fut = slow_client(addr, head.into_bytes(), json.clone(), every_second, limit);
         slow.push(("slow JSON body", BODY_DEADLINE, tokio::spawn(fut)));
-        let head = request_head(addr, "application/json", None, &[]);
+        let head = request_head(addr, "application/json", None, &marked);
         let mut chunked = format!("{:x}\r\n", json.len()).into_bytes();
         chunked.extend_from_slice(&json);
         chunked.extend_from_slice(b"\r\n0\r\n\r\n");
@@ -944,6 +951,11 @@ async fn slow_clients_are_cut_off_by_their_deadlines_while_normal_traffic_flows(
     assert_eq!(latencies.len(), 800);
     assert!(pct(100) < Duration::from_millis(1000), "normal requests are not held up by slow clients");
     assert_eq!(server.unexpected.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        server.slow_json_arrived.load(Ordering::Relaxed),
+        0,
+        "a slow JSON body was forwarded before it was read"
+    );
     assert!(proxy.alive());
     assert_eq!(healthz(addr).await, StatusCode::OK);
     assert_eq!(proxy.panics.load(Ordering::SeqCst), 0);

@@ -184,6 +184,17 @@ async fn verifies_strips_spoofs_and_streams_bodies() {
         assert!(h.values().all(|v| v != "admin"), "a spoofed header reached the upstream: {h:?}");
         assert!(h.get("x-identity-signature").is_none(), "credential stripped");
 
+        // Hop-by-hop names cannot remove the proven identity headers (stripped before the layer).
+        let hop = "keep-alive, x-verified-user-id, x-identity-outcome";
+        let headers = [("x-user-id", "u1"), ("x-identity-signature", sig.as_str()), ("connection", hop)];
+        let (status, _, _) = send(proxy.addr, "/a", &headers, Bytes::new()).await;
+        assert_eq!(status, StatusCode::OK);
+        let (h, _) = seen.take().pop().unwrap();
+        assert_eq!(
+            (&h["x-verified-user-id"], &h["x-identity-outcome"]),
+            (&"u1".parse().unwrap(), &"verified".parse().unwrap())
+        );
+
         // Rejected: nothing reaches the upstream.
         let (status, _, body) =
             send(proxy.addr, "/a", &[("x-user-id", "u1"), ("x-identity-signature", &"0".repeat(64))], Bytes::new())
