@@ -8,7 +8,8 @@
 //! Rules: compact serialization only; strict base64url without padding
 //! (canonical trailing bits); header `alg` exactly `HS256`; `crit`, `jwk`,
 //! `jku`, `x5u`, `x5c` refused; `typ`, when present, `JWT`; an optional `kid`
-//! selects the key; duplicate JSON keys refused; `exp` required (a
+//! selects the key; duplicate JSON keys refused, and objects of more than 64
+//! keys besides the checked ones; `exp` required (a
 //! non-negative integer); `iat` optional unless required by
 //! [`JwtOptions::require_iat`], never in the future; the lifetime `exp - iat`
 //! (or `exp - now` without `iat`) at most [`JwtOptions::max_lifetime`]; `nbf`
@@ -209,12 +210,21 @@ impl<'de> Visitor<'de> for Strict {
             if seen.contains(&key) {
                 return Err(de::Error::custom("duplicate key"));
             }
+            if seen.len() == MAX_KEYS {
+                return Err(de::Error::custom("too many keys"));
+            }
             map.next_value_seed(Strict { keep: false })?;
             seen.push(key);
         }
         Ok(Scalar::Other)
     }
 }
+
+/// Most keys one JSON object in a token may have besides the ones the
+/// verifier reads. The duplicate check compares each key with the ones before
+/// it, and a header is parsed before its MAC is checked: a bound keeps a
+/// forged token of `max_token_len` bytes from costing quadratic time.
+const MAX_KEYS: usize = 64;
 
 /// One pass over a JSON object (the header or the payload), keeping the
 /// values of the `N` names the verifier reads and checking the rest: no
@@ -292,6 +302,9 @@ impl<'de, const N: usize> Visitor<'de> for &mut Fields<'de, N> {
                 None => {
                     if others.contains(&key) {
                         return Err(de::Error::custom("duplicate key"));
+                    }
+                    if others.len() == MAX_KEYS {
+                        return Err(de::Error::custom("too many keys"));
                     }
                     map.next_value_seed(Strict { keep: false })?;
                     others.push(key);
@@ -581,6 +594,12 @@ mod tests {
         assert!(read(br#"{"a":1,"b":[{"c":1}]}"#).is_ok());
         assert!(read(b"[1]").is_err());
         assert!(read(br#"{"a":1} x"#).is_err());
+        // At most MAX_KEYS keys besides the read ones, at every level.
+        let object = |n: usize| format!("{{{}}}", (0..n).map(|i| format!("\"k{i}\":1")).collect::<Vec<_>>().join(","));
+        assert!(read(object(MAX_KEYS).as_bytes()).is_ok());
+        assert!(read(format!(r#"{{"exp":1,"iat":1,"x":{}}}"#, object(MAX_KEYS)).as_bytes()).is_ok());
+        assert!(read(object(MAX_KEYS + 1).as_bytes()).is_err());
+        assert!(read(format!(r#"{{"x":{}}}"#, object(MAX_KEYS + 1)).as_bytes()).is_err());
     }
 
     #[test]
