@@ -16,7 +16,7 @@ const ROLES: usize = Role::ALL.len();
 /// Default body limit: 64 KiB.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
-type BodyFilter = Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;
+use crate::reject::RequestPredicate as BodyFilter;
 
 /// Where each [`Role`] is read from.
 ///
@@ -461,6 +461,12 @@ fn scan_headers<'a>(sources: &Sources, headers: &'a mut HeaderMap) -> HeaderHits
         }
     }
     hits
+}
+
+/// Flags the credential headers sensitive without reading a claim (for
+/// requests the layer lets through unverified by `bypass`).
+pub(crate) fn mark_credentials(sources: &Sources, headers: &mut HeaderMap) {
+    scan_headers(sources, headers);
 }
 
 /// Reads the claim from the request head. Pure: no I/O, no body.

@@ -11,15 +11,12 @@ use crate::extract::Sources;
 use crate::forward::ForwardHeaders;
 use crate::mode::Mode;
 use crate::provider::SecretProvider;
-use crate::reject::{DefaultResponder, RequestHead, Responder};
+use crate::reject::{DefaultResponder, RequestHead, RequestPredicate, Responder};
 use crate::service::IdentityVerification;
 use crate::verify::VerifyOptions;
 
 /// Shortest secret accepted by default, in bytes.
 pub const DEFAULT_MIN_SECRET_LEN: usize = 16;
-
-/// A predicate over a request's head.
-pub(crate) type RequestPredicate = Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;
 
 #[derive(Clone)]
 pub(crate) struct Config {

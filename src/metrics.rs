@@ -4,7 +4,7 @@
 //! | --- | --- | --- |
 //! | `identity_verdicts_total` | counter | `outcome` (verified, anonymous, unverified, rejected), `reason` (an error code, or `ok`/`none`), `tenant`, `key_id`, `scheme` |
 //! | `identity_verification_seconds` | histogram | `scheme` |
-//! | `identity_provider_lookups_total` | counter | `result` (ok, error) |
+//! | `identity_provider_lookups_total` | counter | `result` (ok, error): lookups a `CachingProvider` sends to its source |
 //! | `identity_cache_lookups_total` | counter | `result` (hit, miss) |
 //!
 //! `key_id` tells an operator when an old key is no longer used;
@@ -59,7 +59,9 @@ mod imp {
                 key.clear();
                 // Length-prefixed: no two label sets share a key.
                 let _ = write!(key, "{outcome}/{reason}/{scheme}/{}:{tenant}{}:{key_id}", tenant.len(), key_id.len());
-                if let Some(counter) = self.verdicts.read().ok().and_then(|m| m.get(key.as_str()).cloned()) {
+                if let Ok(map) = self.verdicts.read()
+                    && let Some(counter) = map.get(key.as_str())
+                {
                     counter.increment(1);
                     return;
                 }
@@ -74,16 +76,18 @@ mod imp {
         }
 
         pub(crate) fn verification_time(&self, scheme: &'static str, elapsed: Duration) {
-            let cached =
-                self.timings.read().ok().and_then(|v| v.iter().find(|(s, _)| *s == scheme).map(|(_, h)| h.clone()));
-            let histogram = cached.unwrap_or_else(|| {
-                let h = metrics::histogram!("identity_verification_seconds", "scheme" => scheme);
-                if let Ok(mut v) = self.timings.write() {
-                    v.push((scheme, h.clone()));
-                }
-                h
-            });
-            histogram.record(elapsed.as_secs_f64());
+            let seconds = elapsed.as_secs_f64();
+            if let Ok(timings) = self.timings.read()
+                && let Some((_, histogram)) = timings.iter().find(|(s, _)| *s == scheme)
+            {
+                histogram.record(seconds);
+                return;
+            }
+            let histogram = metrics::histogram!("identity_verification_seconds", "scheme" => scheme);
+            histogram.record(seconds);
+            if let Ok(mut timings) = self.timings.write() {
+                timings.push((scheme, histogram));
+            }
         }
     }
 
@@ -104,29 +108,12 @@ mod imp {
         )
     }
 
-    /// A verdict recorded without a layer's handles (no tenant known).
-    pub(crate) fn verdict(
-        outcome: &'static str,
-        reason: &'static str,
-        tenant: Option<&str>,
-        key_id: Option<&str>,
-        scheme: &'static str,
-    ) {
-        metrics::counter!(
-            "identity_verdicts_total",
-            "outcome" => outcome,
-            "reason" => reason,
-            "tenant" => tenant.unwrap_or("").to_owned(),
-            "key_id" => key_id.unwrap_or("").to_owned(),
-            "scheme" => scheme,
-        )
-        .increment(1);
-    }
-
+    #[cfg(feature = "cache")]
     pub(crate) fn provider_lookup(ok: bool) {
         metrics::counter!("identity_provider_lookups_total", "result" => if ok { "ok" } else { "error" }).increment(1);
     }
 
+    #[cfg(feature = "cache")]
     pub(crate) fn cache(hit: bool) {
         metrics::counter!("identity_cache_lookups_total", "result" => if hit { "hit" } else { "miss" }).increment(1);
     }
@@ -144,7 +131,6 @@ mod imp {
 }
 
 #[cfg(not(feature = "metrics"))]
-#[allow(dead_code)]
 mod imp {
     use std::time::Duration;
 
@@ -167,10 +153,10 @@ mod imp {
         pub(crate) fn verification_time(&self, _: &'static str, _: Duration) {}
     }
 
-    #[inline(always)]
-    pub(crate) fn verdict(_: &'static str, _: &'static str, _: Option<&str>, _: Option<&str>, _: &'static str) {}
+    #[cfg(feature = "cache")]
     #[inline(always)]
     pub(crate) fn provider_lookup(_: bool) {}
+    #[cfg(feature = "cache")]
     #[inline(always)]
     pub(crate) fn cache(_: bool) {}
 

@@ -200,6 +200,9 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|ct| ct.as_bytes().len() >= 16 && ct.as_bytes()[..16].eq_ignore_ascii_case(b"application/grpc"))
 }
 
+/// A predicate over a request's head (`bypass`, `body_filter`).
+pub(crate) type RequestPredicate = std::sync::Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;
+
 /// The parts of a rejected request a [`Responder`] may look at.
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]

@@ -14,7 +14,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::body::{RequestBody, ResponseBody};
-use crate::extract::{BodyKind, Extracted, extract_headers, extract_query, is_encoded};
+use crate::extract::{BodyKind, Extracted, extract_headers, extract_query, is_encoded, mark_credentials};
 use crate::identity::{IdentityOutcome, UnverifiedReason, VerifiedIdentity};
 use crate::layer::Config;
 use crate::mode::Mode;
@@ -74,7 +74,6 @@ fn decide(config: &Config, extracted: &mut Extracted, lookup: LookupResult) -> D
     let policy = match lookup {
         Ok(policy) => policy,
         Err(error) => {
-            crate::metrics::provider_lookup(false);
             tracing::warn!(tenant, %error, "identity: secret provider failed; answering 503");
             record(config, tenant, Mode::Required, Err(Failure::Invalid), Some(ErrorCode::ProviderUnavailable));
             return Decision::Reject(ErrorCode::ProviderUnavailable);
@@ -259,7 +258,7 @@ fn resolve<B>(config: &Config, req: &mut Request<B>, extracted: &mut Extracted) 
 
 fn provider_panicked<B>(config: &Config, req: &Request<B>) -> Response<Bytes> {
     tracing::error!("identity: the secret provider panicked; answering 500");
-    crate::metrics::verdict("rejected", ErrorCode::Internal.as_str(), None, None, "none");
+    config.metrics.verdict("rejected", ErrorCode::Internal.as_str(), None, None, "none");
     reject(config, &RequestHead::of(req), ErrorCode::Internal)
 }
 
@@ -285,6 +284,10 @@ where
         if let Some(bypass) = &config.bypass
             && bypass(&RequestHead::of(&req))
         {
+            // Not verified, but credentials are still guarded (flagged or
+            // stripped) and no identity is claimed on the layer's behalf.
+            mark_credentials(&config.sources, req.headers_mut());
+            strip_credentials(config, req.headers_mut());
             if let Some(forward) = &config.forward {
                 forward.strip(req.headers_mut());
             }
