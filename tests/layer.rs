@@ -746,3 +746,85 @@ async fn the_clock_is_read_only_when_the_keys_look_at_the_time() {
     assert!(mixed.needs_time());
     assert_eq!(count(mixed, signed(SECRET, "user-42")).await, 1);
 }
+
+/// A request whose tenant is ambiguous (repeated, disagreeing between header
+/// and query, or not UTF-8) is refused before any lookup, so no tenant's mode
+/// applies: refused in every mode, the layer's or a tenant's, and as a gRPC
+/// status for gRPC requests. The inner service is never called.
+#[tokio::test]
+async fn an_ambiguous_tenant_is_refused_in_every_mode() {
+    let acme = KeySet::single(Key::hmac(Identifier::UserId, secret()));
+    let sig = sign::hmac(&secret(), "u1");
+    let cases: Vec<(&str, http::Request<http_body_util::Full<bytes::Bytes>>, &str)> = vec![
+        (
+            "repeated header",
+            {
+                let mut r = get("/", &[("x-app-id", "acme"), ("x-user-id", "u1"), ("x-identity-signature", &sig)]);
+                r.headers_mut().append("x-app-id", "acme".parse().unwrap());
+                r
+            },
+            "conflicting_values",
+        ),
+        (
+            "header and query disagree",
+            get("/?app=globex", &[("x-app-id", "acme"), ("x-user-id", "u1"), ("x-identity-signature", &sig)]),
+            "conflicting_values",
+        ),
+        (
+            "repeated query parameter",
+            get("/?app=acme&app=acme", &[("x-user-id", "u1"), ("x-identity-signature", &sig)]),
+            "conflicting_values",
+        ),
+        (
+            "non-UTF-8 header",
+            {
+                let mut r = get("/", &[("x-user-id", "u1"), ("x-identity-signature", &sig)]);
+                r.headers_mut().insert("x-app-id", http::HeaderValue::from_bytes(b"ac\xffme").unwrap());
+                r
+            },
+            "credential_malformed",
+        ),
+    ];
+    for mode in [Mode::Off, Mode::ReportOnly, Mode::Optional, Mode::Required] {
+        let tenants = TenantMap::new().tenant("acme", TenantPolicy::new(acme.clone()).with_mode(mode));
+        let sources =
+            Sources::new().header(Role::Tenant, HeaderName::from_static("x-app-id")).query(Role::Tenant, "app");
+        let layer = IdentityVerificationLayer::new(tenants).mode(mode).sources(sources);
+        for (name, req, code) in &cases {
+            let clone = || {
+                let mut r = get(&req.uri().to_string(), &[]);
+                *r.headers_mut() = req.headers().clone();
+                r
+            };
+            let (a, rec) = send(&layer, clone()).await;
+            assert_rejected(&a, &rec, 401, code, &["acme", "u1"]);
+            let mut grpc = clone();
+            grpc.headers_mut().insert("content-type", "application/grpc".parse().unwrap());
+            let (a, rec) = send(&layer, grpc).await;
+            assert_eq!(
+                (a.status.as_u16(), a.headers["grpc-status"].to_str().unwrap()),
+                (200, "16"),
+                "{name} in {mode:?}"
+            );
+            assert_eq!(rec.calls(), 0, "{name} in {mode:?}");
+        }
+    }
+}
+
+/// Misconfiguration and provider panics answer gRPC status 13 to gRPC requests,
+/// without calling the inner service.
+#[tokio::test]
+async fn internal_failures_are_grpc_status_13_for_grpc_requests() {
+    let short =
+        IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::UserId, Secret::text("short").unwrap())));
+    let panics =
+        IdentityVerificationLayer::new(|_: Option<&str>| -> tower_identity::LookupResult { panic!("provider bug") });
+    let sig = sign::hmac(&secret(), "u1");
+    for layer in [&short, &panics] {
+        let req =
+            get("/", &[("content-type", "application/grpc"), ("x-user-id", "u1"), ("x-identity-signature", &sig)]);
+        let (a, rec) = send(layer, req).await;
+        assert_eq!((a.status.as_u16(), a.headers["grpc-status"].to_str().unwrap()), (200, "13"));
+        assert_eq!(rec.calls(), 0);
+    }
+}

@@ -51,15 +51,14 @@ impl Recorder {
     + 'static {
         let rec = self.clone();
         tower::service_fn(move |req: Request<RequestBody<Full<Bytes>>>| {
-            let rec = rec.clone();
-            async move {
-                rec.calls.fetch_add(1, Ordering::SeqCst);
-                *rec.last.lock().unwrap() = Some((
-                    IdentityOutcome::from_extensions(req.extensions()),
-                    req.extensions().get::<VerifiedIdentity>().cloned(),
-                ));
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"inner"))))
-            }
+            // Counted at `call`, not when the future is polled: a layer that
+            // called the inner service and dropped its future is caught too.
+            rec.calls.fetch_add(1, Ordering::SeqCst);
+            *rec.last.lock().unwrap() = Some((
+                IdentityOutcome::from_extensions(req.extensions()),
+                req.extensions().get::<VerifiedIdentity>().cloned(),
+            ));
+            async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"inner")))) }
         })
     }
 }
