@@ -828,3 +828,39 @@ async fn internal_failures_are_grpc_status_13_for_grpc_requests() {
         assert_eq!(rec.calls(), 0);
     }
 }
+
+/// A bypassed request is not verified, but its credentials are guarded as on
+/// any other request: flagged sensitive, or removed with `strip_credentials`.
+#[tokio::test]
+async fn bypassed_requests_keep_credentials_guarded() {
+    use tower::{Layer, ServiceExt};
+    let seen = Arc::new(std::sync::Mutex::new(None::<http::HeaderMap>));
+    let inner = {
+        let seen = seen.clone();
+        tower::service_fn(
+            move |req: http::Request<tower_identity::body::RequestBody<http_body_util::Full<bytes::Bytes>>>| {
+                *seen.lock().unwrap() = Some(req.headers().clone());
+                std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<
+                    bytes::Bytes,
+                >::new())))
+            },
+        )
+    };
+    let sig = sign::hmac(&secret(), "u1");
+    let req = || get("/healthz", &[("x-user-id", "u1"), ("x-identity-signature", &sig), ("x-identity-timestamp", "1")]);
+    for strip in [false, true] {
+        let layer = plain_layer(Mode::Required).strip_credentials(strip).bypass(|req| req.uri.path() == "/healthz");
+        let res = layer.layer(inner.clone()).oneshot(req()).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let h = seen.lock().unwrap().take().expect("the inner service ran");
+        if strip {
+            assert!(
+                ["x-user-id", "x-identity-signature", "x-identity-timestamp"].iter().all(|n| !h.contains_key(*n)),
+                "{h:?}"
+            );
+        } else {
+            assert!(h["x-identity-signature"].is_sensitive());
+            assert!(!h["x-user-id"].is_sensitive());
+        }
+    }
+}
