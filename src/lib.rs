@@ -111,6 +111,8 @@ pub use cache::{CacheOptions, CachingProvider};
 pub use clock::{Clock, SystemClock};
 pub use extract::{DEFAULT_BODY_LIMIT, Sources};
 pub use forward::ForwardHeaders;
+pub use forward::remove_hop_by_hop;
+pub use key::ParseNameError;
 pub use identity::{IdStr, IdentityOutcome, Unsigned, UnverifiedReason, VerifiedIdentity};
 pub use key::{Identifier, Key, KeySet, KeySetError, Scheme};
 pub use layer::{DEFAULT_MIN_SECRET_LEN, IdentityVerificationLayer};
