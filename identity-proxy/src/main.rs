@@ -1,10 +1,15 @@
 //! `identity-proxy`: identity verification in front of any HTTP service,
-//! configured without code. See `examples/identity-proxy.toml`.
+//! configured without code. See `examples/identity-proxy.toml` in the
+//! repository, and the README's sidecar section.
 #![forbid(unsafe_code)]
 
 mod config;
-mod proxy;
+mod reload;
+mod routes;
+mod server;
+mod timed_body;
 mod tools;
+mod upstream;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -105,64 +110,66 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        None => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(error) => {
-                    eprintln!("error: cannot start the runtime: {error}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(proxy::run(settings, path, cli.listen, cli.upstream)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        None => serve(settings, path, cli.listen, cli.upstream),
         Some(Command::Sign { target, key, name, lifetime }) => {
-            match tools::sign_cmd(
+            let ids = target.ids();
+            let signed = tools::sign_cmd(
                 &settings,
                 target.tenant.as_deref(),
                 key.as_deref(),
-                &target.ids(),
+                &ids,
                 name.as_deref(),
                 target.now(),
                 lifetime,
-            ) {
+            );
+            match signed {
                 Ok(value) => {
                     println!("{value}");
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
+                Err(e) => usage_error(&e),
             }
         }
         Some(Command::Check { target, signature, token }) => {
-            if signature.is_none() && token.is_none() {
-                println!("configuration OK: {} tenants, {} keys", settings.tenant_count, settings.key_count);
-                return ExitCode::SUCCESS;
-            }
-            let mut out = std::io::stdout();
-            match tools::check_cmd(
-                &settings,
-                target.tenant.as_deref(),
-                &target.ids(),
-                signature.as_deref(),
-                token.as_deref(),
-                target.now(),
-                &mut out,
-            ) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::from(1),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            }
+            check(&settings, &target, signature.as_deref(), token.as_deref())
         }
+    }
+}
+
+fn usage_error(error: &str) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::from(2)
+}
+
+/// Runs the proxy on a multi-threaded runtime until it shuts down.
+fn serve(settings: config::Settings, path: PathBuf, listen: Option<String>, upstream: Option<String>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::run(settings, path, listen, upstream)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `check`: the configuration alone, or a signature or token against it.
+fn check(settings: &config::Settings, target: &Target, signature: Option<&str>, token: Option<&str>) -> ExitCode {
+    if signature.is_none() && token.is_none() {
+        println!("configuration OK: {} tenants, {} keys", settings.tenant_count, settings.key_count);
+        return ExitCode::SUCCESS;
+    }
+    let mut out = std::io::stdout();
+    let ids = target.ids();
+    match tools::check_cmd(settings, target.tenant.as_deref(), &ids, signature, token, target.now(), &mut out) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => usage_error(&e),
     }
 }
