@@ -159,3 +159,6 @@ pub fn read_checked(path: &str, sha256: &str) -> Vec<u8> {
     );
     bytes
 }
+
+pub mod load_cases;
+pub mod rng;

@@ -2,10 +2,7 @@
 //! recording upstream, all on 127.0.0.1.
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +14,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use sha2::Digest;
 use tower_identity::{Secret, sign};
 
-const BIN: &str = env!("CARGO_BIN_EXE_identity-proxy");
+use crate::process::{Proxy, run_cli, temp_dir};
+
 const SECRET: &str = "proxy-secret-0123456789abcdef";
 
 /// What the upstream saw.
@@ -68,27 +66,6 @@ async fn upstream(h2: bool) -> (SocketAddr, Seen, tokio::task::JoinHandle<()>) {
     (addr, seen, task)
 }
 
-struct Proxy {
-    child: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("identity-proxy-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn config(upstream: SocketAddr, extra: &str) -> String {
     format!(
         r#"
@@ -113,35 +90,10 @@ secret_file = "secret.txt"
     )
 }
 
-/// Starts the binary with `config` and waits for its "listening on" line.
+/// Starts the binary with `config` and `secret` in `secret.txt` (with a
+/// trailing newline, which the proxy drops).
 fn start(name: &str, config: &str, secret: &str) -> Proxy {
-    let dir = temp_dir(name);
-    std::fs::write(dir.join("proxy.toml"), config).unwrap();
-    std::fs::write(dir.join("secret.txt"), format!("{secret}\n")).unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(dir.join("proxy.toml"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && let Some(at) = line.find("listening on http://") {
-                let addr = line[at + 20..].split_whitespace().next().unwrap().to_owned();
-                let _ = tx.send(addr);
-                sent = true;
-            }
-            // Secrets and signatures must never be logged.
-            assert!(!line.contains(SECRET), "a secret reached the log: {line}");
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("the proxy did not start").parse().unwrap();
-    Proxy { child, addr, dir }
+    Proxy::start(name, config, &[("secret.txt", &format!("{secret}\n"))], &[])
 }
 
 async fn send(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: Bytes) -> (StatusCode, HeaderMap, String) {
@@ -264,11 +216,6 @@ async fn anonymous_requests_in_optional_mode_and_upstream_down() {
     assert!(seen.take().is_empty(), "/metrics is answered by the proxy itself");
 }
 
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap().success();
-    assert!(ok);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_rotates_keys_without_dropping_requests() {
     let (up, _seen, _task) = upstream(false).await;
@@ -288,7 +235,7 @@ async fn sighup_rotates_keys_without_dropping_requests() {
     let in_flight = tokio::spawn(call(old.clone(), "/slow"));
     tokio::time::sleep(Duration::from_millis(200)).await;
     std::fs::write(proxy.dir.join("secret.txt"), new_secret).unwrap();
-    signal(&proxy.child, "HUP");
+    proxy.signal("HUP");
     let mut rotated = false;
     for _ in 0..50 {
         if call(new.clone(), "/").await == StatusCode::OK {
@@ -303,14 +250,14 @@ async fn sighup_rotates_keys_without_dropping_requests() {
 
     // A broken new configuration is refused; the current keys keep serving.
     std::fs::write(proxy.dir.join("proxy.toml"), "this is not toml [").unwrap();
-    signal(&proxy.child, "HUP");
+    proxy.signal("HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(call(new.clone(), "/").await, StatusCode::OK);
 
     // SIGTERM: in-flight requests finish, then the process exits cleanly.
     let in_flight = tokio::spawn(call(new.clone(), "/slow"));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    signal(&proxy.child, "TERM");
+    proxy.signal("TERM");
     assert_eq!(in_flight.await.unwrap(), StatusCode::OK);
     let status = tokio::task::spawn_blocking(move || {
         let status = proxy.child.wait().unwrap();
@@ -320,15 +267,6 @@ async fn sighup_rotates_keys_without_dropping_requests() {
     .await
     .unwrap();
     assert!(status.success(), "{status:?}");
-}
-
-fn run_cli(args: &[&str], dir: &Path) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).current_dir(dir).env_remove("RUST_LOG").output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -437,27 +375,7 @@ async fn tenants_from_postgresql_with_immediate_revocation() {
          [sources]\nheaders = {{ tenant = \"x-app-id\" }}\n\
          [postgres]\nurl_file = \"db-url.txt\"\ncache_ttl_secs = 3600\n"
     );
-    let dir = temp_dir("pg");
-    std::fs::write(dir.join("db-url.txt"), &url).unwrap();
-    std::fs::write(dir.join("proxy.toml"), cfg).unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(dir.join("proxy.toml"))
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("listening on http://") {
-                let _ = tx.send(line[at + 20..].split_whitespace().next().unwrap().to_owned());
-            }
-        }
-    });
-    let addr: SocketAddr = rx.recv_timeout(Duration::from_secs(20)).unwrap().parse().unwrap();
-    let proxy = Proxy { child, addr, dir };
+    let proxy = Proxy::start("pg", &cfg, &[("db-url.txt", &url)], &[]);
     let sig = sign::hmac(&Secret::text(SECRET).unwrap(), "u1");
     let headers = [("x-app-id", "proxy-pg"), ("x-user-id", "u1"), ("x-identity-signature", sig.as_str())];
     let call = || send(proxy.addr, "/", &headers, Bytes::new());
