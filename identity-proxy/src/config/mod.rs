@@ -1,6 +1,7 @@
-//! The sidecar's configuration: a TOML file ([`file`]), overridable from the
-//! environment ([`env`]), with secrets read only from environment variables or
-//! files ([`secrets`]), checked and built into [`Settings`] ([`build`]).
+//! The sidecar's configuration: a TOML file ([`file`](mod@file)), overridable
+//! from the environment ([`env`](mod@env)), with secrets read only from
+//! environment variables or files ([`secrets`](mod@secrets)), checked and built
+//! into [`Settings`] ([`build`](mod@build)).
 
 mod build;
 mod env;
