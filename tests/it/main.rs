@@ -9,21 +9,29 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+#[cfg(feature = "jwt")]
 mod attacks;
+#[cfg(all(feature = "axum", feature = "json"))]
 mod body;
 #[cfg(feature = "cache")]
 mod cache;
+#[cfg(all(feature = "axum", feature = "json"))]
 mod examples;
 #[cfg(feature = "cache")]
 mod faults;
+#[cfg(feature = "axum")]
 mod frameworks;
+#[cfg(feature = "jwt")]
 mod jwt;
 mod layer;
+#[cfg(feature = "jwt")]
 mod log_hygiene;
-#[cfg(feature = "metrics")]
+#[cfg(all(feature = "metrics", feature = "jwt"))]
 mod observability;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "jwt")]
 mod properties;
+#[cfg(feature = "jwt")]
 mod signing_snippets;
 mod vectors;

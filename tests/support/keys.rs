@@ -4,7 +4,7 @@
 //! own, such as `tests/allocations.rs`, can include it with `#[path]`.
 #![allow(dead_code)]
 
-use tower_identity::{Identifier, Key, KeySet, Secret};
+use tower_identity::Secret;
 
 /// The tests' clock: 2026-01-01T00:00:00Z.
 pub const NOW: u64 = 1_767_225_600;
@@ -23,7 +23,9 @@ pub const NEW: &str = "observability-new-secret-0123";
 pub const JWT_SECRET: &str = "observability-jwt-secret-0123";
 
 /// Keys "2025" (OLD), "2026" (NEW) and "jwt-1" (JWT_SECRET).
-pub fn rotating_keys() -> KeySet {
+#[cfg(feature = "jwt")]
+pub fn rotating_keys() -> tower_identity::KeySet {
+    use tower_identity::{Identifier, Key, KeySet};
     KeySet::new([
         Key::hmac(Identifier::UserId, Secret::text(OLD).unwrap()).with_id("2025"),
         Key::hmac(Identifier::UserId, Secret::text(NEW).unwrap()).with_id("2026"),

@@ -8,7 +8,8 @@
 //!
 //! `keys.rs` and `rng.rs` are self-contained, for test binaries of their own
 //! that include them with `#[path]`.
-#![allow(dead_code)]
+// Each helper serves some modules, which features may compile out.
+#![allow(dead_code, unused_imports)]
 
 pub mod data;
 mod http;
