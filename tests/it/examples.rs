@@ -21,7 +21,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 
 use crate::support::data::sha256_hex;
-use crate::support::{Rng, Server, Task, client_h2, fetch, get, listener, send_with, spawn};
+use crate::support::{
+    Rng, Server, Task, client_h2, fetch, get, grpc_channel, health_check, listener, send_with, spawn,
+};
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -159,25 +161,16 @@ mod axum_app {
 
 mod tonic_app {
     use super::*;
-    use tonic::transport::{Channel, Endpoint};
+    use tonic::transport::Channel;
     use tonic_example::{WHOAMI_PREFIX, signature};
     use tonic_health::ServingStatus;
-    use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
 
     async fn server() -> (Task, SocketAddr, Channel) {
         let (l, addr) = listener().await;
         let task = spawn(async move { tonic_example::serve(l).await.unwrap() });
-        let channel = Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        let channel = grpc_channel(addr).await;
         (task, addr, channel)
-    }
-
-    fn check(service: &str, metadata: &[(&'static str, &str)]) -> tonic::Request<HealthCheckRequest> {
-        let mut req = tonic::Request::new(HealthCheckRequest { service: service.into() });
-        for (k, v) in metadata {
-            req.metadata_mut().insert(*k, v.parse().unwrap());
-        }
-        req
     }
 
     #[tokio::test]
@@ -188,18 +181,21 @@ mod tonic_app {
 
         // Its path, /whoami/grpc.health.v1.Health/Check, names the exempt
         // service but does not start with it: verified.
-        let err = whoami.check(check("", &[])).await.unwrap_err();
+        let err = whoami.check(health_check("", &[])).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
         assert_eq!(err.message(), "credential_missing");
 
         let forged = signature("user-41");
-        let err =
-            whoami.check(check("", &[("x-user-id", "user-42"), ("x-identity-signature", &forged)])).await.unwrap_err();
+        let err = whoami
+            .check(health_check("", &[("x-user-id", "user-42"), ("x-identity-signature", &forged)]))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
         assert_eq!(err.message(), "signature_invalid");
 
         let sig = signature("user-42");
-        let res = whoami.check(check("", &[("x-user-id", "user-42"), ("x-identity-signature", &sig)])).await.unwrap();
+        let res =
+            whoami.check(health_check("", &[("x-user-id", "user-42"), ("x-identity-signature", &sig)])).await.unwrap();
         assert_eq!(res.get_ref().status, ServingStatus::Serving as i32);
         assert_eq!(res.metadata().get("x-whoami").unwrap(), "user-42");
     }
@@ -210,19 +206,21 @@ mod tonic_app {
         let mut health = HealthClient::new(channel);
 
         for service in ["", "whoami"] {
-            let res = health.check(check(service, &[])).await.unwrap();
+            let res = health.check(health_check(service, &[])).await.unwrap();
             assert_eq!(res.get_ref().status, ServingStatus::Serving as i32, "{service:?}");
         }
         // Exempt means not looked at at all: even a forged credential passes.
         let forged = signature("user-41");
-        let res =
-            health.check(check("", &[("x-user-id", "user-42"), ("x-identity-signature", &forged)])).await.unwrap();
+        let res = health
+            .check(health_check("", &[("x-user-id", "user-42"), ("x-identity-signature", &forged)]))
+            .await
+            .unwrap();
         assert_eq!(res.get_ref().status, ServingStatus::Serving as i32);
-        let err = health.check(check("nope", &[])).await.unwrap_err();
+        let err = health.check(health_check("nope", &[])).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::NotFound);
 
         // Streaming works through the exemption too.
-        let mut stream = health.watch(check("", &[])).await.unwrap().into_inner();
+        let mut stream = health.watch(health_check("", &[])).await.unwrap().into_inner();
         assert_eq!(stream.message().await.unwrap().unwrap().status, ServingStatus::Serving as i32);
     }
 }

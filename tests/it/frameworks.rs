@@ -15,7 +15,9 @@ use tower_identity::{
     Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, VerifiedIdentity, sign,
 };
 
-use crate::support::{SECRET, Server, client, fetch, listener, secret, signed_headers, spawn};
+use crate::support::{
+    SECRET, Server, client, fetch, grpc_channel, health_check, listener, secret, signed_headers, spawn,
+};
 
 fn layer(mode: Mode) -> IdentityVerificationLayer {
     IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::UserId, secret()).with_id("k1"))).mode(mode)
@@ -126,22 +128,16 @@ mod grpc {
                 .await
                 .unwrap()
         });
-        let channel =
-            tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-        let mut client = HealthClient::new(channel);
+        let mut client = HealthClient::new(grpc_channel(addr).await);
 
         let err = client.check(HealthCheckRequest { service: "42".into() }).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
 
-        let mut req = GrpcRequest::new(HealthCheckRequest { service: "42".into() });
-        req.metadata_mut().insert("x-user-id", "42".parse().unwrap());
-        req.metadata_mut().insert("x-identity-signature", "0".repeat(64).parse().unwrap());
+        let req = health_check("42", &[("x-user-id", "42"), ("x-identity-signature", &"0".repeat(64))]);
         let err = client.check(req).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
 
-        let mut req = GrpcRequest::new(HealthCheckRequest { service: "42".into() });
-        req.metadata_mut().insert("x-user-id", "42".parse().unwrap());
-        req.metadata_mut().insert("x-identity-signature", sign::hmac(&secret(), "42").parse().unwrap());
+        let req = health_check("42", &[("x-user-id", "42"), ("x-identity-signature", &sign::hmac(&secret(), "42"))]);
         let res = client.check(req).await.unwrap();
         assert_eq!(res.get_ref().status, ServingStatus::Serving as i32);
         drop(server);
@@ -161,14 +157,10 @@ mod grpc {
                 .await
                 .unwrap()
         });
-        let channel =
-            tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-        let mut client = HealthClient::new(channel);
+        let mut client = HealthClient::new(grpc_channel(addr).await);
         let err = client.check(HealthCheckRequest { service: "7".into() }).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
-        let mut req = GrpcRequest::new(HealthCheckRequest { service: "7".into() });
-        req.metadata_mut().insert("x-user-id", "7".parse().unwrap());
-        req.metadata_mut().insert("x-identity-signature", sign::hmac(&secret(), "7").parse().unwrap());
+        let req = health_check("7", &[("x-user-id", "7"), ("x-identity-signature", &sign::hmac(&secret(), "7"))]);
         assert_eq!(client.check(req).await.unwrap().get_ref().status, ServingStatus::Serving as i32);
         drop(server);
     }

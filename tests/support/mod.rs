@@ -2,6 +2,7 @@
 //!
 //! - `keys`: the fixed clock, the usual secrets and key sets;
 //! - `http`: requests, collected answers, servers and clients on 127.0.0.1;
+//! - `grpc`: a gRPC channel and health-check requests;
 //! - `service`: the layer driven in process around a recording inner service;
 //! - `data`: the sha256-checked test data files;
 //! - `rng`: a deterministic xorshift generator.
@@ -12,11 +13,13 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod data;
+mod grpc;
 mod http;
 mod keys;
 mod rng;
 mod service;
 
+pub use self::grpc::*;
 pub use self::http::*;
 pub use self::keys::*;
 pub use self::rng::*;
