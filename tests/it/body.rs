@@ -287,6 +287,11 @@ async fn axum_json_extractor_still_parses_the_body() {
     assert_eq!((status, text.as_str()), (StatusCode::OK, "ann says hi there"));
 }
 
+/// Sends `body` to `/chat` as JSON declared gzip-encoded, with a Content-Length.
+async fn send_gzipped_json(addr: SocketAddr, body: &[u8], rng: &mut Rng) -> (StatusCode, String) {
+    send_chunked(addr, "/chat", "application/json", body, rng, false, true, &[("content-encoding", "gzip")]).await
+}
+
 #[tokio::test]
 async fn report_only_never_breaks_large_or_encoded_bodies() {
     let s = server(Mode::ReportOnly).await;
@@ -303,34 +308,14 @@ async fn report_only_never_breaks_large_or_encoded_bodies() {
     }
     // A compressed body streams through untouched.
     let body = json_body(200, "u9");
-    let (status, text) = send_chunked(
-        s.addr,
-        "/chat",
-        "application/json",
-        &body,
-        &mut rng,
-        false,
-        true,
-        &[("content-encoding", "gzip")],
-    )
-    .await;
+    let (status, text) = send_gzipped_json(s.addr, &body, &mut rng).await;
     assert_eq!(status, StatusCode::OK, "{text}");
     assert!(text.starts_with(&sha256_hex(&body)));
     // Enforcing modes refuse the same requests without calling the handler.
     let s = server(Mode::Required).await;
     let (status, text) = send_chunked(s.addr, "/chat", "application/json", &big, &mut rng, false, false, &[]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
-    let (status, _) = send_chunked(
-        s.addr,
-        "/chat",
-        "application/json",
-        &body,
-        &mut rng,
-        false,
-        true,
-        &[("content-encoding", "gzip")],
-    )
-    .await;
+    let (status, _) = send_gzipped_json(s.addr, &body, &mut rng).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(s.calls.load(Ordering::SeqCst), 0);
 }
