@@ -27,8 +27,8 @@
 //! may be able to reach it: an upstream trusts these headers exactly as far
 //! as it trusts the network path from the proxy.
 //!
-//! `tests/examples.rs` drives this proxy over 127.0.0.1.
-#![allow(dead_code)] // `main` is unused when tests/examples.rs includes this file.
+//! `tests/it/examples.rs` drives this proxy over 127.0.0.1.
+#![allow(dead_code)] // `main` is unused when tests/it/examples.rs includes this file.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -6,6 +6,9 @@
 //! are tested in identity-proxy/tests/it/load.rs.
 //!
 //! `TOWER_IDENTITY_LOAD_REQUESTS` sets the number of requests (default 100,000).
+//!
+//! A test binary of its own (not a module of `tests/it/`): it counts panics
+//! process-wide, and other modules' tests panic on purpose (faulty providers).
 
 mod support;
 

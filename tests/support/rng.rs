@@ -1,8 +1,12 @@
-//! A deterministic xorshift generator for tests that need reproducible
-//! variety (one generator per case, seeded by its number).
+//! A deterministic xorshift generator, so tests vary their inputs
+//! reproducibly without a dependency.
+//!
+//! Self-contained: other test binaries include it with `#[path]`.
+#![allow(dead_code)]
 
-/// A deterministic xorshift generator (one per request, seeded by its id).
-pub struct Rng(u64);
+/// A xorshift64 generator; the seed must not be zero (use [`Rng::new`] for
+/// any seed).
+pub struct Rng(pub u64);
 
 impl Rng {
     /// A generator seeded by `seed` (any value, zero included).
@@ -21,5 +25,10 @@ impl Rng {
     /// A value in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
+    }
+
+    /// `len` bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
     }
 }

@@ -2,12 +2,10 @@
 //! JWS at the signature level, a differential test against the `jsonwebtoken`
 //! crate, strictness cases, and claim binding through the layer.
 
-mod support;
-
+use crate::support::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use support::*;
 use tower_identity::jwt::{self, JwtOptions};
 use tower_identity::{
     Claim, Failure, Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Role, Scheme, Secret, Sources,
@@ -22,11 +20,7 @@ fn options(max_lifetime: u64) -> VerifyOptions {
 
 #[test]
 fn seed_jwt_vectors() {
-    let data: Value = serde_json::from_slice(&read_checked(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/seed_vectors.json"),
-        "32c4946cb87359e7c9c33861e3ea70d3237259fa59cebddde41a7a7188b4481f",
-    ))
-    .unwrap();
+    let data: Value = serde_json::from_slice(&data::SEED_VECTORS.read()).unwrap();
     let cases = data["jwt"].as_array().unwrap();
     assert!(cases.len() >= 14);
     let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
@@ -66,11 +60,7 @@ fn seed_jwt_vectors() {
 
 #[test]
 fn wycheproof_hs256_signatures() {
-    let data: Value = serde_json::from_slice(&read_checked(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/wycheproof/json_web_signature_test.json"),
-        "8e687a06fe8359f4ec51480f1a9f73c8faebd6f4c01b818b843b44eee54fd5d9",
-    ))
-    .unwrap();
+    let data: Value = serde_json::from_slice(&data::WYCHEPROOF_JWS.read()).unwrap();
     // Known deviations (DESIGN.md): 367 and 370 are byte-identical to valid
     // case 357 but labelled invalid; 372 and 373 are labelled valid but
     // contain '?', which a strict base64url decoder rejects.

@@ -1,9 +1,7 @@
 //! Metrics: the counters an operator needs (per key id, would-reject).
 
-mod support;
-
+use crate::support::*;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use support::*;
 use tower_identity::{IdentityVerificationLayer, Mode, ProviderError};
 
 /// Runs `f` on a current-thread runtime with `recorder` as this thread's recorder.

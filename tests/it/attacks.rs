@@ -1,20 +1,14 @@
-//! Attack cases not covered elsewhere (see also tests/layer.rs, tests/jwt.rs,
-//! tests/body.rs, tests/proxy.rs and tests/examples.rs): each asserts the
+//! Attack cases not covered elsewhere (see also tests/it/layer.rs, tests/it/jwt.rs,
+//! tests/it/body.rs, tests/proxy.rs and tests/it/examples.rs): each asserts the
 //! status, the error code, that the inner service was not called, and that
 //! nothing sensitive is echoed.
 
-mod support;
-
+use crate::support::*;
 use base64::Engine as _;
-use support::*;
 use tower_identity::jwt::JwtOptions;
 use tower_identity::{
     Claim, Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Secret, Sources, VerifyOptions, jwt, sign, verify,
 };
-
-fn secret() -> Secret {
-    Secret::text(SECRET).unwrap()
-}
 
 fn layer() -> IdentityVerificationLayer {
     IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::UserId, secret())))

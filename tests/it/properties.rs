@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use crate::support::NOW;
 use bytes::Bytes;
 use http::Request;
 use http_body::{Body, Frame};
@@ -18,8 +19,6 @@ use tower_identity::{
     Claim, Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Role, Secret, Sources, VerifyOptions, jwt, sign,
     verify,
 };
-
-const NOW: u64 = 1_767_225_600;
 
 /// Identifiers as the verifier accepts them: no control characters, 1..=256 bytes.
 fn identifier() -> impl Strategy<Value = String> {

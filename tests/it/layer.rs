@@ -1,24 +1,18 @@
 //! The layer's behaviour through a real tower stack: modes, bad signatures,
 //! rotation, timestamps, providers, sources and rejections.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::support::*;
 use http::HeaderName;
-use support::*;
 use tower_identity::{
     ErrorCode, Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, ProviderError, Role, Scheme,
     Secret, Sources, TenantMap, TenantPolicy, UnverifiedReason, from_async_fn, sign,
 };
 
 const MAX_AGE: u64 = 600;
-
-fn secret() -> Secret {
-    Secret::text(SECRET).unwrap()
-}
 
 fn ts_layer(mode: Mode) -> IdentityVerificationLayer {
     IdentityVerificationLayer::new(KeySet::single(Key::timestamped_hmac(Identifier::UserId, secret()).with_id("k1")))

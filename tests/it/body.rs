@@ -10,23 +10,17 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::routing::post;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full, StreamBody};
+use http_body_util::{Full, StreamBody};
 use hyper::body::Frame;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use sha2::Digest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower_identity::{
-    Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, Role, Secret, Sources, VerifiedIdentity,
-    sign,
+    Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, Role, Sources, VerifiedIdentity, sign,
 };
 
-const SECRET: &str = "body-secret-0123456789abcdef";
-const LIMIT: usize = 4096;
+use crate::support::data::sha256_hex;
+use crate::support::{Rng, Server, client, fetch, secret};
 
-fn secret() -> Secret {
-    Secret::text(SECRET).unwrap()
-}
+const LIMIT: usize = 4096;
 
 fn sources() -> Sources {
     Sources::new()
@@ -36,18 +30,6 @@ fn sources() -> Sources {
         .form(Role::UserId, "user_id")
         .form(Role::Signature, "user_hash")
         .body_limit(LIMIT)
-}
-
-struct Server {
-    addr: SocketAddr,
-    calls: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// An axum app whose handler answers the sha256 of the body it received and
@@ -65,7 +47,7 @@ async fn server(mode: Mode) -> Server {
                     let meta = identity.as_ref().and_then(|i| i.unsigned().metadata().map(str::to_owned));
                     format!(
                         "{} {} {} {}",
-                        hex::encode(sha2::Sha256::digest(&body)),
+                        sha256_hex(&body),
                         body.len(),
                         identity.map_or_else(|| format!("<{}>", outcome.as_str()), |i| i.id().to_owned()),
                         meta.unwrap_or_default()
@@ -84,21 +66,7 @@ async fn server(mode: Mode) -> Server {
                 .mode(mode)
                 .sources(sources()),
         );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let task = tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    Server { addr, calls, task }
-}
-
-/// A deterministic xorshift generator (no extra dependency).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
+    Server::axum(app, calls).await
 }
 
 /// Sends `body` split into chunks of random sizes (1-byte chunks when `ones`),
@@ -129,11 +97,8 @@ async fn send_chunked(
     for (k, v) in extra {
         b = b.header(*k, *v);
     }
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    let res = client.request(b.body(stream).unwrap()).await.unwrap();
-    let status = res.status();
-    let text = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    (status, text)
+    let a = fetch(b.body(stream).unwrap()).await;
+    (a.status, a.body)
 }
 
 /// A stream that yields each chunk after a yield point, so chunks travel separately.
@@ -168,10 +133,6 @@ fn form_body(len: usize, user: &str) -> Vec<u8> {
     body
 }
 
-fn sha(body: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(body))
-}
-
 #[tokio::test]
 async fn bodies_of_every_size_in_any_chunking_arrive_byte_identical() {
     let s = server(Mode::Optional).await;
@@ -201,7 +162,7 @@ async fn bodies_of_every_size_in_any_chunking_arrive_byte_identical() {
                 expected_calls += 1;
                 assert_eq!(status, StatusCode::OK, "{ctx}: {text}");
                 let mut parts = text.split(' ');
-                assert_eq!(parts.next(), Some(sha(&body).as_str()), "{ctx}: the handler saw other bytes");
+                assert_eq!(parts.next(), Some(sha256_hex(&body).as_str()), "{ctx}: the handler saw other bytes");
                 assert_eq!(parts.next(), Some(len.to_string().as_str()), "{ctx}");
                 let who = parts.next().unwrap();
                 if len == LIMIT {
@@ -223,10 +184,8 @@ async fn post_json(addr: SocketAddr, path: &str, body: &str, headers: &[(&str, &
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    let res = client.request(b.body(Full::new(Bytes::from(body.to_owned()))).unwrap()).await.unwrap();
-    let status = res.status();
-    (status, String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap())
+    let a = fetch(b.body(Full::new(Bytes::from(body.to_owned()))).unwrap()).await;
+    (a.status, a.body)
 }
 
 #[tokio::test]
@@ -259,7 +218,7 @@ async fn conflicts_and_type_confusion_are_rejected() {
         assert_eq!(s.calls.load(Ordering::SeqCst), calls, "{body}");
     }
     // The identity in a body under the wrong content type is not read.
-    let client = Client::builder(TokioExecutor::new()).build_http();
+    let client = client();
     let body = format!(r#"{{"user_id":"42","user_hash":"{sig}"}}"#);
     let res = client
         .request(
@@ -328,6 +287,11 @@ async fn axum_json_extractor_still_parses_the_body() {
     assert_eq!((status, text.as_str()), (StatusCode::OK, "ann says hi there"));
 }
 
+/// Sends `body` to `/chat` as JSON declared gzip-encoded, with a Content-Length.
+async fn send_gzipped_json(addr: SocketAddr, body: &[u8], rng: &mut Rng) -> (StatusCode, String) {
+    send_chunked(addr, "/chat", "application/json", body, rng, false, true, &[("content-encoding", "gzip")]).await
+}
+
 #[tokio::test]
 async fn report_only_never_breaks_large_or_encoded_bodies() {
     let s = server(Mode::ReportOnly).await;
@@ -339,39 +303,19 @@ async fn report_only_never_breaks_large_or_encoded_bodies() {
             send_chunked(s.addr, "/chat", "application/json", &big, &mut rng, ones, with_length, &[]).await;
         assert_eq!(status, StatusCode::OK, "{text}");
         let mut parts = text.split(' ');
-        assert_eq!(parts.next(), Some(sha(&big).as_str()), "the replayed body arrives whole");
+        assert_eq!(parts.next(), Some(sha256_hex(&big).as_str()), "the replayed body arrives whole");
         assert_eq!(parts.nth(1), Some("<unverified>"));
     }
     // A compressed body streams through untouched.
     let body = json_body(200, "u9");
-    let (status, text) = send_chunked(
-        s.addr,
-        "/chat",
-        "application/json",
-        &body,
-        &mut rng,
-        false,
-        true,
-        &[("content-encoding", "gzip")],
-    )
-    .await;
+    let (status, text) = send_gzipped_json(s.addr, &body, &mut rng).await;
     assert_eq!(status, StatusCode::OK, "{text}");
-    assert!(text.starts_with(&sha(&body)));
+    assert!(text.starts_with(&sha256_hex(&body)));
     // Enforcing modes refuse the same requests without calling the handler.
     let s = server(Mode::Required).await;
     let (status, text) = send_chunked(s.addr, "/chat", "application/json", &big, &mut rng, false, false, &[]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
-    let (status, _) = send_chunked(
-        s.addr,
-        "/chat",
-        "application/json",
-        &body,
-        &mut rng,
-        false,
-        true,
-        &[("content-encoding", "gzip")],
-    )
-    .await;
+    let (status, _) = send_gzipped_json(s.addr, &body, &mut rng).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(s.calls.load(Ordering::SeqCst), 0);
 }

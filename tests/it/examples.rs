@@ -1,11 +1,11 @@
 //! The examples, run as real servers on 127.0.0.1 and driven by real clients:
 //! `examples/axum.rs`, `examples/tonic.rs` and `examples/hyper_proxy.rs`.
 
-#[path = "../examples/axum.rs"]
+#[path = "../../examples/axum.rs"]
 mod axum_example;
-#[path = "../examples/hyper_proxy.rs"]
+#[path = "../../examples/hyper_proxy.rs"]
 mod proxy_example;
-#[path = "../examples/tonic.rs"]
+#[path = "../../examples/tonic.rs"]
 mod tonic_example;
 
 use std::convert::Infallible;
@@ -17,111 +17,28 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
-use sha2::Digest;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+
+use crate::support::data::sha256_hex;
+use crate::support::{
+    Rng, Server, Task, client_h2, fetch, get, grpc_channel, health_check, listener, send_with, spawn,
+};
 
 type Body = BoxBody<Bytes, Infallible>;
 
-/// A task aborted when dropped, so a failing test does not leave servers running.
-struct Task(JoinHandle<()>);
-
-impl Drop for Task {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-fn spawn<F: Future<Output = ()> + Send + 'static>(f: F) -> Task {
-    Task(tokio::spawn(f))
-}
-
-async fn listener() -> (TcpListener, SocketAddr) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    (l, addr)
-}
-
 fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
-}
-
-fn client() -> Client<HttpConnector, Body> {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-/// A response, collected.
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Answer {
-    fn text(&self) -> &str {
-        std::str::from_utf8(&self.body).unwrap()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.text()))
-    }
-
-    /// The `error` field of a JSON rejection.
-    fn code(&self) -> String {
-        self.json()["error"].as_str().expect("an error field").to_owned()
-    }
-}
-
-async fn send_with(client: &Client<HttpConnector, Body>, req: Request<Body>) -> Answer {
-    let res = client.request(req).await.unwrap();
-    let (parts, body) = res.into_parts();
-    Answer { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
-}
-
-async fn send(req: Request<Body>) -> Answer {
-    send_with(&client(), req).await
-}
-
-fn get(url: String, headers: &[(&str, &str)]) -> Request<Body> {
-    let mut b = Request::get(url);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    b.body(full(Bytes::new())).unwrap()
-}
-
-/// A deterministic xorshift generator (no extra dependency).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 mod axum_app {
     use super::*;
     use axum_example::{ACME, ACME_SECRET, GLOBEX, acme_signature, globex_signature};
 
-    async fn server() -> (Task, SocketAddr) {
-        let (l, addr) = listener().await;
-        (spawn(async move { axum::serve(l, axum_example::app()).await.unwrap() }), addr)
+    async fn server() -> (Server, SocketAddr) {
+        let server = Server::axum(axum_example::app(), Default::default()).await;
+        let addr = server.addr;
+        (server, addr)
     }
 
     fn chat(addr: SocketAddr, tenant: &str, body: Value) -> Request<Body> {
@@ -139,8 +56,7 @@ mod axum_app {
         let acme = acme_signature("user-42");
 
         let a =
-            send(get(url.clone(), &[("x-app-id", ACME), ("x-user-id", "user-42"), ("x-identity-signature", &acme)]))
-                .await;
+            fetch(get(&url, &[("x-app-id", ACME), ("x-user-id", "user-42"), ("x-identity-signature", &acme)])).await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.text());
         assert_eq!(a.json(), json!({"id": "user-42", "subject": "user_id", "tenant": ACME, "key_id": "acme-2026"}));
 
@@ -148,8 +64,7 @@ mod axum_app {
         let email = "jane@globex.example";
         let globex = globex_signature(email);
         let a =
-            send(get(url.clone(), &[("x-app-id", GLOBEX), ("x-user-email", email), ("x-identity-signature", &globex)]))
-                .await;
+            fetch(get(&url, &[("x-app-id", GLOBEX), ("x-user-email", email), ("x-identity-signature", &globex)])).await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.text());
         assert_eq!(a.json()["id"], email);
         assert_eq!(a.json()["tenant"], GLOBEX);
@@ -158,7 +73,7 @@ mod axum_app {
         for tenant in [Some("app_unknown"), None] {
             let mut headers = vec![("x-user-id", "user-42"), ("x-identity-signature", acme.as_str())];
             headers.extend(tenant.map(|t| ("x-app-id", t)));
-            let a = send(get(url.clone(), &headers)).await;
+            let a = fetch(get(&url, &headers)).await;
             assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{tenant:?}");
             assert_eq!(a.code(), "signature_invalid", "{tenant:?}");
         }
@@ -166,31 +81,27 @@ mod axum_app {
         // is refused there like any invalid signature (a tenant's schemes
         // cannot be probed), and an email signed with Acme's secret is invalid.
         let a =
-            send(get(url.clone(), &[("x-app-id", GLOBEX), ("x-user-id", "user-42"), ("x-identity-signature", &acme)]))
-                .await;
+            fetch(get(&url, &[("x-app-id", GLOBEX), ("x-user-id", "user-42"), ("x-identity-signature", &acme)])).await;
         assert_eq!((a.status, a.code()), (StatusCode::UNAUTHORIZED, "signature_invalid".into()));
         let acme_email = acme_signature(email);
-        let a = send(get(
-            url.clone(),
-            &[("x-app-id", GLOBEX), ("x-user-email", email), ("x-identity-signature", &acme_email)],
-        ))
-        .await;
+        let a =
+            fetch(get(&url, &[("x-app-id", GLOBEX), ("x-user-email", email), ("x-identity-signature", &acme_email)]))
+                .await;
         assert_eq!((a.status, a.code()), (StatusCode::UNAUTHORIZED, "signature_invalid".into()));
 
         // Forged: user 41's signature claiming user 42.
         let forged = acme_signature("user-41");
         let a =
-            send(get(url.clone(), &[("x-app-id", ACME), ("x-user-id", "user-42"), ("x-identity-signature", &forged)]))
-                .await;
+            fetch(get(&url, &[("x-app-id", ACME), ("x-user-id", "user-42"), ("x-identity-signature", &forged)])).await;
         assert_eq!((a.status, a.code()), (StatusCode::UNAUTHORIZED, "signature_invalid".into()));
 
-        let a = send(get(url.clone(), &[("x-app-id", ACME), ("x-user-id", "user-42")])).await;
+        let a = fetch(get(&url, &[("x-app-id", ACME), ("x-user-id", "user-42")])).await;
         assert_eq!((a.status, a.code()), (StatusCode::UNAUTHORIZED, "credential_missing".into()));
-        let a = send(get(url, &[])).await;
+        let a = fetch(get(&url, &[])).await;
         assert_eq!((a.status, a.code()), (StatusCode::UNAUTHORIZED, "credential_missing".into()));
 
         // The route without the layer.
-        let a = send(get(format!("http://{addr}/health"), &[])).await;
+        let a = fetch(get(&format!("http://{addr}/health"), &[])).await;
         assert_eq!((a.status, a.text()), (StatusCode::OK, "ok"));
     }
 
@@ -199,16 +110,15 @@ mod axum_app {
         let (_server, addr) = server().await;
         let url = format!("http://{addr}/greeting");
 
-        let a = send(get(url.clone(), &[])).await;
+        let a = fetch(get(&url, &[])).await;
         assert_eq!((a.status, a.text()), (StatusCode::OK, "Hello, stranger!\n"));
 
         let sig = acme_signature("user-42");
-        let a = send(get(url.clone(), &[("x-app-id", ACME), ("x-user-id", "user-42"), ("x-identity-signature", &sig)]))
-            .await;
+        let a = fetch(get(&url, &[("x-app-id", ACME), ("x-user-id", "user-42"), ("x-identity-signature", &sig)])).await;
         assert_eq!((a.status, a.text()), (StatusCode::OK, "Hello, user-42!\n"));
 
         // Optional is "validate if present": a bad signature is still refused.
-        let a = send(get(url, &[("x-app-id", ACME), ("x-user-id", "user-7"), ("x-identity-signature", &sig)])).await;
+        let a = fetch(get(&url, &[("x-app-id", ACME), ("x-user-id", "user-7"), ("x-identity-signature", &sig)])).await;
         assert_eq!((a.status, a.code()), (StatusCode::UNAUTHORIZED, "signature_invalid".into()));
     }
 
@@ -221,7 +131,7 @@ mod axum_app {
             "user_metadata": {"plan": "pro", "seats": 3},
             "text": "hello there",
         });
-        let a = send(chat(addr, ACME, body.clone())).await;
+        let a = fetch(chat(addr, ACME, body.clone())).await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.text());
         // `Json<ChatMessage>` parsed the same body the layer read.
         assert_eq!(
@@ -231,16 +141,16 @@ mod axum_app {
 
         let mut forged = body.clone();
         forged["user_id"] = json!("user-41");
-        let a = send(chat(addr, ACME, forged)).await;
+        let a = fetch(chat(addr, ACME, forged)).await;
         assert_eq!((a.status, a.code()), (StatusCode::UNAUTHORIZED, "signature_invalid".into()));
 
         let mut unsigned = body.clone();
         unsigned.as_object_mut().unwrap().remove("user_hash");
-        let a = send(chat(addr, ACME, unsigned)).await;
+        let a = fetch(chat(addr, ACME, unsigned)).await;
         assert_eq!((a.status, a.code()), (StatusCode::UNAUTHORIZED, "credential_missing".into()));
 
         // The signature is bound to the tenant: Globex verifies emails with its own secret.
-        let a = send(chat(addr, GLOBEX, body)).await;
+        let a = fetch(chat(addr, GLOBEX, body)).await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED);
 
         // A signature made with the demo secret by hand matches the helper.
@@ -251,25 +161,16 @@ mod axum_app {
 
 mod tonic_app {
     use super::*;
-    use tonic::transport::{Channel, Endpoint};
+    use tonic::transport::Channel;
     use tonic_example::{WHOAMI_PREFIX, signature};
     use tonic_health::ServingStatus;
-    use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
 
     async fn server() -> (Task, SocketAddr, Channel) {
         let (l, addr) = listener().await;
         let task = spawn(async move { tonic_example::serve(l).await.unwrap() });
-        let channel = Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        let channel = grpc_channel(addr).await;
         (task, addr, channel)
-    }
-
-    fn check(service: &str, metadata: &[(&'static str, &str)]) -> tonic::Request<HealthCheckRequest> {
-        let mut req = tonic::Request::new(HealthCheckRequest { service: service.into() });
-        for (k, v) in metadata {
-            req.metadata_mut().insert(*k, v.parse().unwrap());
-        }
-        req
     }
 
     #[tokio::test]
@@ -280,18 +181,21 @@ mod tonic_app {
 
         // Its path, /whoami/grpc.health.v1.Health/Check, names the exempt
         // service but does not start with it: verified.
-        let err = whoami.check(check("", &[])).await.unwrap_err();
+        let err = whoami.check(health_check("", &[])).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
         assert_eq!(err.message(), "credential_missing");
 
         let forged = signature("user-41");
-        let err =
-            whoami.check(check("", &[("x-user-id", "user-42"), ("x-identity-signature", &forged)])).await.unwrap_err();
+        let err = whoami
+            .check(health_check("", &[("x-user-id", "user-42"), ("x-identity-signature", &forged)]))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
         assert_eq!(err.message(), "signature_invalid");
 
         let sig = signature("user-42");
-        let res = whoami.check(check("", &[("x-user-id", "user-42"), ("x-identity-signature", &sig)])).await.unwrap();
+        let res =
+            whoami.check(health_check("", &[("x-user-id", "user-42"), ("x-identity-signature", &sig)])).await.unwrap();
         assert_eq!(res.get_ref().status, ServingStatus::Serving as i32);
         assert_eq!(res.metadata().get("x-whoami").unwrap(), "user-42");
     }
@@ -302,19 +206,21 @@ mod tonic_app {
         let mut health = HealthClient::new(channel);
 
         for service in ["", "whoami"] {
-            let res = health.check(check(service, &[])).await.unwrap();
+            let res = health.check(health_check(service, &[])).await.unwrap();
             assert_eq!(res.get_ref().status, ServingStatus::Serving as i32, "{service:?}");
         }
         // Exempt means not looked at at all: even a forged credential passes.
         let forged = signature("user-41");
-        let res =
-            health.check(check("", &[("x-user-id", "user-42"), ("x-identity-signature", &forged)])).await.unwrap();
+        let res = health
+            .check(health_check("", &[("x-user-id", "user-42"), ("x-identity-signature", &forged)]))
+            .await
+            .unwrap();
         assert_eq!(res.get_ref().status, ServingStatus::Serving as i32);
-        let err = health.check(check("nope", &[])).await.unwrap_err();
+        let err = health.check(health_check("nope", &[])).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::NotFound);
 
         // Streaming works through the exemption too.
-        let mut stream = health.watch(check("", &[])).await.unwrap().into_inner();
+        let mut stream = health.watch(health_check("", &[])).await.unwrap().into_inner();
         assert_eq!(stream.message().await.unwrap().unwrap().status, ServingStatus::Serving as i32);
     }
 }
@@ -442,7 +348,7 @@ mod proxy {
 
         // Verified.
         let req = with_spoofs(signed(Request::get(&url), "user-42")).body(full(Bytes::new())).unwrap();
-        let a = send(req).await;
+        let a = fetch(req).await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.text());
         assert_identity(
             &seen.lock().unwrap()[0],
@@ -458,7 +364,7 @@ mod proxy {
         );
 
         // Anonymous.
-        let a = send(with_spoofs(Request::get(&url)).body(full(Bytes::new())).unwrap()).await;
+        let a = fetch(with_spoofs(Request::get(&url)).body(full(Bytes::new())).unwrap()).await;
         assert_eq!(a.status, StatusCode::OK);
         assert_identity(&seen.lock().unwrap()[1], &[("x-identity-outcome", "anonymous")]);
 
@@ -468,7 +374,7 @@ mod proxy {
             .header("x-identity-signature", signature("user-42"))
             .body(full(Bytes::new()))
             .unwrap();
-        let a = send(req).await;
+        let a = fetch(req).await;
         assert_eq!((a.status, a.code()), (StatusCode::UNAUTHORIZED, "signature_invalid".into()));
         assert_eq!(seen.lock().unwrap().len(), 2);
 
@@ -482,7 +388,7 @@ mod proxy {
             .header("te", "trailers")
             .body(full(Bytes::new()))
             .unwrap();
-        let a = send(req).await;
+        let a = fetch(req).await;
         assert_eq!(a.status, StatusCode::OK);
         {
             let seen = &seen.lock().unwrap()[2];
@@ -528,7 +434,7 @@ mod proxy {
             if let Some(user) = user {
                 b = signed(b, user);
             }
-            let a = send(b.body(body).unwrap()).await;
+            let a = fetch(b.body(body).unwrap()).await;
             assert_eq!((a.status, a.text()), (StatusCode::OK, digest.as_str()));
             let seen = seen.lock().unwrap()[i].clone();
             assert_eq!((seen.len, seen.sha256), (data.len(), digest.clone()));
@@ -543,7 +449,7 @@ mod proxy {
             .header("content-type", "application/json")
             .body(full(data.clone()))
             .unwrap();
-        let a = send(req).await;
+        let a = fetch(req).await;
         assert_eq!((a.status, a.text()), (StatusCode::OK, digest.as_str()));
         let seen = seen.lock().unwrap()[2].clone();
         assert_eq!(seen.headers["content-length"], data.len().to_string());
@@ -554,7 +460,7 @@ mod proxy {
     async fn http2_clients() {
         let (_up, up_addr, seen) = upstream().await;
         let (_proxy, addr) = proxy_to(up_addr).await;
-        let h2: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+        let h2 = client_h2::<Body>();
         let req = with_spoofs(signed(Request::post(format!("http://{addr}/h2")), "user-42"))
             .body(full(&b"over h2c"[..]))
             .unwrap();
@@ -583,7 +489,7 @@ mod proxy {
             if let Some(user) = user {
                 b = signed(b, user);
             }
-            let a = send(b.body(full(&b"lost"[..])).unwrap()).await;
+            let a = fetch(b.body(full(&b"lost"[..])).unwrap()).await;
             assert_eq!(a.status, StatusCode::BAD_GATEWAY);
             assert_eq!(a.headers["content-type"], "application/json");
             assert_eq!(a.code(), "bad_gateway");

@@ -4,18 +4,15 @@
 //! prints one). Without it the tests are skipped, unless
 //! `TOWER_IDENTITY_REQUIRE_POSTGRES=1` (set by `.ci/run`) makes that a failure.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::HeaderName;
-use support::*;
+use crate::support::*;
 use tower::ServiceExt;
+use tower_identity::CacheOptions;
 use tower_identity::postgres::{PostgresProvider, listen_for_changes};
-use tower_identity::{CacheOptions, IdentityVerificationLayer, Role, Secret, Sources, sign};
 
 fn url() -> Option<String> {
     match std::env::var("TOWER_IDENTITY_PG_URL") {
@@ -68,16 +65,6 @@ async fn revoke(db: &tokio_postgres::Client, tenant: &str, key_id: &str) {
     .unwrap();
 }
 
-fn layer(provider: impl tower_identity::SecretProvider) -> IdentityVerificationLayer {
-    IdentityVerificationLayer::new(provider)
-        .sources(Sources::new().header(Role::Tenant, HeaderName::from_static("x-tenant")))
-}
-
-fn req(tenant: &str, secret: &str) -> http::Request<http_body_util::Full<bytes::Bytes>> {
-    let sig = sign::hmac(&Secret::text(secret).unwrap(), "u1");
-    get("/", &[("x-tenant", tenant), ("x-user-id", "u1"), ("x-identity-signature", &sig)])
-}
-
 const K1: &str = "pg-secret-one-0123456789";
 const K2: &str = "pg-secret-two-0123456789";
 
@@ -88,26 +75,26 @@ async fn lookup_and_rotation_with_overlap() {
     add_tenant(&db, "pg-rotation", None).await;
     add_key(&db, "pg-rotation", "k1", K1).await;
     let provider = PostgresProvider::connect(&url, 4).unwrap().cached(CacheOptions::default());
-    let l = layer(provider.clone());
+    let l = tenant_layer(provider.clone());
 
-    let (a, rec) = send(&l, req("pg-rotation", K1)).await;
+    let (a, rec) = send(&l, tenant_request("pg-rotation", K1)).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(rec.last_identity().unwrap().key_id(), Some("k1"));
-    let (a, rec) = send(&l, req("pg-unknown", K1)).await;
+    let (a, rec) = send(&l, tenant_request("pg-unknown", K1)).await;
     assert_rejected(&a, &rec, 401, "signature_invalid", &["pg-unknown"]);
 
     // Rotation: a row insert; both keys verify during the overlap.
     add_key(&db, "pg-rotation", "k2", K2).await;
     provider.invalidate(Some("pg-rotation"));
-    let (a, rec) = send(&l, req("pg-rotation", K2)).await;
+    let (a, rec) = send(&l, tenant_request("pg-rotation", K2)).await;
     assert_eq!((a.status.as_u16(), rec.last_identity().unwrap().key_id()), (200, Some("k2")));
-    assert_eq!(send(&l, req("pg-rotation", K1)).await.0.status, 200);
+    assert_eq!(send(&l, tenant_request("pg-rotation", K1)).await.0.status, 200);
     // End of the overlap: not_after on the old key.
     revoke(&db, "pg-rotation", "k1").await;
     provider.invalidate(Some("pg-rotation"));
-    let (a, rec) = send(&l, req("pg-rotation", K1)).await;
+    let (a, rec) = send(&l, tenant_request("pg-rotation", K1)).await;
     assert_rejected(&a, &rec, 401, "signature_invalid", &[]);
-    assert_eq!(send(&l, req("pg-rotation", K2)).await.0.status, 200);
+    assert_eq!(send(&l, tenant_request("pg-rotation", K2)).await.0.status, 200);
 
     // The tenant's mode comes from the database too.
     add_tenant(&db, "pg-optional", Some("optional")).await;
@@ -128,16 +115,16 @@ async fn revocation_is_seen_by_two_instances() {
     let a = PostgresProvider::connect(&url, 2).unwrap().cached(CacheOptions::default().ttl(Duration::from_secs(3600)));
     let listener = listen_for_changes(&url, a.clone());
     let b = PostgresProvider::connect(&url, 2).unwrap().cached(CacheOptions::default().ttl(ttl));
-    let (la, lb) = (layer(a), layer(b));
+    let (la, lb) = (tenant_layer(a), tenant_layer(b));
     tokio::time::sleep(Duration::from_millis(300)).await; // LISTEN is in place
-    assert_eq!(send(&la, req("pg-revoke", K1)).await.0.status, 200);
-    assert_eq!(send(&lb, req("pg-revoke", K1)).await.0.status, 200);
+    assert_eq!(send(&la, tenant_request("pg-revoke", K1)).await.0.status, 200);
+    assert_eq!(send(&lb, tenant_request("pg-revoke", K1)).await.0.status, 200);
 
     revoke(&db, "pg-revoke", "k1").await;
     let started = Instant::now();
     let mut seen_by_a = None;
     while started.elapsed() < Duration::from_secs(5) {
-        if send(&la, req("pg-revoke", K1)).await.0.status == 401 {
+        if send(&la, tenant_request("pg-revoke", K1)).await.0.status == 401 {
             seen_by_a = Some(started.elapsed());
             break;
         }
@@ -147,10 +134,10 @@ async fn revocation_is_seen_by_two_instances() {
     println!("revocation seen by the listening instance after {seen_by_a:?} (its TTL is an hour)");
     assert!(seen_by_a < Duration::from_secs(5));
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
-    let (ans, rec) = send(&lb, req("pg-revoke", K1)).await;
+    let (ans, rec) = send(&lb, tenant_request("pg-revoke", K1)).await;
     assert_rejected(&ans, &rec, 401, "signature_invalid", &[]);
-    assert_eq!(send(&la, req("pg-revoke", K2)).await.0.status, 200);
-    assert_eq!(send(&lb, req("pg-revoke", K2)).await.0.status, 200);
+    assert_eq!(send(&la, tenant_request("pg-revoke", K2)).await.0.status, 200);
+    assert_eq!(send(&lb, tenant_request("pg-revoke", K2)).await.0.status, 200);
     listener.abort();
 }
 
@@ -208,20 +195,20 @@ async fn database_down_answers_503_then_recovers() {
     let fwd = Forwarder::start(target).await;
     let via = url.replace(&format!("{host}:{}", config.get_ports()[0]), &fwd.addr.to_string());
     let provider = PostgresProvider::connect(&via, 2).unwrap();
-    let l = layer(
+    let l = tenant_layer(
         provider.cached(CacheOptions::default().ttl(Duration::from_millis(50)).lookup_timeout(Duration::from_secs(2))),
     );
 
-    assert_eq!(send(&l, req("pg-down", K1)).await.0.status, 200);
+    assert_eq!(send(&l, tenant_request("pg-down", K1)).await.0.status, 200);
     fwd.down();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let (a, rec) = send(&l, req("pg-down", K1)).await;
+    let (a, rec) = send(&l, tenant_request("pg-down", K1)).await;
     assert_eq!((a.status.as_u16(), rec.calls()), (503, 0), "{}", a.body);
     assert_eq!(a.code(), "provider_unavailable");
     fwd.up();
     let mut recovered = false;
     for _ in 0..50 {
-        if send(&l, req("pg-down", K1)).await.0.status == 200 {
+        if send(&l, tenant_request("pg-down", K1)).await.0.status == 200 {
             recovered = true;
             break;
         }
@@ -239,9 +226,9 @@ async fn a_thousand_concurrent_first_requests_cause_one_query() {
     let provider = PostgresProvider::connect(&url, 8).unwrap();
     let counter = provider.clone();
     let svc = tower::ServiceBuilder::new()
-        .layer(layer(provider.cached(CacheOptions::default())))
+        .layer(tenant_layer(provider.cached(CacheOptions::default())))
         .service(Recorder::default().service());
-    let tasks: Vec<_> = (0..1000).map(|_| tokio::spawn(svc.clone().oneshot(req("pg-herd", K1)))).collect();
+    let tasks: Vec<_> = (0..1000).map(|_| tokio::spawn(svc.clone().oneshot(tenant_request("pg-herd", K1)))).collect();
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap().status(), 200);
     }

@@ -9,48 +9,28 @@ use axum::routing::get;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
 use tower_identity::body::RequestBody;
 use tower_identity::{
-    Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, Secret, VerifiedIdentity, sign,
+    Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, VerifiedIdentity, sign,
 };
 
-const SECRET: &str = "framework-secret-0123456789";
-
-fn secret() -> Secret {
-    Secret::text(SECRET).unwrap()
-}
+use crate::support::{
+    SECRET, Server, client, fetch, grpc_channel, health_check, listener, secret, signed_headers, spawn,
+};
 
 fn layer(mode: Mode) -> IdentityVerificationLayer {
     IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::UserId, secret()).with_id("k1"))).mode(mode)
 }
 
-async fn listener() -> (TcpListener, SocketAddr) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    (l, addr)
-}
-
-fn client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-async fn fetch(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
-    let mut b = Request::get(format!("http://{addr}{path}"));
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let res = client().request(b.body(Full::new(Bytes::new())).unwrap()).await.unwrap();
-    let status = res.status();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(body.to_vec()).unwrap())
+/// The status and body of a GET of `path` on `addr`.
+async fn visit(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+    let a = fetch(crate::support::get(&format!("http://{addr}{path}"), headers)).await;
+    (a.status, a.body)
 }
 
 fn signed(user: &str) -> [(&'static str, String); 2] {
-    [("x-user-id", user.to_owned()), ("x-identity-signature", sign::hmac(&secret(), user))]
+    signed_headers(SECRET, user)
 }
 
 async fn me(identity: VerifiedIdentity) -> String {
@@ -72,36 +52,36 @@ async fn axum_route_layer_and_extractors() {
         .merge(Router::new().route("/maybe", get(maybe)).route_layer(layer(Mode::Optional)))
         .merge(Router::new().route("/report", get(me)).route_layer(layer(Mode::ReportOnly)))
         .route("/unprotected", get(me));
-    let (l, addr) = listener().await;
-    let server = tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let server = Server::axum(app, Default::default()).await;
+    let addr = server.addr;
 
     let h = signed("42");
     let headers: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    assert_eq!(fetch(addr, "/me", &headers).await, (StatusCode::OK, "verified 42 with k1".into()));
-    let (status, body) = fetch(addr, "/me", &[("x-user-id", "42"), ("x-identity-signature", &"0".repeat(64))]).await;
+    assert_eq!(visit(addr, "/me", &headers).await, (StatusCode::OK, "verified 42 with k1".into()));
+    let (status, body) = visit(addr, "/me", &[("x-user-id", "42"), ("x-identity-signature", &"0".repeat(64))]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("signature_invalid"), "{body}");
-    let (status, body) = fetch(addr, "/me", &[("x-user-id", "42")]).await;
+    let (status, body) = visit(addr, "/me", &[("x-user-id", "42")]).await;
     assert_eq!((status, body.contains("credential_missing")), (StatusCode::UNAUTHORIZED, true));
 
     // Option<VerifiedIdentity> serves anonymous and verified visitors.
-    assert_eq!(fetch(addr, "/maybe", &headers).await, (StatusCode::OK, "hello 42".into()));
-    assert_eq!(fetch(addr, "/maybe", &[]).await, (StatusCode::OK, "hello stranger (anonymous)".into()));
-    let (status, _) = fetch(addr, "/maybe", &[("x-user-id", "42"), ("x-identity-signature", &"0".repeat(64))]).await;
+    assert_eq!(visit(addr, "/maybe", &headers).await, (StatusCode::OK, "hello 42".into()));
+    assert_eq!(visit(addr, "/maybe", &[]).await, (StatusCode::OK, "hello stranger (anonymous)".into()));
+    let (status, _) = visit(addr, "/maybe", &[("x-user-id", "42"), ("x-identity-signature", &"0".repeat(64))]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Report-only lets a bad credential through, but a handler demanding a
     // verified identity still refuses it.
     let (status, body) =
-        fetch(addr, "/report", &[("x-user-id", "42"), ("x-identity-signature", &"0".repeat(64))]).await;
+        visit(addr, "/report", &[("x-user-id", "42"), ("x-identity-signature", &"0".repeat(64))]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("credential_missing"), "{body}");
 
     // A handler asking for the identity on a route without the layer: 500 naming the layer.
-    let (status, body) = fetch(addr, "/unprotected", &headers).await;
+    let (status, body) = visit(addr, "/unprotected", &headers).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(body.contains("IdentityVerificationLayer"), "{body}");
-    server.abort();
+    drop(server);
 }
 
 mod grpc {
@@ -140,7 +120,7 @@ mod grpc {
     #[tokio::test]
     async fn tonic_server_layer() {
         let (l, addr) = listener().await;
-        let server = tokio::spawn(async move {
+        let server = spawn(async move {
             tonic::transport::Server::builder()
                 .layer(layer(Mode::Required))
                 .add_service(HealthServer::new(WhoAmI))
@@ -148,25 +128,19 @@ mod grpc {
                 .await
                 .unwrap()
         });
-        let channel =
-            tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-        let mut client = HealthClient::new(channel);
+        let mut client = HealthClient::new(grpc_channel(addr).await);
 
         let err = client.check(HealthCheckRequest { service: "42".into() }).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
 
-        let mut req = GrpcRequest::new(HealthCheckRequest { service: "42".into() });
-        req.metadata_mut().insert("x-user-id", "42".parse().unwrap());
-        req.metadata_mut().insert("x-identity-signature", "0".repeat(64).parse().unwrap());
+        let req = health_check("42", &[("x-user-id", "42"), ("x-identity-signature", &"0".repeat(64))]);
         let err = client.check(req).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
 
-        let mut req = GrpcRequest::new(HealthCheckRequest { service: "42".into() });
-        req.metadata_mut().insert("x-user-id", "42".parse().unwrap());
-        req.metadata_mut().insert("x-identity-signature", sign::hmac(&secret(), "42").parse().unwrap());
+        let req = health_check("42", &[("x-user-id", "42"), ("x-identity-signature", &sign::hmac(&secret(), "42"))]);
         let res = client.check(req).await.unwrap();
         assert_eq!(res.get_ref().status, ServingStatus::Serving as i32);
-        server.abort();
+        drop(server);
     }
 
     /// With the `tonic` feature, one service can be wrapped and given to
@@ -176,23 +150,19 @@ mod grpc {
     async fn tonic_add_service_with_one_layered_service() {
         use tower::Layer;
         let (l, addr) = listener().await;
-        let server = tokio::spawn(async move {
+        let server = spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(layer(Mode::Required).layer(HealthServer::new(WhoAmI)))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l))
                 .await
                 .unwrap()
         });
-        let channel =
-            tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-        let mut client = HealthClient::new(channel);
+        let mut client = HealthClient::new(grpc_channel(addr).await);
         let err = client.check(HealthCheckRequest { service: "7".into() }).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
-        let mut req = GrpcRequest::new(HealthCheckRequest { service: "7".into() });
-        req.metadata_mut().insert("x-user-id", "7".parse().unwrap());
-        req.metadata_mut().insert("x-identity-signature", sign::hmac(&secret(), "7").parse().unwrap());
+        let req = health_check("7", &[("x-user-id", "7"), ("x-identity-signature", &sign::hmac(&secret(), "7"))]);
         assert_eq!(client.check(req).await.unwrap().get_ref().status, ServingStatus::Serving as i32);
-        server.abort();
+        drop(server);
     }
 }
 
@@ -206,7 +176,7 @@ async fn hyper_tower_to_hyper_service() {
         },
     );
     let (l, addr) = listener().await;
-    let server = tokio::spawn(async move {
+    let server = spawn(async move {
         loop {
             let (stream, _) = l.accept().await.unwrap();
             let svc = hyper_util::service::TowerToHyperService::new(svc.clone());
@@ -226,8 +196,8 @@ async fn hyper_tower_to_hyper_service() {
     let res = client().request(b.body(Full::new(Bytes::from(vec![b'x'; 100_000]))).unwrap()).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "7:100000");
-    let (status, body) = fetch(addr, "/", &[("x-user-id", "7")]).await;
+    let (status, body) = visit(addr, "/", &[("x-user-id", "7")]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("credential_missing"));
-    server.abort();
+    drop(server);
 }

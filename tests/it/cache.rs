@@ -1,23 +1,15 @@
 //! `CachingProvider`: coalescing, TTLs, negative caching, timeouts, stale
 //! serving, invalidation, and revocation seen by several layer instances.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use http::HeaderName;
-use support::*;
+use crate::support::*;
 use tower::ServiceExt;
 use tower_identity::{
-    CacheOptions, CachingProvider, Identifier, IdentityVerificationLayer, Key, KeySet, ProviderError, Role, Secret,
-    Sources, TenantPolicy, from_async_fn, sign,
+    CacheOptions, CachingProvider, Identifier, Key, KeySet, ProviderError, Secret, TenantPolicy, from_async_fn,
 };
-
-fn secret(s: &str) -> Secret {
-    Secret::text(s).unwrap()
-}
 
 /// A "database": tenants with their secrets, a lookup counter, a delay, and switches to fail or hang.
 #[derive(Clone, Default)]
@@ -49,10 +41,9 @@ impl Db {
                     return Err(ProviderError::new("connection refused"));
                 }
                 let tenants = db.tenants.read().unwrap();
-                Ok(tenants
-                    .iter()
-                    .find(|(t, _)| Some(t) == tenant.as_ref())
-                    .map(|(_, s)| TenantPolicy::new(KeySet::single(Key::hmac(Identifier::UserId, secret(s))))))
+                Ok(tenants.iter().find(|(t, _)| Some(t) == tenant.as_ref()).map(|(_, s)| {
+                    TenantPolicy::new(KeySet::single(Key::hmac(Identifier::UserId, Secret::text(s).unwrap())))
+                }))
             }
         })
     }
@@ -62,15 +53,6 @@ impl Db {
     }
 }
 
-fn layer(provider: impl tower_identity::SecretProvider) -> IdentityVerificationLayer {
-    IdentityVerificationLayer::new(provider)
-        .sources(Sources::new().header(Role::Tenant, HeaderName::from_static("x-tenant")))
-}
-
-fn req(tenant: &str, s: &str) -> http::Request<http_body_util::Full<bytes::Bytes>> {
-    get("/", &[("x-tenant", tenant), ("x-user-id", "u1"), ("x-identity-signature", &sign::hmac(&secret(s), "u1"))])
-}
-
 const ACME: &str = "acme-secret-0123456789abc";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,8 +60,8 @@ async fn a_thousand_concurrent_first_requests_make_one_lookup() {
     let db = Db::with("acme", ACME);
     let cache = CachingProvider::new(db.provider(), CacheOptions::default());
     let rec = Recorder::default();
-    let svc = tower::ServiceBuilder::new().layer(layer(cache)).service(rec.service());
-    let tasks: Vec<_> = (0..1000).map(|_| tokio::spawn(svc.clone().oneshot(req("acme", ACME)))).collect();
+    let svc = tower::ServiceBuilder::new().layer(tenant_layer(cache)).service(rec.service());
+    let tasks: Vec<_> = (0..1000).map(|_| tokio::spawn(svc.clone().oneshot(tenant_request("acme", ACME)))).collect();
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap().status(), 200);
     }
@@ -92,21 +74,21 @@ async fn a_thousand_concurrent_first_requests_make_one_lookup() {
 async fn ttl_and_negative_caching() {
     let db = Db::with("acme", ACME);
     let opts = CacheOptions::default().ttl(Duration::from_millis(300)).negative_ttl(Duration::from_millis(100));
-    let l = layer(CachingProvider::new(db.provider(), opts));
+    let l = tenant_layer(CachingProvider::new(db.provider(), opts));
     for _ in 0..5 {
-        assert_eq!(send(&l, req("acme", ACME)).await.0.status, 200);
+        assert_eq!(send(&l, tenant_request("acme", ACME)).await.0.status, 200);
     }
     assert_eq!(db.lookups(), 1, "hits are served from the cache");
     for _ in 0..5 {
-        let (a, rec) = send(&l, req("nobody", ACME)).await;
+        let (a, rec) = send(&l, tenant_request("nobody", ACME)).await;
         assert_rejected(&a, &rec, 401, "signature_invalid", &["nobody"]);
     }
     assert_eq!(db.lookups(), 2, "an unknown tenant is looked up once, then remembered");
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let _ = send(&l, req("nobody", ACME)).await;
+    let _ = send(&l, tenant_request("nobody", ACME)).await;
     assert_eq!(db.lookups(), 3, "the negative entry expired first");
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(send(&l, req("acme", ACME)).await.0.status, 200);
+    assert_eq!(send(&l, tenant_request("acme", ACME)).await.0.status, 200);
     assert_eq!(db.lookups(), 4, "the positive entry expired after its TTL");
 }
 
@@ -115,38 +97,39 @@ async fn a_hanging_provider_times_out_with_503_and_recovers() {
     let db = Db::with("acme", ACME);
     db.hang.store(true, Ordering::SeqCst);
     let timeout = Duration::from_millis(300);
-    let l = layer(CachingProvider::new(db.provider(), CacheOptions::default().lookup_timeout(timeout)));
+    let l = tenant_layer(CachingProvider::new(db.provider(), CacheOptions::default().lookup_timeout(timeout)));
     let started = Instant::now();
-    let (a, rec) = send(&l, req("acme", ACME)).await;
+    let (a, rec) = send(&l, tenant_request("acme", ACME)).await;
     let elapsed = started.elapsed();
     assert_eq!((a.status.as_u16(), rec.calls()), (503, 0));
     assert_eq!(a.headers["retry-after"], "5");
     assert!(elapsed < timeout + Duration::from_millis(100) + Duration::from_millis(20), "answered after {elapsed:?}");
     db.hang.store(false, Ordering::SeqCst);
-    assert_eq!(send(&l, req("acme", ACME)).await.0.status, 200, "the next request works");
+    assert_eq!(send(&l, tenant_request("acme", ACME)).await.0.status, 200, "the next request works");
 }
 
 #[tokio::test]
 async fn errors_fail_closed_unless_stale_serving_is_allowed() {
     let db = Db::with("acme", ACME);
     let opts = CacheOptions::default().ttl(Duration::from_millis(100));
-    let strict = layer(CachingProvider::new(db.provider(), opts.clone()));
-    let lenient = layer(CachingProvider::new(db.provider(), opts.serve_stale_for(Some(Duration::from_secs(30)))));
+    let strict = tenant_layer(CachingProvider::new(db.provider(), opts.clone()));
+    let lenient =
+        tenant_layer(CachingProvider::new(db.provider(), opts.serve_stale_for(Some(Duration::from_secs(30)))));
     for l in [&strict, &lenient] {
-        assert_eq!(send(l, req("acme", ACME)).await.0.status, 200);
+        assert_eq!(send(l, tenant_request("acme", ACME)).await.0.status, 200);
     }
     db.down.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let (a, rec) = send(&strict, req("acme", ACME)).await;
+    let (a, rec) = send(&strict, tenant_request("acme", ACME)).await;
     assert_eq!((a.status.as_u16(), rec.calls()), (503, 0));
     assert!(!a.body.contains("connection refused"));
-    let (a, _) = send(&lenient, req("acme", ACME)).await;
+    let (a, _) = send(&lenient, tenant_request("acme", ACME)).await;
     assert_eq!(a.status, 200, "the last good keys are served while the source is down");
     // A tenant never seen before still fails closed.
-    let (a, _) = send(&lenient, req("globex", ACME)).await;
+    let (a, _) = send(&lenient, tenant_request("globex", ACME)).await;
     assert_eq!(a.status, 503);
     db.down.store(false, Ordering::SeqCst);
-    assert_eq!(send(&strict, req("acme", ACME)).await.0.status, 200, "recovered");
+    assert_eq!(send(&strict, tenant_request("acme", ACME)).await.0.status, 200, "recovered");
 }
 
 #[tokio::test]
@@ -155,20 +138,20 @@ async fn revocation_is_seen_by_every_instance_within_the_ttl_or_at_once_on_inval
     let opts = CacheOptions::default().ttl(Duration::from_millis(200));
     let a = CachingProvider::new(db.provider(), opts.clone());
     let b = CachingProvider::new(db.provider(), opts);
-    let (la, lb) = (layer(a.clone()), layer(b.clone()));
-    assert_eq!(send(&la, req("acme", ACME)).await.0.status, 200);
-    assert_eq!(send(&lb, req("acme", ACME)).await.0.status, 200);
+    let (la, lb) = (tenant_layer(a.clone()), tenant_layer(b.clone()));
+    assert_eq!(send(&la, tenant_request("acme", ACME)).await.0.status, 200);
+    assert_eq!(send(&lb, tenant_request("acme", ACME)).await.0.status, 200);
     // Rotate at the source: the old secret is revoked.
     let rotated = "acme-rotated-0123456789abc";
     *db.tenants.write().unwrap() = vec![("acme".into(), rotated.into())];
     // Instance A is told at once (e.g. LISTEN/NOTIFY); B learns within its TTL.
     a.invalidate(Some("acme"));
-    assert_eq!(send(&la, req("acme", ACME)).await.0.status, 401);
-    assert_eq!(send(&la, req("acme", rotated)).await.0.status, 200);
-    assert_eq!(send(&lb, req("acme", ACME)).await.0.status, 200, "B still serves its cached keys");
+    assert_eq!(send(&la, tenant_request("acme", ACME)).await.0.status, 401);
+    assert_eq!(send(&la, tenant_request("acme", rotated)).await.0.status, 200);
+    assert_eq!(send(&lb, tenant_request("acme", ACME)).await.0.status, 200, "B still serves its cached keys");
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(send(&lb, req("acme", ACME)).await.0.status, 401, "B refuses the revoked key after the TTL");
-    assert_eq!(send(&lb, req("acme", rotated)).await.0.status, 200);
+    assert_eq!(send(&lb, tenant_request("acme", ACME)).await.0.status, 401, "B refuses the revoked key after the TTL");
+    assert_eq!(send(&lb, tenant_request("acme", rotated)).await.0.status, 200);
     b.invalidate_all();
-    assert_eq!(send(&lb, req("acme", rotated)).await.0.status, 200);
+    assert_eq!(send(&lb, tenant_request("acme", rotated)).await.0.status, 200);
 }

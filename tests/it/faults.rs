@@ -17,24 +17,20 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, Request, StatusCode};
+use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tower_identity::{
-    CacheOptions, CachingProvider, Identifier, IdentityVerificationLayer, Key, KeySet, Lookup, LookupResult,
-    ProviderError, Role, Secret, SecretProvider, Sources, TenantPolicy, VerifiedIdentity, sign,
+    CacheOptions, CachingProvider, Identifier, Key, KeySet, Lookup, LookupResult, ProviderError, SecretProvider,
+    TenantPolicy, VerifiedIdentity, sign,
 };
 
-const SECRET: &str = "faults-secret-0123456789abcdef";
+use crate::support::{Server, client, client_h2, secret, tenant_layer};
+
 const LOOKUP_TIMEOUT: Duration = Duration::from_millis(300);
 /// How much later than the deadline an answer may come.
 const SLACK: Duration = Duration::from_millis(100);
-
-fn secret() -> Secret {
-    Secret::text(SECRET).unwrap()
-}
 
 fn policy() -> TenantPolicy {
     TenantPolicy::new(KeySet::single(Key::hmac(Identifier::UserId, secret())))
@@ -116,18 +112,6 @@ impl SecretProvider for Switch {
     }
 }
 
-struct Server {
-    addr: SocketAddr,
-    calls: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// An axum app behind the layer: `/me` echoes the verified id and the request
 /// id, `/slow` does the same after 500 ms.
 async fn server(provider: impl SecretProvider) -> Server {
@@ -140,23 +124,14 @@ async fn server(provider: impl SecretProvider) -> Server {
             format!("{} {rid}", identity.id())
         }
     };
-    let layer = IdentityVerificationLayer::new(provider)
-        .sources(Sources::new().header(Role::Tenant, HeaderName::from_static("x-tenant")));
     let app = Router::new()
         .route("/me", get(echo(0, calls.clone())))
         .route("/slow", get(echo(500, calls.clone())))
-        .route_layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Server { addr, calls, task }
+        .route_layer(tenant_layer(provider));
+    Server::axum(app, calls).await
 }
 
 type TestClient = Client<HttpConnector, Empty<Bytes>>;
-
-fn client() -> TestClient {
-    Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build_http()
-}
 
 /// The outcome of one request: the status and body, or the client's error
 /// (e.g. the connection closed without a response).
@@ -359,8 +334,7 @@ async fn a_thousand_concurrent_first_requests_make_one_lookup() {
     let s = server(CountMisses { inner: cached, misses: misses.clone() }).await;
     // Over HTTP/2, 100 streams on each of 10 connections: all N requests are
     // in flight at once with 20 file descriptors, whatever `ulimit -n` is.
-    let clients: Vec<TestClient> =
-        (0..10).map(|_| Client::builder(TokioExecutor::new()).http2_only(true).build_http()).collect();
+    let clients: Vec<TestClient> = (0..10).map(|_| client_h2()).collect();
     let started = Instant::now();
     let tasks: Vec<_> = (0..N)
         .map(|i| {

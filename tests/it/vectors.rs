@@ -10,31 +10,17 @@
 //! - `wycheproof_hmac_sha256`: Project Wycheproof's HMAC-SHA256 `MacTest`s,
 //!   run through a verifier that only accepts full 32-byte tags.
 
-mod support;
-
+use crate::support::data;
 use hmac::{KeyInit, Mac};
 use serde::Deserialize;
-use support::read_checked;
 use tower_identity::{
     Claim, Failure, Identifier, Key, KeySet, Malformed, Scheme, Secret, SecretEncoding, VerifyOptions, sign, verify,
 };
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-const SEED_VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/seed_vectors.json");
-const SEED_VECTORS_SHA256: &str = "32c4946cb87359e7c9c33861e3ea70d3237259fa59cebddde41a7a7188b4481f";
-
-const WYCHEPROOF_HMAC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/wycheproof/hmac_sha256_test.json");
-const WYCHEPROOF_HMAC_SHA256: &str = "2d201cfa61d1bf95e6f5d07d96634b4a348b31e8eaa277ad7c8d09677b7a743f";
-
-const WYCHEPROOF_JWS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/wycheproof/json_web_signature_test.json");
-const WYCHEPROOF_JWS_SHA256: &str = "8e687a06fe8359f4ec51480f1a9f73c8faebd6f4c01b818b843b44eee54fd5d9";
-
-const WYCHEPROOF_LICENSE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/wycheproof/LICENSE");
-const WYCHEPROOF_LICENSE_SHA256: &str = "58d1e17ffe5109a7ae296caafcadfdbe6a7d176f0bc4ab01e12a689b0499d8bd";
-
 /// The verification time used when a vector carries no timestamp (2026-01-01T00:00:00Z).
-const DEFAULT_NOW: u64 = 1_767_225_600;
+const DEFAULT_NOW: u64 = crate::support::NOW;
 
 /// The full HMAC-SHA256 tag, computed with the `hmac` crate directly (the reference).
 fn reference_tag(key: &[u8], msg: &[u8]) -> [u8; 32] {
@@ -100,8 +86,7 @@ struct SeedHmac {
 
 #[test]
 fn seed_hmac_vectors() {
-    let file: SeedFile =
-        serde_json::from_slice(&read_checked(SEED_VECTORS, SEED_VECTORS_SHA256)).expect("seed_vectors.json parses");
+    let file: SeedFile = serde_json::from_slice(&data::SEED_VECTORS.read()).expect("seed_vectors.json parses");
     let opts = VerifyOptions::default();
     let (mut ran, mut valid, mut rejected) = (0usize, 0usize, 0usize);
 
@@ -410,8 +395,8 @@ fn full_tag_verifier(key: &[u8], msg: &[u8], tag: &[u8], label: &str) -> (bool, 
 
 #[test]
 fn wycheproof_hmac_sha256() {
-    let file: MacTestFile = serde_json::from_slice(&read_checked(WYCHEPROOF_HMAC, WYCHEPROOF_HMAC_SHA256))
-        .expect("hmac_sha256_test.json parses");
+    let file: MacTestFile =
+        serde_json::from_slice(&data::WYCHEPROOF_HMAC.read()).expect("hmac_sha256_test.json parses");
     assert_eq!(file.algorithm, "HMACSHA256");
 
     let (mut total, mut accepted) = (0usize, 0usize);
@@ -507,12 +492,7 @@ fn wycheproof_hmac_sha256() {
 /// All copied data files, including those no test above parses, are intact.
 #[test]
 fn data_files_are_byte_identical_copies() {
-    for (path, sha) in [
-        (SEED_VECTORS, SEED_VECTORS_SHA256),
-        (WYCHEPROOF_HMAC, WYCHEPROOF_HMAC_SHA256),
-        (WYCHEPROOF_JWS, WYCHEPROOF_JWS_SHA256),
-        (WYCHEPROOF_LICENSE, WYCHEPROOF_LICENSE_SHA256),
-    ] {
-        assert!(!read_checked(path, sha).is_empty(), "{path} is empty");
+    for file in data::ALL {
+        assert!(!file.read().is_empty(), "{} is empty", file.path);
     }
 }
