@@ -16,7 +16,8 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 
 use crate::identity::{IdentityOutcome, VerifiedIdentity};
-use crate::reject::{ErrorCode, Rejection};
+use crate::code::ErrorCode;
+use crate::layer::Rejection;
 
 /// Why an identity extractor refused a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

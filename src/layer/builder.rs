@@ -1,4 +1,4 @@
-//! The tower [`Layer`]: configuration and builder.
+//! [`IdentityVerificationLayer`]: the builder.
 
 use std::fmt;
 use std::sync::Arc;
@@ -6,41 +6,25 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::config::Config;
+use super::forward::ForwardHeaders;
+use super::reject::{DefaultResponder, Responder};
+use super::service::IdentityVerification;
 use crate::clock::{Clock, SystemClock};
-use crate::extract::Sources;
-use crate::forward::ForwardHeaders;
+use crate::extract::{RequestHead, Sources};
 use crate::mode::Mode;
 use crate::provider::SecretProvider;
-use crate::reject::{DefaultResponder, RequestHead, RequestPredicate, Responder};
-use crate::service::IdentityVerification;
 use crate::verify::VerifyOptions;
 
 /// Shortest secret accepted by default, in bytes.
 pub const DEFAULT_MIN_SECRET_LEN: usize = 16;
 
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) provider: Arc<dyn SecretProvider>,
-    pub(crate) mode: Mode,
-    pub(crate) sources: Sources,
-    pub(crate) options: VerifyOptions,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) responder: Arc<dyn Responder>,
-    pub(crate) min_secret_len: usize,
-    pub(crate) forward: Option<ForwardHeaders>,
-    pub(crate) strip_credentials: bool,
-    pub(crate) log_identifiers: bool,
-    pub(crate) bypass: Option<RequestPredicate>,
-    /// Metric handles registered on first use (feature `metrics`).
-    pub(crate) metrics: crate::metrics::Handles,
-}
-
 /// A tower layer that verifies signed identities before requests reach the
 /// inner service.
 ///
-/// On success the request carries a [`VerifiedIdentity`](crate::VerifiedIdentity)
-/// in its extensions (an [`IdentityOutcome`](crate::IdentityOutcome) when it
-/// passes unverified, see [`IdentityOutcome::from_extensions`](crate::IdentityOutcome::from_extensions)); on
+/// On success the request carries a [`VerifiedIdentity`](crate::identity::VerifiedIdentity)
+/// in its extensions (an [`IdentityOutcome`](crate::identity::IdentityOutcome) when it
+/// passes unverified, see [`IdentityOutcome::from_extensions`](crate::identity::IdentityOutcome::from_extensions)); on
 /// rejection the layer answers itself (401, or a gRPC status for gRPC
 /// requests) and the inner service is never called.
 ///
@@ -54,6 +38,7 @@ pub(crate) struct Config {
 /// # let _ = layer;
 /// ```
 #[derive(Clone)]
+#[must_use]
 pub struct IdentityVerificationLayer {
     config: Arc<Config>,
 }
@@ -85,50 +70,61 @@ impl IdentityVerificationLayer {
     }
 
     /// Sets the mode (tenants may override it through their policy).
+    #[must_use]
     pub fn mode(mut self, mode: Mode) -> Self {
         self.config_mut().mode = mode;
         self
     }
 
     /// Sets where claims are read from.
+    #[must_use]
     pub fn sources(mut self, sources: Sources) -> Self {
         self.config_mut().sources = sources;
         self
     }
 
     /// Sets the verification limits.
+    #[must_use]
     pub fn verify_options(mut self, options: VerifyOptions) -> Self {
         self.config_mut().options = options;
         self
     }
 
     /// Oldest accepted timestamped signature (default one hour).
+    #[must_use]
     pub fn max_age(mut self, max_age: Duration) -> Self {
-        self.config_mut().options.max_age = max_age.as_secs();
+        let options = &mut self.config_mut().options;
+        *options = options.clone().max_age(max_age.as_secs());
         self
     }
 
     /// Accepted clock skew for timestamps in the future (default 60 s).
+    #[must_use]
     pub fn future_skew(mut self, skew: Duration) -> Self {
-        self.config_mut().options.future_skew = skew.as_secs();
+        let options = &mut self.config_mut().options;
+        *options = options.clone().future_skew(skew.as_secs());
         self
     }
 
     /// Longest accepted identifier in bytes (default 256).
+    #[must_use]
     pub fn max_identifier_len(mut self, len: usize) -> Self {
-        self.config_mut().options.max_identifier_len = len;
+        let options = &mut self.config_mut().options;
+        *options = options.clone().max_identifier_len(len);
         self
     }
 
     /// Shortest secret accepted from the provider, in bytes (default 16). A
     /// tenant whose key set holds a shorter secret is answered 500
     /// `misconfigured` and logged; the secret is never used to verify.
+    #[must_use]
     pub fn min_secret_len(mut self, len: usize) -> Self {
         self.config_mut().min_secret_len = len.max(1);
         self
     }
 
     /// Replaces the clock (for tests, or a coarse cached clock).
+    #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.config_mut().clock = Arc::new(clock);
         self
@@ -137,6 +133,7 @@ impl IdentityVerificationLayer {
     /// Forwards the verified identity to the inner service (an upstream) as
     /// headers, after deleting every client-sent copy of those headers in
     /// every spelling. For proxies; see [`ForwardHeaders`].
+    #[must_use]
     pub fn forward_identity_headers(mut self, headers: ForwardHeaders) -> Self {
         self.config_mut().forward = Some(headers);
         self
@@ -147,6 +144,7 @@ impl IdentityVerificationLayer {
     /// source) and the claimed identifiers (user id, email, visitor id), so
     /// the upstream sees only what the layer proved. Off by default; when
     /// kept, credential headers are marked sensitive.
+    #[must_use]
     pub fn strip_credentials(mut self, strip: bool) -> Self {
         self.config_mut().strip_credentials = strip;
         self
@@ -155,6 +153,7 @@ impl IdentityVerificationLayer {
     /// Includes the verified identifier in the `debug` verdict events. Off by
     /// default: identifiers are personal data. Secrets, signatures and tokens
     /// are never logged.
+    #[must_use]
     pub fn log_identifiers(mut self, log: bool) -> Self {
         self.config_mut().log_identifiers = log;
         self
@@ -172,12 +171,14 @@ impl IdentityVerificationLayer {
     ///     .bypass(|req| req.uri.path().starts_with("/grpc.health.v1.Health/"));
     /// # let _ = layer;
     /// ```
+    #[must_use]
     pub fn bypass(mut self, predicate: impl Fn(&RequestHead<'_>) -> bool + Send + Sync + 'static) -> Self {
         self.config_mut().bypass = Some(Arc::new(predicate));
         self
     }
 
     /// Replaces the responder that builds rejection responses.
+    #[must_use]
     pub fn responder(mut self, responder: impl Responder) -> Self {
         self.config_mut().responder = Arc::new(responder);
         self

@@ -1,9 +1,10 @@
-//! Strict HS256 JWT verification and signing (feature `jwt`).
+//! Strict HS256 JWT verification (feature `jwt`); tokens are minted by
+//! [`sign::jwt`](crate::sign::jwt).
 //!
 //! Built on the crate's own HMAC-SHA256 instead of a general JWT library: the
 //! only algorithm is HS256, so there is no algorithm negotiation to get
-//! wrong, the signature is checked before the payload is parsed, and the
-//! verification costs one HMAC plus two small JSON parses.
+//! wrong, the signature is checked before the payload is parsed, and
+//! verification is one HMAC plus two small JSON parses.
 //!
 //! Rules: compact serialization only; strict base64url without padding
 //! (canonical trailing bits); header `alg` exactly `HS256`; `crit`, `jwk`,
@@ -16,37 +17,34 @@
 //! honoured; `aud` checked when the key set has an audience (a string, or an
 //! array of exactly one string).
 
-use std::borrow::Cow;
-use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use hmac::{KeyInit, Mac};
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use hmac::Mac;
 
-use crate::identity::IdStr;
-use crate::json_key::JsonKey;
-use crate::key::{HmacSha256, Identifier, Key, KeySet, Scheme};
-use crate::secret::Secret;
-use crate::verify::{Failure, Malformed};
+use super::strict_json::{Fields, Scalar};
+use super::{Failure, Malformed};
+use crate::claim::IdStr;
+pub use crate::identity::SignedClaims;
+use crate::key::{Identifier, Key, KeySet, Scheme};
 
 /// JWT limits.
+///
+/// ```
+/// use tower_identity::verify::JwtOptions;
+///
+/// let options = JwtOptions::default().max_lifetime(300).require_iat(true);
+/// assert_eq!(options.get_max_lifetime(), 300);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct JwtOptions {
-    /// Longest accepted token, in bytes, checked before decoding. Default 8192.
-    pub max_token_len: usize,
-    /// Longest accepted lifetime in seconds (`exp - iat`, or `exp - now`
-    /// when the token has no `iat`). Default 900 (15 minutes).
-    pub max_lifetime: u64,
-    /// Clock leeway in seconds for `exp`, `nbf` and `iat`. Default 0.
-    pub leeway: u64,
-    /// Refuse tokens without `iat`. Default `false`: npm `jsonwebtoken` with
-    /// `noTimestamp` and other signers omit it, and the lifetime bound then
-    /// applies from now.
-    pub require_iat: bool,
+    max_token_len: usize,
+    max_lifetime: u64,
+    leeway: u64,
+    require_iat: bool,
 }
 
 impl Default for JwtOptions {
@@ -55,263 +53,56 @@ impl Default for JwtOptions {
     }
 }
 
-/// The claims a verified token carries, all of them, kept apart from
-/// unsigned metadata.
-///
-/// Verification reads only the claims it checks, in one pass over the
-/// payload; the full claim set is parsed on first use (once per request, and
-/// only by handlers that ask).
-#[derive(Clone)]
-pub struct SignedClaims {
-    /// The decoded payload, already checked to be a JSON object without duplicate keys.
-    payload: Bytes,
-    parsed: OnceLock<Map<String, Value>>,
-}
-
-impl PartialEq for SignedClaims {
-    fn eq(&self, other: &Self) -> bool {
-        self.payload == other.payload
-    }
-}
-impl Eq for SignedClaims {}
-
-impl SignedClaims {
-    fn new(payload: Bytes) -> SignedClaims {
-        SignedClaims { payload, parsed: OnceLock::new() }
+impl JwtOptions {
+    /// Longest accepted token, in bytes, checked before decoding. Default 8192.
+    #[must_use]
+    pub fn max_token_len(mut self, len: usize) -> Self {
+        self.max_token_len = len;
+        self
     }
 
-    fn map(&self) -> &Map<String, Value> {
-        // Checked during verification: a JSON object, so this cannot fail.
-        self.parsed.get_or_init(|| serde_json::from_slice(&self.payload).unwrap_or_default())
+    /// Longest accepted lifetime in seconds (`exp - iat`, or `exp - now`
+    /// when the token has no `iat`). Default 900 (15 minutes).
+    #[must_use]
+    pub fn max_lifetime(mut self, secs: u64) -> Self {
+        self.max_lifetime = secs;
+        self
     }
 
-    /// A claim by name.
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.map().get(name)
+    /// Clock leeway in seconds for `exp`, `nbf` and `iat`. Default 0.
+    #[must_use]
+    pub fn leeway(mut self, secs: u64) -> Self {
+        self.leeway = secs;
+        self
     }
 
-    /// A string claim by name.
-    pub fn get_str(&self, name: &str) -> Option<&str> {
-        self.get(name).and_then(Value::as_str)
+    /// Refuse tokens without `iat`. Default `false`: npm `jsonwebtoken` with
+    /// `noTimestamp` and other signers omit it, and the lifetime bound then
+    /// applies from now.
+    #[must_use]
+    pub fn require_iat(mut self, require: bool) -> Self {
+        self.require_iat = require;
+        self
     }
 
-    /// `name`
-    pub fn name(&self) -> Option<&str> {
-        self.get_str("name")
+    /// The longest accepted token, in bytes.
+    pub fn get_max_token_len(&self) -> usize {
+        self.max_token_len
     }
 
-    /// `account_id`
-    pub fn account_id(&self) -> Option<&str> {
-        self.get_str("account_id")
+    /// The longest accepted lifetime, in seconds.
+    pub fn get_max_lifetime(&self) -> u64 {
+        self.max_lifetime
     }
 
-    /// `account_external_id`
-    pub fn account_external_id(&self) -> Option<&str> {
-        self.get_str("account_external_id")
+    /// The clock leeway, in seconds.
+    pub fn get_leeway(&self) -> u64 {
+        self.leeway
     }
 
-    /// `contact_id`
-    pub fn contact_id(&self) -> Option<&str> {
-        self.get_str("contact_id")
-    }
-
-    /// `contact_external_id`
-    pub fn contact_external_id(&self) -> Option<&str> {
-        self.get_str("contact_external_id")
-    }
-
-    /// All claims.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.map().iter().map(|(k, v)| (k.as_str(), v))
-    }
-}
-
-impl fmt::Debug for SignedClaims {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.map().iter()).finish()
-    }
-}
-
-/// A JSON value as the verifier needs it: a string (borrowed from the
-/// decoded bytes when it has no escapes), a non-negative integer, an array of
-/// exactly one string (`aud`), or anything else, checked but not kept.
-enum Scalar<'de> {
-    Str(Cow<'de, str>),
-    U64(u64),
-    OneStrList(Cow<'de, str>),
-    Other,
-}
-
-impl<'de> Scalar<'de> {
-    fn as_str(&self) -> Option<&str> {
-        match self {
-            Scalar::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-}
-
-/// Visits a JSON value strictly: duplicate object keys are refused at every
-/// level. `keep` decides whether strings and integers are kept (`Scalar`) or
-/// only checked (`Scalar::Other`).
-struct Strict {
-    keep: bool,
-}
-
-impl<'de> DeserializeSeed<'de> for Strict {
-    type Value = Scalar<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Scalar<'de>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Strict {
-    type Value = Scalar<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Other)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Scalar<'de>, E> {
-        // serde_json calls this for negative integers only.
-        Ok(Scalar::Other)
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Scalar<'de>, E> {
-        Ok(if self.keep { Scalar::U64(v) } else { Scalar::Other })
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Other)
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Scalar<'de>, E> {
-        Ok(if self.keep { Scalar::Str(Cow::Borrowed(v)) } else { Scalar::Other })
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Scalar<'de>, E> {
-        Ok(if self.keep { Scalar::Str(Cow::Owned(v.to_owned())) } else { Scalar::Other })
-    }
-    fn visit_unit<E>(self) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Other)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar<'de>, A::Error> {
-        let mut items = 0;
-        let mut only = None;
-        while let Some(item) = seq.next_element_seed(Strict { keep: self.keep && items == 0 })? {
-            items += 1;
-            only = Some(item);
-        }
-        Ok(match only {
-            Some(Scalar::Str(s)) if items == 1 => Scalar::OneStrList(s),
-            _ => Scalar::Other,
-        })
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar<'de>, A::Error> {
-        let mut seen: Vec<Cow<'de, str>> = Vec::new();
-        while let Some(JsonKey(key)) = map.next_key()? {
-            if seen.contains(&key) {
-                return Err(de::Error::custom("duplicate key"));
-            }
-            if seen.len() == MAX_KEYS {
-                return Err(de::Error::custom("too many keys"));
-            }
-            map.next_value_seed(Strict { keep: false })?;
-            seen.push(key);
-        }
-        Ok(Scalar::Other)
-    }
-}
-
-/// Most keys one JSON object in a token may have besides the ones the
-/// verifier reads. The duplicate check compares each key with the ones before
-/// it, and a header is parsed before its MAC is checked: a bound keeps a
-/// forged token of `max_token_len` bytes from costing quadratic time.
-const MAX_KEYS: usize = 64;
-
-/// One pass over a JSON object (the header or the payload), keeping the
-/// values of the `N` names the verifier reads and checking the rest: no
-/// duplicate key at any level, valid JSON, nothing after the object.
-struct Fields<'de, const N: usize> {
-    /// The slot of a name the verifier reads (a `match`: no string compare loop).
-    index: fn(&str) -> Option<usize>,
-    values: [Option<Scalar<'de>>; N],
-}
-
-impl<'de, const N: usize> Fields<'de, N> {
-    fn new(index: fn(&str) -> Option<usize>) -> Self {
-        Fields { index, values: [const { None }; N] }
-    }
-
-    /// Reads `json` into these (empty) fields, in place: the fields are a
-    /// few hundred bytes, not worth returning by value.
-    fn read(&mut self, json: &'de [u8]) -> Result<(), Failure> {
-        let mut de = serde_json::Deserializer::from_slice(json);
-        self.deserialize(&mut de).and_then(|()| de.end()).map_err(|_| Failure::Malformed(Malformed::Token))
-    }
-
-    #[cfg(test)]
-    fn parse(index: fn(&str) -> Option<usize>, json: &'de [u8]) -> Result<Self, Failure> {
-        let mut fields = Fields::new(index);
-        fields.read(json).map(|()| fields)
-    }
-
-    fn get(&self, name: &str) -> Option<&Scalar<'de>> {
-        self.values.get((self.index)(name)?)?.as_ref()
-    }
-
-    /// A non-negative integer claim; any other type is malformed.
-    fn numeric(&self, name: &str) -> Result<Option<u64>, Failure> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Scalar::U64(v)) => Ok(Some(*v)),
-            Some(_) => Err(Failure::Malformed(Malformed::Token)),
-        }
-    }
-
-    /// A string claim; any other type is malformed.
-    fn string(&self, name: &str) -> Result<Option<&str>, Failure> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Scalar::Str(s)) => Ok(Some(s)),
-            Some(_) => Err(Failure::Malformed(Malformed::Token)),
-        }
-    }
-}
-
-impl<'de, const N: usize> DeserializeSeed<'de> for &mut Fields<'de, N> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de, const N: usize> Visitor<'de> for &mut Fields<'de, N> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        // Keys the verifier does not read, for the duplicate check.
-        let mut others: Vec<Cow<'de, str>> = Vec::new();
-        while let Some(JsonKey(key)) = map.next_key()? {
-            match (self.index)(&key).filter(|&i| i < N) {
-                Some(i) => {
-                    if self.values[i].is_some() {
-                        return Err(de::Error::custom("duplicate key"));
-                    }
-                    self.values[i] = Some(map.next_value_seed(Strict { keep: true })?);
-                }
-                None => {
-                    if others.contains(&key) {
-                        return Err(de::Error::custom("duplicate key"));
-                    }
-                    if others.len() == MAX_KEYS {
-                        return Err(de::Error::custom("too many keys"));
-                    }
-                    map.next_value_seed(Strict { keep: false })?;
-                    others.push(key);
-                }
-            }
-        }
-        Ok(())
+    /// Whether tokens without `iat` are refused.
+    pub fn get_require_iat(&self) -> bool {
+        self.require_iat
     }
 }
 
@@ -367,12 +158,13 @@ pub(crate) struct VerifiedToken {
 /// claim set.
 ///
 /// ```
-/// use tower_identity::{jwt, Key, KeySet, Secret};
+/// use tower_identity::verify::jwt::{self, JwtOptions};
+/// use tower_identity::{sign, Key, KeySet, Secret};
 ///
 /// let secret = Secret::text("jwt-secret-shown-once-in-the-dashboard").unwrap();
-/// let token = jwt::token(&secret, "app_1", "jane@example.com", None, 1_767_225_600, 600, []);
+/// let token = sign::jwt_token(&secret, "app_1", "jane@example.com", None, 1_767_225_600, 600, []);
 /// let keys = KeySet::single(Key::jwt(secret));
-/// let (_key, payload) = jwt::verify_jws(&token, &keys, 1_767_225_600, &jwt::JwtOptions::default()).unwrap();
+/// let (_key, payload) = jwt::verify_jws(&token, &keys, 1_767_225_600, &JwtOptions::default()).unwrap();
 /// assert!(payload.starts_with(b"{"));
 /// ```
 pub fn verify_jws<'k>(
@@ -513,7 +305,7 @@ pub(crate) fn verify_token(token: &[u8], keys: &KeySet, now: u64, opts: &JwtOpti
 }
 
 impl VerifiedToken {
-    /// The primary identifier: the email (seed 002), else the user id, else the visitor id.
+    /// The primary identifier: the email, else the user id, else the visitor id.
     pub(crate) fn subject(&self) -> Identifier {
         if self.email.is_some() {
             Identifier::Email
@@ -525,62 +317,10 @@ impl VerifiedToken {
     }
 }
 
-/// Mints an HS256 token with `claims` (a JSON object) and an optional `kid`.
-///
-/// The caller sets `exp` (and `iat`); [`token`] does it for you.
-pub fn encode(secret: &Secret, kid: Option<&str>, claims: &serde_json::Map<String, Value>) -> String {
-    let mut header = serde_json::Map::new();
-    header.insert("alg".into(), "HS256".into());
-    header.insert("typ".into(), "JWT".into());
-    if let Some(kid) = kid {
-        header.insert("kid".into(), kid.into());
-    }
-    let h64 = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("a JSON map serializes"));
-    let p64 = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("a JSON map serializes"));
-    let signing_input = format!("{h64}.{p64}");
-    let mut mac = HmacSha256::new_from_slice(secret.expose()).expect("HMAC accepts keys of any length");
-    mac.update(signing_input.as_bytes());
-    let s64 = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    format!("{signing_input}.{s64}")
-}
-
-/// Mints the short-lived token seed 002 describes: `email`, optional `name`,
-/// `aud` (the app id), `iat` = `now` and `exp` = `now + lifetime_secs`, plus
-/// any `extra` claims (`account_id`, `sub`, …).
-///
-/// ```
-/// use tower_identity::{jwt, Secret};
-///
-/// let secret = Secret::text("jwt-secret-shown-once-in-the-dashboard").unwrap();
-/// let token = jwt::token(&secret, "app_3b1d9e", "jane@example.com", Some("Jane Doe"), 1_767_225_600, 600, []);
-/// assert_eq!(token.split('.').count(), 3);
-/// ```
-pub fn token<'a>(
-    secret: &Secret,
-    app_id: &str,
-    email: &str,
-    name: Option<&str>,
-    now: u64,
-    lifetime_secs: u64,
-    extra: impl IntoIterator<Item = (&'a str, Value)>,
-) -> String {
-    let mut claims = serde_json::Map::new();
-    claims.insert("email".into(), email.into());
-    if let Some(name) = name {
-        claims.insert("name".into(), name.into());
-    }
-    claims.insert("aud".into(), app_id.into());
-    claims.insert("iat".into(), now.into());
-    claims.insert("exp".into(), now.saturating_add(lifetime_secs).into());
-    for (k, v) in extra {
-        claims.insert(k.into(), v);
-    }
-    encode(secret, None, &claims)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify::strict_json::MAX_KEYS;
 
     #[test]
     fn strict_object_refuses_duplicates() {
