@@ -15,8 +15,8 @@ use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 
-use crate::identity::{IdentityOutcome, VerifiedIdentity};
 use crate::code::ErrorCode;
+use crate::identity::{IdentityOutcome, VerifiedIdentity};
 use crate::layer::Rejection;
 
 /// Why an identity extractor refused a request.

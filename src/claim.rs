@@ -139,7 +139,6 @@ impl Claim {
         self.signature.is_some() || self.token.is_some()
     }
 
-
     /// A copy of the values an identity may keep (not the credential).
     pub(crate) fn clone_values(&self) -> Claim {
         Claim {

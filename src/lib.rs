@@ -120,13 +120,13 @@ pub use mode::Mode;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use provider::postgres;
-#[cfg(feature = "cache")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
-pub use provider::{CacheOptions, CachingProvider};
 pub use provider::{
     AsyncFnProvider, HotSwap, Lookup, LookupFuture, LookupResult, ProviderError, SecretProvider, TenantMap,
     TenantPolicy, from_async_fn,
 };
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use provider::{CacheOptions, CachingProvider};
 pub use secret::{Secret, SecretEncoding, SecretError};
 pub use verify::{Failure, Malformed, VerifyOptions, verify};
 

@@ -47,7 +47,12 @@ pub(crate) enum Collected {
 
 impl Collect {
     /// Reads frames until the body ends, fails or passes `limit`.
-    pub(crate) fn poll<B: Body>(&mut self, mut body: Pin<&mut B>, limit: usize, cx: &mut Context<'_>) -> Poll<Collected> {
+    pub(crate) fn poll<B: Body>(
+        &mut self,
+        mut body: Pin<&mut B>,
+        limit: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<Collected> {
         loop {
             match ready!(body.as_mut().poll_frame(cx)) {
                 None => {

@@ -27,4 +27,3 @@ pub(crate) struct Config {
     /// Metric handles registered on first use (feature `metrics`).
     pub(crate) metrics: crate::metrics::Handles,
 }
-

@@ -148,7 +148,11 @@ where
     let body = match collected {
         Collected::Failed => {
             tracing::debug!("identity: the request body failed while being read");
-            return Poll::Ready(State::done(reject(&config, &RequestHead::of_parts(&parts), ErrorCode::BodyUnreadable)));
+            return Poll::Ready(State::done(reject(
+                &config,
+                &RequestHead::of_parts(&parts),
+                ErrorCode::BodyUnreadable,
+            )));
         }
         Collected::OverLimit(read) => {
             extracted.fail(Failure::BodyTooLarge);

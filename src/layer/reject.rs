@@ -4,8 +4,8 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
-use crate::extract::RequestHead;
 use crate::code::ErrorCode;
+use crate::extract::RequestHead;
 
 /// A request the layer refuses. The inner service is not called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

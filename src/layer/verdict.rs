@@ -101,9 +101,7 @@ fn judge(config: &Config, extracted: &mut Extracted, lookup: LookupResult) -> (V
 fn by_mode(mode: Mode, failure: Failure) -> Verdict {
     match failure {
         Failure::Missing if mode != Mode::Required => Verdict::Anonymous,
-        failure if mode == Mode::ReportOnly => {
-            Verdict::Unverified(UnverifiedReason::WouldReject(failure.code()))
-        }
+        failure if mode == Mode::ReportOnly => Verdict::Unverified(UnverifiedReason::WouldReject(failure.code())),
         failure => Verdict::Reject(failure.code()),
     }
 }

@@ -24,8 +24,8 @@ pub(crate) mod strict_json;
 
 use std::fmt;
 
-pub use crate::code::ErrorCode;
 use crate::claim::{Claim, IdStr, Role};
+pub use crate::code::ErrorCode;
 use crate::identity::{Unsigned, VerifiedIdentity};
 use crate::key::{Identifier, KeySet, Scheme};
 #[cfg(feature = "jwt")]
@@ -262,7 +262,6 @@ pub(crate) fn check(claim: &Claim, keys: &KeySet, now: u64, opts: &VerifyOptions
         (None, Some(_)) => Err(Failure::Invalid),
     }
 }
-
 
 /// What a valid credential proved; turned into a [`VerifiedIdentity`] with
 /// the claim's values once verification is over.
