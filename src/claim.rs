@@ -93,42 +93,50 @@ impl Claim {
         Claim::default()
     }
     /// Sets the tenant.
+    #[must_use]
     pub fn tenant(mut self, v: impl Into<IdStr>) -> Claim {
         self.tenant = Some(v.into());
         self
     }
     /// Sets the user id.
+    #[must_use]
     pub fn user_id(mut self, v: impl Into<IdStr>) -> Claim {
         self.user_id = Some(v.into());
         self
     }
     /// Sets the email.
+    #[must_use]
     pub fn email(mut self, v: impl Into<IdStr>) -> Claim {
         self.email = Some(v.into());
         self
     }
     /// Sets the visitor id.
+    #[must_use]
     pub fn visitor_id(mut self, v: impl Into<IdStr>) -> Claim {
         self.visitor_id = Some(v.into());
         self
     }
     /// Sets the signature.
+    #[must_use]
     pub fn signature(mut self, v: impl Into<IdStr>) -> Claim {
         self.signature = Some(v.into());
         self
     }
     /// Sets the separate timestamp.
+    #[must_use]
     pub fn timestamp(mut self, v: impl Into<IdStr>) -> Claim {
         self.timestamp = Some(v.into());
         self
     }
 
     /// Sets the token.
+    #[must_use]
     pub fn token(mut self, v: impl Into<IdStr>) -> Claim {
         self.token = Some(v.into());
         self
     }
     /// Sets the unsigned metadata.
+    #[must_use]
     pub fn metadata(mut self, v: impl Into<IdStr>) -> Claim {
         self.metadata = Some(v.into());
         self

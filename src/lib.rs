@@ -15,7 +15,7 @@
 //! 1. **extract** the claim (tenant, identifiers, signature) from headers or
 //!    query parameters ([`Sources`]);
 //! 2. **resolve** the tenant's keys from a [`SecretProvider`];
-//! 3. **verify** in constant time with the pure [`verify`] function;
+//! 3. **verify** in constant time with the pure [`verify()`] function;
 //! 4. **decide** by [`Mode`]: insert the [`VerifiedIdentity`] (or, for a
 //!    request let through unverified, its [`IdentityOutcome`]) into the
 //!    request extensions, or answer 401 (a gRPC status for gRPC requests)
@@ -82,7 +82,7 @@
 //! ## Modules, in pipeline order
 //!
 //! [`claim`] (what a request claims) → [`key`] and [`secret`] → [`identity`]
-//! (what handlers see) → [`verify`] (the pure core) and [`sign`] (its
+//! (what handlers see) → [`mod@verify`] (the pure core) and [`sign`] (its
 //! mirror); then [`extract`] (claims from a request), [`provider`] (keys per
 //! tenant) and [`layer`] (the tower layer); [`axum`], [`metrics`], [`clock`]
 //! beside them. See `ARCHITECTURE.md`.

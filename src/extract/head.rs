@@ -15,7 +15,7 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
 /// A predicate over a request's head (`bypass`, `body_filter`).
 pub(crate) type RequestPredicate = std::sync::Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;
 
-/// The parts of a rejected request a [`Responder`] may look at.
+/// The parts of a request a predicate or a [`Responder`](crate::layer::Responder) may look at.
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct RequestHead<'a> {

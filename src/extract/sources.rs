@@ -35,7 +35,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 ///
 /// A role found twice (a repeated header or parameter, a duplicate JSON key
 /// or form field, or two sources that disagree) fails with
-/// [`Failure::Conflict`].
+/// [`Failure::Conflict`](crate::verify::Failure::Conflict).
 ///
 /// ## Bodies
 ///

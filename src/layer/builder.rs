@@ -70,28 +70,24 @@ impl IdentityVerificationLayer {
     }
 
     /// Sets the mode (tenants may override it through their policy).
-    #[must_use]
     pub fn mode(mut self, mode: Mode) -> Self {
         self.config_mut().mode = mode;
         self
     }
 
     /// Sets where claims are read from.
-    #[must_use]
     pub fn sources(mut self, sources: Sources) -> Self {
         self.config_mut().sources = sources;
         self
     }
 
     /// Sets the verification limits.
-    #[must_use]
     pub fn verify_options(mut self, options: VerifyOptions) -> Self {
         self.config_mut().options = options;
         self
     }
 
     /// Oldest accepted timestamped signature (default one hour).
-    #[must_use]
     pub fn max_age(mut self, max_age: Duration) -> Self {
         let options = &mut self.config_mut().options;
         *options = options.clone().max_age(max_age.as_secs());
@@ -99,7 +95,6 @@ impl IdentityVerificationLayer {
     }
 
     /// Accepted clock skew for timestamps in the future (default 60 s).
-    #[must_use]
     pub fn future_skew(mut self, skew: Duration) -> Self {
         let options = &mut self.config_mut().options;
         *options = options.clone().future_skew(skew.as_secs());
@@ -107,7 +102,6 @@ impl IdentityVerificationLayer {
     }
 
     /// Longest accepted identifier in bytes (default 256).
-    #[must_use]
     pub fn max_identifier_len(mut self, len: usize) -> Self {
         let options = &mut self.config_mut().options;
         *options = options.clone().max_identifier_len(len);
@@ -117,14 +111,12 @@ impl IdentityVerificationLayer {
     /// Shortest secret accepted from the provider, in bytes (default 16). A
     /// tenant whose key set holds a shorter secret is answered 500
     /// `misconfigured` and logged; the secret is never used to verify.
-    #[must_use]
     pub fn min_secret_len(mut self, len: usize) -> Self {
         self.config_mut().min_secret_len = len.max(1);
         self
     }
 
     /// Replaces the clock (for tests, or a coarse cached clock).
-    #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.config_mut().clock = Arc::new(clock);
         self
@@ -133,7 +125,6 @@ impl IdentityVerificationLayer {
     /// Forwards the verified identity to the inner service (an upstream) as
     /// headers, after deleting every client-sent copy of those headers in
     /// every spelling. For proxies; see [`ForwardHeaders`].
-    #[must_use]
     pub fn forward_identity_headers(mut self, headers: ForwardHeaders) -> Self {
         self.config_mut().forward = Some(headers);
         self
@@ -144,7 +135,6 @@ impl IdentityVerificationLayer {
     /// source) and the claimed identifiers (user id, email, visitor id), so
     /// the upstream sees only what the layer proved. Off by default; when
     /// kept, credential headers are marked sensitive.
-    #[must_use]
     pub fn strip_credentials(mut self, strip: bool) -> Self {
         self.config_mut().strip_credentials = strip;
         self
@@ -153,7 +143,6 @@ impl IdentityVerificationLayer {
     /// Includes the verified identifier in the `debug` verdict events. Off by
     /// default: identifiers are personal data. Secrets, signatures and tokens
     /// are never logged.
-    #[must_use]
     pub fn log_identifiers(mut self, log: bool) -> Self {
         self.config_mut().log_identifiers = log;
         self
@@ -171,14 +160,12 @@ impl IdentityVerificationLayer {
     ///     .bypass(|req| req.uri.path().starts_with("/grpc.health.v1.Health/"));
     /// # let _ = layer;
     /// ```
-    #[must_use]
     pub fn bypass(mut self, predicate: impl Fn(&RequestHead<'_>) -> bool + Send + Sync + 'static) -> Self {
         self.config_mut().bypass = Some(Arc::new(predicate));
         self
     }
 
     /// Replaces the responder that builds rejection responses.
-    #[must_use]
     pub fn responder(mut self, responder: impl Responder) -> Self {
         self.config_mut().responder = Arc::new(responder);
         self

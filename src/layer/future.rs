@@ -35,6 +35,10 @@ pub(crate) struct Pending<S, R> {
     pub(crate) config: Arc<Config>,
 }
 
+/// A request (with its body wrapped for the inner service) waiting for its
+/// tenant's policy.
+type Resolving<S, B> = Pending<S, Request<RequestBody<B>>>;
+
 /// A request whose body is being buffered (boxed once: the future stays small).
 struct Buffering<S, B> {
     body: Pin<Box<B>>,
@@ -62,7 +66,7 @@ pin_project! {
     {
         Inner { #[pin] fut: S::Future },
         Buffering { buffering: Option<Box<Buffering<S, B>>> },
-        Resolving { lookup: LookupFuture, pending: Option<Box<Pending<S, Request<RequestBody<B>>>>> },
+        Resolving { lookup: LookupFuture, pending: Option<Box<Resolving<S, B>>> },
         Done { response: Option<Response<Bytes>> },
     }
 }
@@ -84,7 +88,7 @@ where
         ResponseFuture { state: State::Buffering { buffering: Some(Box::new(buffering)) } }
     }
 
-    pub(crate) fn resolving(lookup: LookupFuture, pending: Pending<S, Request<RequestBody<B>>>) -> Self {
+    pub(crate) fn resolving(lookup: LookupFuture, pending: Resolving<S, B>) -> Self {
         ResponseFuture { state: State::Resolving { lookup, pending: Some(Box::new(pending)) } }
     }
 }
@@ -171,7 +175,7 @@ where
 }
 
 /// Asks the provider for a request whose claim is complete.
-fn resolved<S, B>(pending: Pending<S, Request<RequestBody<B>>>) -> State<S, B>
+fn resolved<S, B>(pending: Resolving<S, B>) -> State<S, B>
 where
     S: Service<Request<RequestBody<B>>>,
 {
@@ -188,7 +192,7 @@ where
 /// Waits for the provider, then decides and applies the verdict.
 fn poll_resolving<S, B>(
     lookup: &mut LookupFuture,
-    slot: &mut Option<Box<Pending<S, Request<RequestBody<B>>>>>,
+    slot: &mut Option<Box<Resolving<S, B>>>,
     cx: &mut Context<'_>,
 ) -> Poll<State<S, B>>
 where

@@ -9,7 +9,7 @@
 //!    body source applies (`collect`);
 //! 3. asks the [`SecretProvider`](crate::provider::SecretProvider) for the
 //!    tenant's policy, at once or in the [`ResponseFuture`];
-//! 4. verifies ([`crate::verify`]) and decides one verdict by the mode
+//! 4. verifies ([`mod@crate::verify`]) and decides one verdict by the mode
 //!    (`verdict`), which is recorded (metrics, tracing) and applied: the
 //!    identity into the extensions and, for proxies, [`ForwardHeaders`];
 //!    or a [`Rejection`] built by the [`Responder`], without calling the
