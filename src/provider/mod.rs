@@ -108,6 +108,7 @@ pub type LookupFuture = Pin<Box<dyn Future<Output = LookupResult> + Send + 'stat
 
 /// What [`SecretProvider::lookup`] returns: an answer now (no allocation,
 /// no boxing) or a future to wait on.
+#[non_exhaustive]
 pub enum Lookup {
     /// The answer is known now.
     Ready(LookupResult),
