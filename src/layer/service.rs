@@ -3,11 +3,9 @@
 //! [`ResponseFuture`].
 
 use std::fmt;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
@@ -16,9 +14,8 @@ use super::body::{RequestBody, ResponseBody};
 use super::collect::precheck;
 use super::config::Config;
 use super::future::{Pending, ResponseFuture};
-use super::verdict::{apply, decide, provider_panicked, refuse_tenant};
+use super::verdict::{Resolved, refuse_tenant, resolve};
 use crate::extract::{Extracted, RequestHead, is_grpc, mark_credentials, strip_claim_headers};
-use crate::provider::{Lookup, LookupFuture};
 
 /// The service built by [`IdentityVerificationLayer`](super::IdentityVerificationLayer).
 ///
@@ -54,32 +51,6 @@ impl<S> IdentityVerification<S> {
 impl<S: fmt::Debug> fmt::Debug for IdentityVerification<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IdentityVerification").field("inner", &self.inner).finish_non_exhaustive()
-    }
-}
-
-/// The outcome of asking the provider: decided now, or a lookup to wait for.
-#[allow(clippy::large_enum_variant)] // a short-lived return value; boxing would allocate per request
-pub(crate) enum Resolved {
-    /// Call the inner service with the request.
-    Forward,
-    /// Answer this rejection.
-    Reject(Response<Bytes>),
-    /// Wait for the provider.
-    Later(LookupFuture),
-}
-
-/// Asks the provider for the tenant's policy and, when it answers at once,
-/// decides and applies the verdict.
-pub(crate) fn resolve<B>(config: &Config, req: &mut Request<B>, extracted: &mut Extracted) -> Resolved {
-    let tenant = extracted.claim.tenant.as_deref();
-    // A panicking provider is a refused request, never a pass and never a dead connection.
-    match std::panic::catch_unwind(AssertUnwindSafe(|| config.provider.lookup(tenant))) {
-        Ok(Lookup::Ready(result)) => match apply(config, req, decide(config, extracted, result)) {
-            None => Resolved::Forward,
-            Some(res) => Resolved::Reject(res),
-        },
-        Ok(Lookup::Pending(lookup)) => Resolved::Later(lookup),
-        Err(_) => Resolved::Reject(provider_panicked(config, &RequestHead::of(req))),
     }
 }
 

@@ -1,8 +1,11 @@
-//! Decide, record, apply: the mode table, in one place.
+//! Resolve, decide, record, apply: the mode table, in one place.
 //!
-//! [`decide`] turns the tenant's policy and the claim into one [`Verdict`];
-//! [`record`] (one metric and one event) and [`apply`] (extensions and
-//! forwarded headers, or the rejection response) only read it.
+//! [`resolve`] asks the provider; [`decide`] turns the tenant's policy and
+//! the claim into one [`Verdict`]; [`record`] (one metric and one event) and
+//! [`apply`] (extensions and forwarded headers, or the rejection response)
+//! only read it.
+
+use std::panic::AssertUnwindSafe;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -13,8 +16,34 @@ use crate::code::ErrorCode;
 use crate::extract::{Extracted, RequestHead, is_grpc, strip_claim_headers};
 use crate::identity::{IdentityOutcome, UnverifiedReason, VerifiedIdentity};
 use crate::mode::Mode;
-use crate::provider::{LookupResult, TenantPolicy};
+use crate::provider::{Lookup, LookupFuture, LookupResult, TenantPolicy};
 use crate::verify::{Failure, check};
+
+/// The outcome of asking the provider: decided now, or a lookup to wait for.
+#[allow(clippy::large_enum_variant)] // a short-lived return value; boxing would allocate per request
+pub(crate) enum Resolved {
+    /// Call the inner service with the request.
+    Forward,
+    /// Answer this rejection.
+    Reject(Response<Bytes>),
+    /// Wait for the provider.
+    Later(LookupFuture),
+}
+
+/// Asks the provider for the tenant's policy and, when it answers at once,
+/// decides and applies the verdict.
+pub(crate) fn resolve<B>(config: &Config, req: &mut Request<B>, extracted: &mut Extracted) -> Resolved {
+    let tenant = extracted.claim.tenant.as_deref();
+    // A panicking provider is a refused request, never a pass and never a dead connection.
+    match std::panic::catch_unwind(AssertUnwindSafe(|| config.provider.lookup(tenant))) {
+        Ok(Lookup::Ready(result)) => match apply(config, req, decide(config, extracted, result)) {
+            None => Resolved::Forward,
+            Some(res) => Resolved::Reject(res),
+        },
+        Ok(Lookup::Pending(lookup)) => Resolved::Later(lookup),
+        Err(_) => Resolved::Reject(provider_panicked(config, &RequestHead::of(req))),
+    }
+}
 
 /// The answer for one request.
 // A short-lived stack value: boxing the identity would cost an allocation per request.
