@@ -60,7 +60,7 @@ impl IdentityVerificationLayer {
                 strip_credentials: false,
                 log_identifiers: false,
                 bypass: None,
-                metrics: crate::metrics::Handles::default(),
+                metrics: Default::default(),
             }),
         }
     }
