@@ -14,10 +14,10 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod data;
-pub mod load_cases;
 mod grpc;
 mod http;
 mod keys;
+pub mod load_cases;
 mod rng;
 mod service;
 
