@@ -86,6 +86,7 @@ pub mod body;
 #[cfg(feature = "cache")]
 mod cache;
 mod clock;
+pub mod cors;
 mod extract;
 mod forward;
 mod identity;

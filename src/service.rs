@@ -230,7 +230,20 @@ fn strip_credentials(config: &Config, headers: &mut http::HeaderMap) {
 /// The rejection response; a gRPC one for gRPC requests (looked up only here:
 /// the accept path never needs to know).
 fn reject(config: &Config, head: &RequestHead<'_>, code: ErrorCode) -> Response<Bytes> {
+    if crate::cors::is_preflight(head.method, head.headers) {
+        crate::cors::log_rejected_preflight(code.status().as_u16());
+    }
     config.responder.respond(&Rejection::new(code, is_grpc(head.headers)), head)
+}
+
+/// A CORS preflight let through (`pass_cors_preflight`): anonymous, whatever
+/// it carries, with credentials guarded as on every passed request.
+fn pass_preflight<B>(config: &Config, mut req: Request<B>) -> Request<RequestBody<B>> {
+    mark_credentials(&config.sources, req.headers_mut());
+    tracing::debug!(outcome = "anonymous", "identity: CORS preflight passed unverified");
+    let pass = Decision::Pass { outcome: IdentityOutcome::Anonymous, identity: None };
+    let _forward = apply(config, &mut req, pass);
+    req.map(RequestBody::new)
 }
 
 /// The outcome of asking the provider: decided now, or a lookup to wait for.
@@ -292,6 +305,9 @@ where
                 forward.strip(req.headers_mut());
             }
             return ResponseFuture::inner(self.inner.call(req.map(RequestBody::new)));
+        }
+        if config.pass_cors_preflight && crate::cors::is_preflight(req.method(), req.headers()) {
+            return ResponseFuture::inner(self.inner.call(pass_preflight(config, req)));
         }
         let mut extracted = Extracted::default();
         let read = extract_headers(&config.sources, req.headers_mut(), &mut extracted)
