@@ -10,6 +10,8 @@
 
 #[path = "browser/chromium.rs"]
 mod chromium;
+#[path = "browser/page.rs"]
+mod page;
 #[path = "../examples/quickstart.rs"]
 mod quickstart_example;
 #[path = "../examples/widget.rs"]
@@ -18,12 +20,11 @@ mod widget_example;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::response::Html;
 use axum::routing::{get, post};
 use chromium::{Chromium, text_of};
 use http::{HeaderValue, Method};
-use serde_json::{Value, json};
-use tokio::task::JoinHandle;
+use page::*;
+use serde_json::json;
 use tower::util::MapRequestLayer;
 use tower_http::cors::CorsLayer;
 use tower_identity::{
@@ -31,64 +32,6 @@ use tower_identity::{
 };
 
 const SECRET: &str = "browser-test-secret-0123456789";
-
-/// A server task, aborted when dropped.
-pub struct Server(JoinHandle<()>);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// A listener on a free 127.0.0.1 port and its origin (`http://127.0.0.1:N`).
-pub async fn bind() -> (tokio::net::TcpListener, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    (listener, origin)
-}
-
-/// Serves `app` on `listener` until dropped.
-pub fn serve(listener: tokio::net::TcpListener, app: Router) -> Server {
-    Server(tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }))
-}
-
-/// A site serving the runner page with these cases, and its origin.
-pub async fn runner_site(cases: &Value) -> (Server, String) {
-    let page = include_str!("browser/runner.html").replace("__CASES__", &cases.to_string());
-    let (listener, origin) = bind().await;
-    let app = Router::new().route("/", get(move || async move { Html(page) }));
-    (serve(listener, app), origin)
-}
-
-/// Loads the runner page of `site` and returns its results by case name.
-pub async fn run_page(browser: &Chromium, site: &str) -> serde_json::Map<String, Value> {
-    let dom = browser.dump_dom(&format!("{site}/")).await;
-    let results: Vec<Value> = serde_json::from_str(&text_of(&dom, "results"))
-        .unwrap_or_else(|e| panic!("the page wrote no results ({e}):\n{dom}"));
-    results.into_iter().map(|r| (r["name"].as_str().unwrap().to_owned(), r)).collect()
-}
-
-/// One fetch for the runner page.
-pub fn case(name: &str, method: &str, url: &str, headers: Value, body: Option<Value>) -> Value {
-    json!({ "name": name, "method": method, "url": url, "headers": headers, "body": body.map(|b| b.to_string()) })
-}
-
-/// Asserts what the page read: a status and the `error` field.
-pub fn assert_read(results: &serde_json::Map<String, Value>, name: &str, status: u16, error: Option<&str>) {
-    let r = &results[name];
-    assert_eq!(r["status"], status, "{name}: {r}");
-    assert_eq!(r["error"].as_str(), error, "{name}: {r}");
-    if let Some(code) = error {
-        let challenge = r["challenge"].as_str().unwrap_or_else(|| panic!("{name}: challenge not exposed: {r}"));
-        assert!(challenge.contains(code), "{name}: {r}");
-    }
-}
-
-/// Asserts the page's fetch failed (the browser refused the answer).
-pub fn assert_blocked(results: &serde_json::Map<String, Value>, name: &str) {
-    assert_eq!(results[name]["exception"], "TypeError", "{name}: {}", results[name]);
-}
 
 /// The requests (`METHOD path`) a layer saw; cloned into a `MapRequestLayer`.
 #[derive(Clone, Default)]
@@ -131,32 +74,13 @@ fn api(site: &str, inner: &Seen, outer: &Seen) -> Router {
         .layer(outer.layer())
 }
 
-/// The valid, forged, missing and JSON-body cases against `api`.
-pub fn identity_cases(api: &str, valid: &str, forged: &str) -> Value {
-    let chat =
-        |user: &str| json!({ "user_id": user, "user_hash": valid, "user_metadata": { "plan": "pro" }, "text": "hi" });
-    json!([
-        case("valid", "GET", &format!("{api}/me"), json!({ "x-user-id": "42", "x-identity-signature": valid }), None),
-        case("forged", "GET", &format!("{api}/me"), json!({ "x-user-id": "42", "x-identity-signature": forged }), None),
-        case("none", "GET", &format!("{api}/me"), json!({}), None),
-        case("json", "POST", &format!("{api}/chat"), json!({ "content-type": "application/json" }), Some(chat("42"))),
-        case(
-            "json_forged",
-            "POST",
-            &format!("{api}/chat"),
-            json!({ "content-type": "application/json" }),
-            Some(chat("41"))
-        ),
-    ])
-}
-
 #[tokio::test]
 async fn axum_app_behind_cors_layer() {
     let Some(browser) = Chromium::require() else { return };
     let secret = Secret::text(SECRET).unwrap();
     let (valid, forged) = (sign::hmac(&secret, "42"), sign::hmac(&secret, "41"));
     let (api_listener, api_origin) = bind().await;
-    let cases = identity_cases(&api_origin, &valid, &forged);
+    let cases = identity_cases(&api_origin, "", &valid, &forged);
     let (_site, site) = runner_site(&cases).await;
     let (_stranger, stranger) = runner_site(&cases).await;
     let (inner, outer) = (Seen::default(), Seen::default());

@@ -2,6 +2,7 @@
 //! network settles (virtual time waits for pending fetches), or
 //! `--screenshot`. Every run has a fresh profile, a deadline, and its whole
 //! process group killed when it ends, however it ends.
+#![allow(dead_code)] // Shared by tests/browser.rs and tests/cors_proxy.rs; each uses a part.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

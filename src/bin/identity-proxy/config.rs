@@ -73,6 +73,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub tenants: Vec<TenantSection>,
     pub postgres: Option<PostgresSection>,
+    pub cors: Option<crate::cors::CorsSection>,
 }
 
 /// Tenants and keys in PostgreSQL instead of this file.
@@ -144,6 +145,9 @@ pub struct TenantSection {
     pub audience: Option<String>,
     #[serde(default)]
     pub keys: Vec<KeySection>,
+    /// Origins that may call for this tenant, replacing `[cors]`'s list
+    /// (for requests naming the tenant in the URL).
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,9 +192,11 @@ pub struct Settings {
     pub key_count: usize,
     /// Set when tenants live in PostgreSQL.
     pub postgres: Option<PostgresSettings>,
+    /// Set with a `[cors]` section.
+    pub cors: Option<std::sync::Arc<crate::cors::Cors>>,
 }
 
-fn err(file: &Path, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+pub fn err(file: &Path, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError { file: file.to_owned(), key: key.into(), problem: problem.into() }
 }
 
@@ -571,6 +577,7 @@ fn build(cfg: FileConfig, path: &Path, listen: Option<&str>, upstream: Option<&s
         };
     }
 
+    let cors = crate::cors::Cors::build(path, cfg.cors.as_ref(), &cfg.tenants, &sources)?;
     Ok(Settings {
         listen,
         upstream,
@@ -600,6 +607,7 @@ fn build(cfg: FileConfig, path: &Path, listen: Option<&str>, upstream: Option<&s
         tenant_count: cfg.tenants.len(),
         key_count,
         postgres,
+        cors,
     })
 }
 

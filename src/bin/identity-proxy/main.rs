@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod cors;
 mod proxy;
 mod tools;
 

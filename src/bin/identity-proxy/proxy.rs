@@ -369,9 +369,11 @@ pub async fn run(
                 let local = local.clone();
                 let started = Arc::new(AtomicBool::new(false));
                 let first = started.clone();
+                let cors = settings.cors.clone();
                 let service = hyper::service::service_fn(move |req| {
                     first.store(true, Ordering::Relaxed);
-                    handle(svc.clone(), local.clone(), peer, req)
+                    let (svc, local, cors) = (svc.clone(), local.clone(), cors.clone());
+                    async move { crate::cors::around(cors.as_deref(), req, |req| handle(svc, local, peer, req)).await }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
