@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -266,27 +265,6 @@ async fn the_extractor_refuses_a_passed_preflight_with_credential_missing() {
     assert!(body.contains("IdentityVerificationLayer"), "{body}");
 }
 
-/// A `MakeWriter` that appends every log line to a shared buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
-
 #[test]
 fn a_rejected_preflight_logs_that_a_cors_layer_belongs_outside() {
     let capture = Capture::default();
@@ -300,12 +278,12 @@ fn a_rejected_preflight_logs_that_a_cors_layer_belongs_outside() {
         rt.block_on(async {
             // An ordinary rejection says nothing about CORS; a rejected preflight does.
             send(&layer(Mode::Required, false), get("/", &[])).await;
-            let before = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+            let before = capture.text();
             assert!(!before.contains("CorsLayer"), "{before}");
             let (answer, rec) = send(&layer(Mode::Required, false), preflight(&[])).await;
             assert_rejected(&answer, &rec, 401, "credential_missing", &[]);
         });
     });
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(logs.contains("CorsLayer") && logs.contains("outside IdentityVerificationLayer"), "{logs}");
 }

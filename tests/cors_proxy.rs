@@ -7,9 +7,9 @@
 mod chromium;
 #[path = "browser/page.rs"]
 mod page;
+mod support;
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -148,16 +148,8 @@ fn start_with(config: &str, files: &[(&str, &str)]) -> Proxy {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("listening on http://") {
-                let _ = tx.send(line[at + 20..].split_whitespace().next().unwrap().to_owned());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("the proxy did not start").parse().unwrap();
+    // Secrets must never be logged.
+    let addr = support::proxy_address(&mut child, |line| assert!(!line.contains(SECRET), "logged a secret: {line}"));
     Proxy { child, addr, _dir: dir }
 }
 

@@ -5,32 +5,8 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use support::*;
 use tower_identity::{Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Secret, Sources, jwt, sign};
-
-/// A `MakeWriter` that appends every log line to a shared buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
 
 #[test]
 fn no_secret_signature_or_token_ever_reaches_the_logs() {
@@ -72,7 +48,7 @@ fn no_secret_signature_or_token_ever_reaches_the_logs() {
             tracing::debug!(?layer, keys = ?rotating_keys(), "configuration");
         });
     });
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(logs.contains("verified") && logs.contains("would reject"), "the capture works: {logs}");
     for s in &secrets {
         assert!(!logs.contains(s.as_str()), "{s:?} reached the logs");

@@ -159,3 +159,50 @@ pub fn read_checked(path: &str, sha256: &str) -> Vec<u8> {
     );
     bytes
 }
+
+/// A `MakeWriter` that appends every log line to a shared buffer, for tests
+/// that search what the layer logged.
+#[derive(Clone, Default)]
+pub struct Capture(pub Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Capture {
+        self.clone()
+    }
+}
+
+/// The address an `identity-proxy` child listens on, from its "listening on"
+/// log line on stderr (which must be piped); every line is handed to `check`.
+pub fn proxy_address(child: &mut std::process::Child, check: impl Fn(&str) + Send + 'static) -> std::net::SocketAddr {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("the proxy's stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listening on http://") {
+                let _ = tx.send(line[at + 20..].split_whitespace().next().unwrap().to_owned());
+            }
+            check(&line);
+        }
+    });
+    let addr = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the proxy did not start");
+    addr.parse().unwrap()
+}
