@@ -242,7 +242,8 @@ fn pass_preflight<B>(config: &Config, mut req: Request<B>) -> Request<RequestBod
     mark_credentials(&config.sources, req.headers_mut());
     tracing::debug!(outcome = "anonymous", "identity: CORS preflight passed unverified");
     let pass = Decision::Pass { outcome: IdentityOutcome::Anonymous, identity: None };
-    let _forward = apply(config, &mut req, pass);
+    let dispatch = apply(config, &mut req, pass);
+    debug_assert!(matches!(dispatch, Dispatch::Forward), "a pass is always forwarded");
     req.map(RequestBody::new)
 }
 
