@@ -2,6 +2,8 @@
 //! on and off, the header lists a `CorsLayer` is built from, and the
 //! composition `CorsLayer` outside, `IdentityVerificationLayer` inside.
 
+#[path = "../examples/axum.rs"]
+mod axum_example;
 mod support;
 
 use std::sync::{Arc, Mutex};
@@ -286,4 +288,28 @@ fn a_rejected_preflight_logs_that_a_cors_layer_belongs_outside() {
     });
     let logs = capture.text();
     assert!(logs.contains("CorsLayer") && logs.contains("outside IdentityVerificationLayer"), "{logs}");
+}
+
+#[tokio::test]
+async fn the_axum_example_answers_preflights_on_every_route() {
+    let app = axum_example::app();
+    for path in ["/me", "/greeting", "/chat"] {
+        let req = Request::options(path)
+            .header("origin", ORIGIN)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "x-app-id,x-user-id,x-identity-signature,content-type")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let (parts, _) = call(&app, req).await;
+        assert_eq!(parts.status, StatusCode::OK, "{path}");
+        assert_eq!(parts.headers["access-control-allow-origin"], "*", "{path}");
+        let allowed = parts.headers["access-control-allow-headers"].to_str().unwrap();
+        assert!(allowed.contains("x-app-id") && allowed.contains("x-identity-signature"), "{path}: {allowed}");
+    }
+    // A rejection is readable cross-origin.
+    let req = Request::get("/me").header("origin", ORIGIN).body(axum::body::Body::empty()).unwrap();
+    let (parts, body) = call(&app, req).await;
+    assert_eq!(parts.status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(parts.headers["access-control-allow-origin"], "*");
+    assert!(parts.headers["access-control-expose-headers"].to_str().unwrap().contains("www-authenticate"));
 }
