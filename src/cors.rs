@@ -48,8 +48,8 @@ use http::header::{
 };
 use http::{HeaderMap, Method};
 
+use crate::claim::Role;
 use crate::extract::Sources;
-use crate::verify::Role;
 
 /// The response headers a widget needs to read on a rejection:
 /// `www-authenticate` (the challenge naming the error) and `retry-after`
