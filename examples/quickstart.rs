@@ -13,7 +13,7 @@
 //! included. Any origin is allowed by default (a demo); set
 //! `ALLOWED_ORIGINS=https://shop.example,http://localhost:8080` to allow only
 //! those.
-#![allow(dead_code)] // `main` is unused when tests/browser.rs includes this file.
+#![allow(dead_code)] // `main` is unused when tests/it/browser.rs includes this file.
 
 use axum::{Router, routing::get};
 use http::HeaderValue;

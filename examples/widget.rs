@@ -22,8 +22,8 @@
 //! answers 401 `signature_invalid`, and the CORS headers let the page read
 //! and show it. Open `http://127.0.0.1:3000/#auto` to run both at once.
 //!
-//! `tests/browser.rs` drives this example in headless Chromium.
-#![allow(dead_code)] // `main` is unused when tests/browser.rs includes this file.
+//! `tests/it/browser.rs` drives this example in headless Chromium.
+#![allow(dead_code)] // `main` is unused when tests/it/browser.rs includes this file.
 
 use axum::response::Html;
 use axum::routing::{get, post};

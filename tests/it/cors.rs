@@ -2,11 +2,9 @@
 //! on and off, the header lists a `CorsLayer` is built from, and the
 //! composition `CorsLayer` outside, `IdentityVerificationLayer` inside.
 
-#[path = "../../examples/axum.rs"]
-mod axum_example;
-
 use std::sync::{Arc, Mutex};
 
+use crate::examples::axum_example;
 use crate::support::*;
 use axum::Router;
 use axum::routing::any;
