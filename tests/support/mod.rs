@@ -6,18 +6,22 @@
 //! - `service`: the layer driven in process around a recording inner service;
 //! - `data`: the sha256-checked test data files;
 //! - `rng`: a deterministic xorshift generator;
-//! - `load_cases`: the mixed valid/forged request cases of the load tests.
+//! - `load_cases`: the mixed valid/forged request cases of the load tests;
+//! - `chromium`, `page`: headless Chromium and the page that runs `fetch`
+//!   cases for the browser tests (also used by identity-proxy's tests).
 //!
 //! `keys.rs`, `rng.rs` and `load_cases.rs` are self-contained, for test binaries of their own
 //! that include them with `#[path]`.
 // Each helper serves some modules, which features may compile out.
 #![allow(dead_code, unused_imports)]
 
+pub mod chromium;
 pub mod data;
 mod grpc;
 mod http;
 mod keys;
 pub mod load_cases;
+pub mod page;
 mod rng;
 mod service;
 

@@ -73,6 +73,8 @@ pub struct Settings {
     pub key_count: usize,
     /// Set when tenants live in PostgreSQL.
     pub postgres: Option<PostgresSettings>,
+    /// Set with a `[cors]` section.
+    pub cors: Option<std::sync::Arc<crate::cors::Cors>>,
 }
 
 /// The PostgreSQL provider settings, checked.
@@ -83,7 +85,7 @@ pub struct PostgresSettings {
     pub listen_notify: bool,
 }
 
-fn err(file: &Path, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn err(file: &Path, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError { file: file.to_owned(), key: key.into(), problem: problem.into() }
 }
 

@@ -9,7 +9,15 @@
 mod load_cases;
 #[path = "../../../tests/support/rng.rs"]
 mod rng;
+// Headless Chromium and the fetch-cases page, shared with the library's browser tests.
+#[allow(dead_code)]
+#[path = "../../../tests/support/chromium.rs"]
+mod chromium;
+#[allow(dead_code)]
+#[path = "../../../tests/support/page.rs"]
+mod page;
 
+mod cors;
 mod load;
 mod process;
 mod proxy;
