@@ -73,6 +73,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub tenants: Vec<TenantSection>,
     pub postgres: Option<PostgresSection>,
+    pub authz: Option<crate::authz::AuthzSection>,
 }
 
 /// Tenants and keys in PostgreSQL instead of this file.
@@ -162,7 +163,8 @@ pub struct KeySection {
 /// Everything the proxy needs, built and checked.
 pub struct Settings {
     pub listen: String,
-    pub upstream: http::Uri,
+    /// `None` when only the auth listeners run (an `[authz]` section and no upstream).
+    pub upstream: Option<http::Uri>,
     pub upstream_protocol: UpstreamProtocol,
     pub mode: Mode,
     pub health_path: String,
@@ -188,6 +190,8 @@ pub struct Settings {
     pub key_count: usize,
     /// Set when tenants live in PostgreSQL.
     pub postgres: Option<PostgresSettings>,
+    /// The auth listeners (`[authz]`).
+    pub authz: Option<crate::authz::AuthzSettings>,
 }
 
 fn err(file: &Path, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
@@ -207,8 +211,9 @@ fn env_value(text: &str) -> toml::Value {
 }
 
 /// The keys the environment may override (tenants and their secrets are not among them).
-const OVERRIDABLE: [&str; 16] = [
+const OVERRIDABLE: [&str; 17] = [
     "postgres",
+    "authz",
     "metrics_path",
     "listen",
     "upstream",
@@ -293,7 +298,7 @@ fn read_secret_source(
 }
 
 /// The sections the environment may set keys of.
-const SECTIONS: [&str; 3] = ["postgres", "verify", "sources"];
+const SECTIONS: [&str; 4] = ["postgres", "verify", "sources", "authz"];
 
 /// A configuration error message without the quoted values it may echo: a
 /// value set through the environment may be a secret put in the wrong place.
@@ -365,15 +370,23 @@ pub fn load(
 
 fn build(cfg: FileConfig, path: &Path, listen: Option<&str>, upstream: Option<&str>) -> Result<Settings, ConfigError> {
     let listen = listen.map(str::to_owned).or(cfg.listen).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-    listen
+    let listen_addr = listen
         .parse::<std::net::SocketAddr>()
         .map_err(|_| err(path, "listen", format!("{listen:?} is not an address such as 127.0.0.1:8080")))?;
-    let upstream_text = upstream.map(str::to_owned).or(cfg.upstream).ok_or_else(|| err(path, "upstream", "missing"))?;
-    let upstream: http::Uri = upstream_text
-        .parse()
-        .ok()
-        .filter(|u: &http::Uri| u.scheme_str() == Some("http") && u.authority().is_some())
-        .ok_or_else(|| err(path, "upstream", format!("{upstream_text:?} is not an http:// URL")))?;
+    let upstream = match upstream.map(str::to_owned).or(cfg.upstream) {
+        None if cfg.authz.is_some() => None,
+        None => return Err(err(path, "upstream", "missing (it may be omitted only with an [authz] section)")),
+        Some(text) => Some(
+            text.parse()
+                .ok()
+                .filter(|u: &http::Uri| u.scheme_str() == Some("http") && u.authority().is_some())
+                .ok_or_else(|| err(path, "upstream", format!("{text:?} is not an http:// URL")))?,
+        ),
+    };
+    let authz = match &cfg.authz {
+        Some(section) => Some(section.build(path, upstream.as_ref().map(|_| listen_addr))?),
+        None => None,
+    };
     let mode = parse_mode(path, "mode", cfg.mode.as_deref().unwrap_or("required"))?;
     let health_path = cfg.health_path.unwrap_or_else(|| "/healthz".to_owned());
     if !health_path.starts_with('/') {
@@ -600,6 +613,7 @@ fn build(cfg: FileConfig, path: &Path, listen: Option<&str>, upstream: Option<&s
         tenant_count: cfg.tenants.len(),
         key_count,
         postgres,
+        authz,
     })
 }
 

@@ -2,6 +2,7 @@
 //! configured without code. See `examples/identity-proxy.toml`.
 #![forbid(unsafe_code)]
 
+mod authz;
 mod config;
 mod proxy;
 mod tools;

@@ -294,7 +294,6 @@ pub async fn run(
     upstream_override: Option<String>,
 ) -> std::io::Result<()> {
     let provider = HotSwap::new(settings.tenants.clone());
-    let upstream = Upstream::new(&settings.upstream, settings.upstream_protocol, settings.upstream_timeout);
     let identity_layer = match &settings.postgres {
         None => layer(&settings, provider.clone()),
         Some(pg) => {
@@ -312,7 +311,26 @@ pub async fn run(
             layer(&settings, cached)
         }
     };
-    let svc = tower::Layer::layer(&identity_layer, upstream);
+    tokio::spawn(reload_loop(
+        settings.watched.clone(),
+        settings.reload_poll,
+        config_path,
+        listen_override,
+        upstream_override,
+        provider,
+    ));
+    if let Some(authz) = &settings.authz {
+        crate::authz::start(authz, &identity_layer, settings.forward.clone(), settings.header_read_timeout).await?;
+    }
+    let Some(upstream) = &settings.upstream else {
+        // Only the auth listeners run.
+        shutdown_signal().await;
+        return Ok(());
+    };
+    let svc = tower::Layer::layer(
+        &identity_layer,
+        Upstream::new(upstream, settings.upstream_protocol, settings.upstream_timeout),
+    );
     let metrics = match &settings.metrics_path {
         Some(path) => match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
             Ok(handle) => Some((path.clone(), handle)),
@@ -333,21 +351,12 @@ pub async fn run(
     let addr = listener.local_addr()?;
     tracing::info!(
         %addr,
-        upstream = %settings.upstream,
+        %upstream,
         mode = %settings.mode,
         tenants = settings.tenant_count,
         keys = settings.key_count,
         "identity-proxy listening on http://{addr}"
     );
-
-    tokio::spawn(reload_loop(
-        settings.watched.clone(),
-        settings.reload_poll,
-        config_path,
-        listen_override,
-        upstream_override,
-        provider,
-    ));
 
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout);
