@@ -15,13 +15,8 @@ pub const AUDIT: &str = "authz-audit-secret-0123456789";
 pub const FORGED: &str = "not-the-secret-0123456789abcd";
 
 /// The secret files the configuration names.
-pub const SECRETS: [(&str, &str); 5] = [
-    ("hmac.txt", HMAC),
-    ("ts.txt", TIMESTAMPED),
-    ("jwt.txt", JWT),
-    ("optional.txt", OPTIONAL),
-    ("audit.txt", AUDIT),
-];
+pub const SECRETS: [(&str, &str); 5] =
+    [("hmac.txt", HMAC), ("ts.txt", TIMESTAMPED), ("jwt.txt", JWT), ("optional.txt", OPTIONAL), ("audit.txt", AUDIT)];
 
 /// identity-proxy's configuration for the tests: the auth listeners, and an
 /// upstream (`extra`) or none.
@@ -186,7 +181,11 @@ pub fn cases(n: usize) -> Vec<Case> {
     let sig = |scheme: &str, secret: &str, at: u64| Some(("signature", key(scheme, secret).sign(&user, at)));
     let token = |secret: &str, at: u64| Some(("token", key("jwt", secret).with_id("jwt-1").sign(&user, at)));
     let table: Vec<(&str, Claim<'_>, Expect)> = vec![
-        ("hmac-valid", Claim { tenant: None, user: u, credential: sig("hmac", HMAC, now) }, verified(&user, None, "hmac-1")),
+        (
+            "hmac-valid",
+            Claim { tenant: None, user: u, credential: sig("hmac", HMAC, now) },
+            verified(&user, None, "hmac-1"),
+        ),
         ("hmac-forged", Claim { tenant: None, user: u, credential: sig("hmac", FORGED, now) }, Expect::Reject),
         ("missing", Claim { tenant: None, user: u, credential: None }, Expect::Reject),
         (
@@ -199,7 +198,11 @@ pub fn cases(n: usize) -> Vec<Case> {
             Claim { tenant: None, user: u, credential: sig("timestamped", TIMESTAMPED, now - 7200) },
             Expect::Reject,
         ),
-        ("jwt-valid", Claim { tenant: None, user: None, credential: token(JWT, now - 5) }, verified(&user, None, "jwt-1")),
+        (
+            "jwt-valid",
+            Claim { tenant: None, user: None, credential: token(JWT, now - 5) },
+            verified(&user, None, "jwt-1"),
+        ),
         ("jwt-forged", Claim { tenant: None, user: None, credential: token(FORGED, now - 5) }, Expect::Reject),
         ("jwt-expired", Claim { tenant: None, user: None, credential: token(JWT, now - 3600) }, Expect::Reject),
         ("optional-anonymous", Claim { tenant: Some("opt"), user: None, credential: None }, outcome("anonymous")),
@@ -208,7 +211,11 @@ pub fn cases(n: usize) -> Vec<Case> {
             Claim { tenant: Some("opt"), user: u, credential: sig("hmac", OPTIONAL, now) },
             verified(&user, Some("opt"), "opt-1"),
         ),
-        ("optional-forged", Claim { tenant: Some("opt"), user: u, credential: sig("hmac", FORGED, now) }, Expect::Reject),
+        (
+            "optional-forged",
+            Claim { tenant: Some("opt"), user: u, credential: sig("hmac", FORGED, now) },
+            Expect::Reject,
+        ),
         ("report-only-anonymous", Claim { tenant: Some("audit"), user: None, credential: None }, outcome("anonymous")),
         (
             "report-only-forged",

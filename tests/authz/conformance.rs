@@ -46,7 +46,14 @@ fn traefik_headers(case: &Case) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traefik_forward_auth_protocol_conformance() {
     let traefik = example("traefik.yml", &[("AUTHZ", "127.0.0.1:9191".to_owned())]);
-    for name in ["X-Verified-User-Id", "X-Verified-Email", "X-Verified-Visitor-Id", "X-Verified-Tenant", "X-Verified-Key-Id", "X-Identity-Outcome"] {
+    for name in [
+        "X-Verified-User-Id",
+        "X-Verified-Email",
+        "X-Verified-Visitor-Id",
+        "X-Verified-Tenant",
+        "X-Verified-Key-Id",
+        "X-Identity-Outcome",
+    ] {
         assert!(traefik.contains(&format!("- {name}")), "traefik.yml: authResponseHeaders lacks {name}");
     }
     let (authz, upstream) = authz().await;
@@ -95,7 +102,8 @@ async fn a_check_that_describes_no_request_is_400_never_a_pass() {
         assert!(identity_headers(&answer.headers).is_empty(), "{what}: {:?}", answer.headers);
     }
     // The same client headers, described, pass: the 400s were the description's.
-    let answer = client.get(authz.http, "/", &described(&[("X-Original-Method", "GET"), ("X-Original-URI", "/chat")])).await;
+    let answer =
+        client.get(authz.http, "/", &described(&[("X-Original-Method", "GET"), ("X-Original-URI", "/chat")])).await;
     assert_eq!(answer.status, 200);
     assert_eq!(upstream.calls(), 0, "the auth listener never proxies");
 }
@@ -122,7 +130,8 @@ fn check_request(case: &Case, raw: bool) -> CheckRequest {
         ..HttpRequest::default()
     };
     if raw {
-        let headers = headers.into_iter().map(|(key, v)| EnvoyHeader { key, raw_value: v.into_bytes(), ..Default::default() });
+        let headers =
+            headers.into_iter().map(|(key, v)| EnvoyHeader { key, raw_value: v.into_bytes(), ..Default::default() });
         http.header_map = Some(EnvoyHeaderMap { headers: headers.collect() });
     } else {
         http.headers = headers.into_iter().collect::<HashMap<_, _>>();
@@ -138,7 +147,16 @@ async fn envoy(addr: SocketAddr, request: CheckRequest) -> CheckResponse {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_ext_authz_protocol_conformance() {
-    let envoy_yaml = example("envoy.yaml", &[("AUTHZ_HOST", "127.0.0.1".into()), ("AUTHZ_PORT", "9192".into()), ("LISTEN_PORT", "8080".into()), ("UPSTREAM_HOST", "127.0.0.1".into()), ("UPSTREAM_PORT", "3000".into())]);
+    let envoy_yaml = example(
+        "envoy.yaml",
+        &[
+            ("AUTHZ_HOST", "127.0.0.1".into()),
+            ("AUTHZ_PORT", "9192".into()),
+            ("LISTEN_PORT", "8080".into()),
+            ("UPSTREAM_HOST", "127.0.0.1".into()),
+            ("UPSTREAM_PORT", "3000".into()),
+        ],
+    );
     assert!(envoy_yaml.contains("envoy.service.auth.v3") || envoy_yaml.contains("transport_api_version: V3"));
     let (authz, upstream) = authz().await;
     let grpc = authz.grpc.unwrap();
@@ -167,7 +185,8 @@ async fn envoy_ext_authz_protocol_conformance() {
             (Expect::Reject, Some(HttpResponse::DeniedResponse(denied))) => {
                 assert_eq!(code, 16, "{}: UNAUTHENTICATED", case.name);
                 let status = denied.status.as_ref().map_or(0, |s| s.code);
-                let challenge = denied.headers.iter().filter_map(|o| o.header.as_ref()).find(|h| h.key == "www-authenticate");
+                let challenge =
+                    denied.headers.iter().filter_map(|o| o.header.as_ref()).find(|h| h.key == "www-authenticate");
                 assert_rejection(status as u16, &denied.body, challenge.map(|h| h.value.as_str()), &case.name);
             }
             (expect, got) => panic!("{}: expected {expect:?}, got {got:?} (status {code})", case.name),
@@ -184,12 +203,11 @@ async fn envoy_ext_authz_protocol_conformance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_secret_provider_is_503_on_both_listeners_and_only_authz_needs_no_upstream() {
     let closed = crate::support::free_addr();
-    let config = format!(
-        "mode = \"required\"\nreload_poll_secs = 0\n[authz]\nlisten = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n\
-         [postgres]\nurl_file = \"pg.txt\"\nlookup_timeout_secs = 2\nlisten_notify = false\n"
-    );
+    let config = "mode = \"required\"\nreload_poll_secs = 0\n[authz]\nlisten = \"127.0.0.1:0\"\n\
+                  grpc_listen = \"127.0.0.1:0\"\n[postgres]\nurl_file = \"pg.txt\"\nlookup_timeout_secs = 2\n\
+                  listen_notify = false\n";
     let url = format!("postgres://nobody@{closed}/none");
-    let authz = start_authz(&config, &[("pg.txt", url.as_str())]);
+    let authz = start_authz(config, &[("pg.txt", url.as_str())]);
     let case = cases::cases(5).into_iter().find(|c| c.name.starts_with("hmac-valid-header")).unwrap();
     let mut headers = case.headers.clone();
     headers.push(("X-Original-Method".into(), "GET".into()));

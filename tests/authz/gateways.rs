@@ -8,7 +8,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use crate::cases::{self, Case, Expect};
-use crate::support::{Authz, Client, Process, Upstream, example, free_addr, identity_headers, required, start_authz, temp_dir};
+use crate::support::{
+    Authz, Client, Process, Upstream, example, free_addr, identity_headers, required, start_authz, temp_dir,
+};
 
 #[derive(Clone, Copy, Debug)]
 enum Gateway {
@@ -24,14 +26,18 @@ impl Gateway {
         let (upstream, authz) = (upstream.to_string(), authz.to_string());
         let command = match self {
             Gateway::Nginx => {
-                let conf = example("nginx.conf", &[("LISTEN", listen.to_string()), ("UPSTREAM", upstream), ("AUTHZ", authz)]);
+                let conf =
+                    example("nginx.conf", &[("LISTEN", listen.to_string()), ("UPSTREAM", upstream), ("AUTHZ", authz)]);
                 std::fs::write(dir.join("nginx.conf"), conf).unwrap();
                 let bin = if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" };
                 let mut c = Command::new(bin);
                 let d = dir.display();
-                c.arg("-p").arg(&dir).arg("-c").arg(dir.join("nginx.conf")).arg("-g").arg(format!(
-                    "daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log;"
-                ));
+                c.arg("-p")
+                    .arg(&dir)
+                    .arg("-c")
+                    .arg(dir.join("nginx.conf"))
+                    .arg("-g")
+                    .arg(format!("daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log;"));
                 c
             }
             Gateway::Caddy => {
@@ -61,7 +67,11 @@ async fn check(client: &Client, gateway: SocketAddr, upstream: &Upstream, case: 
     match (&case.expect, seen) {
         (Expect::Pass(want), Some(headers)) if answer.status == 200 && answer.body == "upstream" => {
             let got = identity_headers(&headers);
-            if got == cases::expected(want) { Ok(()) } else { Err(format!("{}: upstream saw {got:?}, want {want:?}", case.name)) }
+            if got == cases::expected(want) {
+                Ok(())
+            } else {
+                Err(format!("{}: upstream saw {got:?}, want {want:?}", case.name))
+            }
         }
         (Expect::Reject, None) if answer.status == 401 => Ok(()),
         (expect, seen) => Err(format!(
@@ -161,6 +171,11 @@ async fn nginx_load_20000_mixed_checks_without_a_wrong_verdict() {
             wrong.push(failure);
         }
     }
-    assert!(wrong.is_empty(), "{} wrong verdicts of {CHECKS}, e.g.:\n{}", wrong.len(), wrong[..wrong.len().min(5)].join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} wrong verdicts of {CHECKS}, e.g.:\n{}",
+        wrong.len(),
+        wrong[..wrong.len().min(5)].join("\n")
+    );
     assert_eq!(upstream.calls(), passes);
 }

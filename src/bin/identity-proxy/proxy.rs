@@ -364,16 +364,7 @@ pub async fn run(
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(conn) => conn,
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
+            (stream, peer) = accept(&listener) => {
                 let svc = svc.clone();
                 let local = local.clone();
                 let started = Arc::new(AtomicBool::new(false));
@@ -416,6 +407,24 @@ pub async fn run(
         () = tokio::time::sleep(settings.shutdown_grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
     Ok(())
+}
+
+/// The next connection, with `TCP_NODELAY` set. A failed accept (out of
+/// file descriptors, say) is logged and retried after a pause instead of
+/// ending the listener.
+pub async fn accept(listener: &TcpListener) -> (tokio::net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, peer);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -10,7 +10,6 @@
 //! its original is `400`, never a pass.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,15 +117,7 @@ pub async fn serve(listener: TcpListener, checker: Checker, header_read_timeout:
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
     loop {
-        let (stream, peer): (_, SocketAddr) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(error) => {
-                tracing::warn!(%error, "auth listener: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer) = crate::proxy::accept(&listener).await;
         let checker = checker.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let checker = checker.clone();

@@ -114,3 +114,31 @@ pub async fn start(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(listen: Option<&str>, grpc: Option<&str>, proxy: Option<&str>) -> Result<AuthzSettings, String> {
+        let section = AuthzSection { listen: listen.map(str::to_owned), grpc_listen: grpc.map(str::to_owned) };
+        section.build(Path::new("f.toml"), proxy.map(|p| p.parse().unwrap())).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn auth_listeners_have_their_own_addresses() {
+        let ok = build(Some("127.0.0.1:9191"), Some("127.0.0.1:9192"), Some("127.0.0.1:8080")).unwrap();
+        assert_eq!(ok.listen, Some("127.0.0.1:9191".parse().unwrap()));
+        assert!(build(Some("127.0.0.1:9191"), None, None).is_ok(), "no proxy listener: nothing to clash with");
+        assert!(build(Some("127.0.0.1:0"), Some("127.0.0.1:0"), Some("127.0.0.1:0")).is_ok(), "port 0 never clashes");
+        for (listen, grpc, proxy, problem) in [
+            (None, None, None, "set listen, grpc_listen or both"),
+            (Some("127.0.0.1:8080"), None, Some("127.0.0.1:8080"), "its own address"),
+            (None, Some("127.0.0.1:8080"), Some("127.0.0.1:8080"), "its own address"),
+            (Some("127.0.0.1:9191"), Some("127.0.0.1:9191"), None, "different addresses"),
+            (Some("localhost"), None, None, "is not an address"),
+        ] {
+            let e = build(listen, grpc, proxy).unwrap_err();
+            assert!(e.contains("f.toml") && e.contains(problem), "{e}");
+        }
+    }
+}

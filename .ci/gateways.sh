@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs nginx-light and caddy (Debian packages) for tests/authz, which start
+# them in the foreground on 127.0.0.1 with temporary configurations. The
+# packages' own services are not wanted: policy-rc.d keeps their postinst from
+# starting them, and any that did start are stopped.
+set -euo pipefail
+
+if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
+    have_nginx=1
+else
+    have_nginx=0
+fi
+if [ "$have_nginx" = 1 ] && command -v caddy >/dev/null 2>&1; then
+    echo "nginx and caddy already installed"
+    exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+
+# 101: "action not allowed" for invoke-rc.d, so no service is started.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
+    created_policy=1
+fi
+trap '[ "$created_policy" = 1 ] && $sudo rm -f "$policy"' EXIT
+
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx-light caddy >/dev/null
+
+# Where a service manager did start them anyway, stop them: the tests never
+# use the default ports, but nothing should be left listening.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now nginx caddy >/dev/null 2>&1 || true
+fi
+if [ -f /run/nginx.pid ]; then
+    $sudo nginx -s quit >/dev/null 2>&1 || true
+fi
