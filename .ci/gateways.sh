@@ -5,12 +5,14 @@
 # starting them, and any that did start are stopped.
 set -euo pipefail
 
-if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
-    have_nginx=1
-else
-    have_nginx=0
+packages=()
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    packages+=(nginx-light)
 fi
-if [ "$have_nginx" = 1 ] && command -v caddy >/dev/null 2>&1; then
+if ! command -v caddy >/dev/null 2>&1; then
+    packages+=(caddy)
+fi
+if [ "${#packages[@]}" = 0 ]; then
     echo "nginx and caddy already installed"
     exit 0
 fi
@@ -26,10 +28,10 @@ if [ ! -e "$policy" ]; then
     $sudo chmod +x "$policy"
     created_policy=1
 fi
-trap '[ "$created_policy" = 1 ] && $sudo rm -f "$policy"' EXIT
+trap 'if [ "$created_policy" = 1 ]; then $sudo rm -f "$policy"; fi' EXIT
 
 $sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx-light caddy >/dev/null
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
 
 # Where a service manager did start them anyway, stop them: the tests never
 # use the default ports, but nothing should be left listening.

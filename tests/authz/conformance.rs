@@ -221,3 +221,15 @@ async fn a_failing_secret_provider_is_503_on_both_listeners_and_only_authz_needs
     let Some(HttpResponse::DeniedResponse(denied)) = answer.http_response else { panic!("not denied") };
     assert_eq!(denied.status.map(|s| s.code), Some(503));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_ext_authz_protocol_conformance_removes_credentials_with_strip_credentials() {
+    let authz = start_authz(&cases::config("strip_credentials = true"), &cases::SECRETS);
+    let case = cases::cases(6).into_iter().find(|c| c.name.starts_with("hmac-valid-header")).unwrap();
+    let answer = envoy(authz.grpc.unwrap(), check_request(&case, false)).await;
+    let Some(HttpResponse::OkResponse(ok)) = answer.http_response else { panic!("not a pass: {answer:?}") };
+    for credential in ["x-user-id", "x-identity-signature"] {
+        assert!(ok.headers_to_remove.iter().any(|h| h == credential), "{credential}: {:?}", ok.headers_to_remove);
+    }
+    assert!(!ok.headers_to_remove.iter().any(|h| h == "x-case"), "only what the layer strips is removed");
+}
