@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs nginx-light and caddy (Debian packages) for tests/authz, which start
+# Installs nginx-light and caddy (Debian packages) for identity-proxy/tests/it/authz, which start
 # them in the foreground on 127.0.0.1 with temporary configurations. The
 # packages' own services are not wanted: policy-rc.d keeps their postinst from
 # starting them, and any that did start are stopped.

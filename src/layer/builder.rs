@@ -1,0 +1,195 @@
+//! [`IdentityVerificationLayer`]: the builder.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::config::Config;
+use super::forward::ForwardHeaders;
+use super::reject::{DefaultResponder, Responder};
+use super::service::IdentityVerification;
+use crate::clock::{Clock, SystemClock};
+use crate::extract::{RequestHead, Sources};
+use crate::mode::Mode;
+use crate::provider::SecretProvider;
+use crate::verify::VerifyOptions;
+
+/// Shortest secret accepted by default, in bytes.
+pub const DEFAULT_MIN_SECRET_LEN: usize = 16;
+
+/// A tower layer that verifies signed identities before requests reach the
+/// inner service.
+///
+/// On success the request carries a [`VerifiedIdentity`](crate::identity::VerifiedIdentity)
+/// in its extensions (an [`IdentityOutcome`](crate::identity::IdentityOutcome) when it
+/// passes unverified, see [`IdentityOutcome::from_extensions`](crate::identity::IdentityOutcome::from_extensions)); on
+/// rejection the layer answers itself (401, or a gRPC status for gRPC
+/// requests) and the inner service is never called.
+///
+/// `Clone + Send + Sync`; the configuration lives in an `Arc`.
+///
+/// ```
+/// use tower_identity::{IdentityVerificationLayer, Identifier, Key, KeySet, Mode, Secret};
+///
+/// let keys = KeySet::single(Key::hmac(Identifier::UserId, Secret::text("a-long-random-secret-from-the-vendor").unwrap()));
+/// let layer = IdentityVerificationLayer::new(keys).mode(Mode::Optional);
+/// # let _ = layer;
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct IdentityVerificationLayer {
+    config: Arc<Config>,
+}
+
+impl IdentityVerificationLayer {
+    /// A layer taking keys from `provider`, in [`Mode::Required`], reading
+    /// the [default sources](Sources).
+    pub fn new(provider: impl SecretProvider) -> Self {
+        IdentityVerificationLayer {
+            config: Arc::new(Config {
+                provider: Arc::new(provider),
+                mode: Mode::Required,
+                sources: Sources::default(),
+                options: VerifyOptions::default(),
+                clock: Arc::new(SystemClock),
+                responder: Arc::new(DefaultResponder),
+                min_secret_len: DEFAULT_MIN_SECRET_LEN,
+                forward: None,
+                strip_credentials: false,
+                log_identifiers: false,
+                bypass: None,
+                metrics: Default::default(),
+            }),
+        }
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Sets the mode (tenants may override it through their policy).
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.config_mut().mode = mode;
+        self
+    }
+
+    /// Sets where claims are read from.
+    pub fn sources(mut self, sources: Sources) -> Self {
+        self.config_mut().sources = sources;
+        self
+    }
+
+    /// Sets the verification limits.
+    pub fn verify_options(mut self, options: VerifyOptions) -> Self {
+        self.config_mut().options = options;
+        self
+    }
+
+    /// Oldest accepted timestamped signature (default one hour).
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        let options = &mut self.config_mut().options;
+        *options = options.clone().max_age(max_age.as_secs());
+        self
+    }
+
+    /// Accepted clock skew for timestamps in the future (default 60 s).
+    pub fn future_skew(mut self, skew: Duration) -> Self {
+        let options = &mut self.config_mut().options;
+        *options = options.clone().future_skew(skew.as_secs());
+        self
+    }
+
+    /// Longest accepted identifier in bytes (default 256).
+    pub fn max_identifier_len(mut self, len: usize) -> Self {
+        let options = &mut self.config_mut().options;
+        *options = options.clone().max_identifier_len(len);
+        self
+    }
+
+    /// Shortest secret accepted from the provider, in bytes (default 16). A
+    /// tenant whose key set holds a shorter secret is answered 500
+    /// `misconfigured` and logged; the secret is never used to verify.
+    pub fn min_secret_len(mut self, len: usize) -> Self {
+        self.config_mut().min_secret_len = len.max(1);
+        self
+    }
+
+    /// Replaces the clock (for tests, or a coarse cached clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.config_mut().clock = Arc::new(clock);
+        self
+    }
+
+    /// Forwards the verified identity to the inner service (an upstream) as
+    /// headers, after deleting every client-sent copy of those headers in
+    /// every spelling. For proxies; see [`ForwardHeaders`].
+    pub fn forward_identity_headers(mut self, headers: ForwardHeaders) -> Self {
+        self.config_mut().forward = Some(headers);
+        self
+    }
+
+    /// Removes the claim headers before forwarding: the credential
+    /// (signature, timestamp, token, and `Authorization` when it is a token
+    /// source) and the claimed identifiers (user id, email, visitor id), so
+    /// the upstream sees only what the layer proved. Off by default; when
+    /// kept, credential headers are marked sensitive.
+    pub fn strip_credentials(mut self, strip: bool) -> Self {
+        self.config_mut().strip_credentials = strip;
+        self
+    }
+
+    /// Includes the verified identifier in the `debug` verdict events. Off by
+    /// default: identifiers are personal data. Secrets, signatures and tokens
+    /// are never logged.
+    pub fn log_identifiers(mut self, log: bool) -> Self {
+        self.config_mut().log_identifiers = log;
+        self
+    }
+
+    /// Lets requests this predicate accepts through without any verification
+    /// (health checks, public endpoints): no claim is read, no provider is
+    /// asked, no identity or outcome is inserted. Forwarded identity headers
+    /// are still stripped from them.
+    ///
+    /// ```
+    /// # use tower_identity::{IdentityVerificationLayer, Identifier, Key, KeySet, Secret};
+    /// # let keys = KeySet::single(Key::hmac(Identifier::UserId, Secret::text("a-long-random-secret-0123").unwrap()));
+    /// let layer = IdentityVerificationLayer::new(keys)
+    ///     .bypass(|req| req.uri.path().starts_with("/grpc.health.v1.Health/"));
+    /// # let _ = layer;
+    /// ```
+    pub fn bypass(mut self, predicate: impl Fn(&RequestHead<'_>) -> bool + Send + Sync + 'static) -> Self {
+        self.config_mut().bypass = Some(Arc::new(predicate));
+        self
+    }
+
+    /// Replaces the responder that builds rejection responses.
+    pub fn responder(mut self, responder: impl Responder) -> Self {
+        self.config_mut().responder = Arc::new(responder);
+        self
+    }
+}
+
+impl fmt::Debug for IdentityVerificationLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityVerificationLayer")
+            .field("mode", &self.config.mode)
+            .field("sources", &self.config.sources)
+            .field("options", &self.config.options)
+            .field("min_secret_len", &self.config.min_secret_len)
+            .field("forward", &self.config.forward)
+            .field("strip_credentials", &self.config.strip_credentials)
+            .field("bypass", &self.config.bypass.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for IdentityVerificationLayer {
+    type Service = IdentityVerification<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        IdentityVerification::new(inner, self.config.clone())
+    }
+}
