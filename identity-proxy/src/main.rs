@@ -3,6 +3,7 @@
 //! repository, and the README's sidecar section.
 #![forbid(unsafe_code)]
 
+mod authz;
 mod config;
 mod cors;
 mod reload;

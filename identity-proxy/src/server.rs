@@ -38,7 +38,24 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let provider = HotSwap::new(settings.tenants.clone());
     let identity_layer = reload::identity_layer(&settings, provider.clone())?;
-    let upstream_client = Upstream::new(&settings.upstream, settings.upstream_protocol, settings.upstream_timeout);
+    let reloader = Reloader {
+        watched: settings.watched.clone(),
+        poll: settings.reload_poll,
+        config_path,
+        listen,
+        upstream,
+        provider,
+    };
+    tokio::spawn(reloader.run());
+    if let Some(authz) = &settings.authz {
+        crate::authz::start(authz, &identity_layer, settings.forward.clone(), settings.header_read_timeout).await?;
+    }
+    let Some(upstream) = &settings.upstream else {
+        // Only the auth listeners run.
+        shutdown_signal().await;
+        return Ok(());
+    };
+    let upstream_client = Upstream::new(upstream, settings.upstream_protocol, settings.upstream_timeout);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout);
     let shared = Arc::new(Shared {
@@ -53,22 +70,12 @@ pub async fn run(
     let addr = listener.local_addr()?;
     tracing::info!(
         %addr,
-        upstream = %settings.upstream,
+        %upstream,
         mode = %settings.mode,
         tenants = settings.tenant_count,
         keys = settings.key_count,
         "identity-proxy listening on http://{addr}"
     );
-    let reloader = Reloader {
-        watched: settings.watched.clone(),
-        poll: settings.reload_poll,
-        config_path,
-        listen,
-        upstream,
-        provider,
-    };
-    tokio::spawn(reloader.run());
-
     let graceful = GracefulShutdown::new();
     accept_until_shutdown(listener, &shared, &graceful).await;
     tracing::info!(grace_secs = settings.shutdown_grace.as_secs(), "shutting down: finishing in-flight requests");
@@ -84,21 +91,32 @@ async fn accept_until_shutdown(listener: TcpListener, shared: &Arc<Shared>, grac
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => serve(stream, peer, shared.clone(), graceful),
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+            (stream, peer) = accept(&listener) => serve(stream, peer, shared.clone(), graceful),
             () = &mut shutdown => return,
+        }
+    }
+}
+
+/// The next connection, with `TCP_NODELAY` set. A failed accept (out of
+/// file descriptors, say) is logged and retried after a pause instead of
+/// ending the listener.
+pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, peer);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 }
 
 /// Serves one connection in its own task, watched for the graceful shutdown.
 fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, graceful: &GracefulShutdown) {
-    let _ = stream.set_nodelay(true);
     let started = Arc::new(AtomicBool::new(false));
     let first = started.clone();
     let (svc, routes, cors) = (shared.svc.clone(), shared.routes.clone(), shared.cors.clone());

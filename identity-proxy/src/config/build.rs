@@ -24,7 +24,15 @@ pub fn build(
     upstream: Option<&str>,
 ) -> Result<Settings, ConfigError> {
     let listen = listen_address(path, listen.or(cfg.listen.as_deref()))?;
-    let upstream = upstream_uri(path, upstream.or(cfg.upstream.as_deref()))?;
+    let upstream = match upstream.or(cfg.upstream.as_deref()) {
+        None if cfg.authz.is_some() => None,
+        text => Some(upstream_uri(path, text)?),
+    };
+    let authz = match &cfg.authz {
+        // The proxy's own listener runs only with an upstream.
+        Some(section) => Some(section.build(path, upstream.as_ref().and_then(|_| listen.parse().ok()))?),
+        None => None,
+    };
     let mode = parse_mode(path, "mode", cfg.mode.as_deref().unwrap_or("required"))?;
     let (health_path, metrics_path) = local_paths(path, cfg.health_path.as_deref(), cfg.metrics_path.as_deref())?;
     let (options, min_secret_len) = verify_options(&cfg.verify);
@@ -68,6 +76,7 @@ pub fn build(
         watched,
         postgres,
         cors,
+        authz,
     })
 }
 
@@ -88,7 +97,8 @@ fn listen_address(path: &Path, listen: Option<&str>) -> Result<String, ConfigErr
 }
 
 fn upstream_uri(path: &Path, upstream: Option<&str>) -> Result<http::Uri, ConfigError> {
-    let text = upstream.ok_or_else(|| err(path, "upstream", "missing"))?;
+    let text =
+        upstream.ok_or_else(|| err(path, "upstream", "missing (it may be omitted only with an [authz] section)"))?;
     text.parse()
         .ok()
         .filter(|u: &http::Uri| u.scheme_str() == Some("http") && u.authority().is_some())

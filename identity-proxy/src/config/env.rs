@@ -22,8 +22,9 @@ fn env_value(text: &str) -> toml::Value {
 }
 
 /// The keys the environment may override (tenants and their secrets are not among them).
-const OVERRIDABLE: [&str; 16] = [
+const OVERRIDABLE: [&str; 17] = [
     "postgres",
+    "authz",
     "metrics_path",
     "listen",
     "upstream",
@@ -42,7 +43,7 @@ const OVERRIDABLE: [&str; 16] = [
 ];
 
 /// The sections the environment may set keys of.
-const SECTIONS: [&str; 3] = ["postgres", "verify", "sources"];
+const SECTIONS: [&str; 4] = ["postgres", "verify", "sources", "authz"];
 
 /// Applies `IDENTITY_PROXY_A__B=value` overrides (`a.b = value`) for the
 /// configuration's own keys; other variables with the prefix are ignored.

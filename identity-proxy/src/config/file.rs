@@ -43,6 +43,7 @@ pub struct FileConfig {
     pub tenants: Vec<TenantSection>,
     pub postgres: Option<PostgresSection>,
     pub cors: Option<crate::cors::CorsSection>,
+    pub authz: Option<crate::authz::AuthzSection>,
 }
 
 /// Tenants and keys in PostgreSQL instead of this file.

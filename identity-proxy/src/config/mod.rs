@@ -47,7 +47,8 @@ impl std::error::Error for ConfigError {}
 /// Everything the proxy needs, built and checked.
 pub struct Settings {
     pub listen: String,
-    pub upstream: http::Uri,
+    /// `None` when only the auth listeners run (an `[authz]` section and no upstream).
+    pub upstream: Option<http::Uri>,
     pub upstream_protocol: UpstreamProtocol,
     pub mode: Mode,
     pub health_path: String,
@@ -75,6 +76,8 @@ pub struct Settings {
     pub postgres: Option<PostgresSettings>,
     /// Set with a `[cors]` section.
     pub cors: Option<std::sync::Arc<crate::cors::Cors>>,
+    /// The auth listeners (`[authz]`).
+    pub authz: Option<crate::authz::AuthzSettings>,
 }
 
 /// The PostgreSQL provider settings, checked.

@@ -18,6 +18,7 @@ mod chromium;
 mod page;
 
 mod cors;
+mod authz;
 mod load;
 mod process;
 mod proxy;
