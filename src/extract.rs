@@ -69,6 +69,7 @@ pub struct Sources {
     /// whose length is not in it is skipped without a comparison.
     header_lengths: u64,
     query: [Option<Box<str>>; ROLES],
+    pub(crate) protocol: crate::protocol::ProtocolSources,
     bearer: bool,
     json: JsonNode,
     form: [Option<Box<str>>; ROLES],
@@ -101,6 +102,7 @@ impl fmt::Debug for Sources {
         f.debug_struct("Sources")
             .field("headers", &self.headers)
             .field("query", &self.query)
+            .field("protocol", &self.protocol)
             .field("bearer", &self.bearer)
             .field("json", &self.json)
             .field("form", &self.form)
@@ -123,6 +125,7 @@ impl Sources {
             headers: Default::default(),
             header_lengths: 0,
             query: Default::default(),
+            protocol: Default::default(),
             bearer: false,
             json: JsonNode::default(),
             form: Default::default(),
@@ -316,7 +319,7 @@ impl Extracted {
         self.error.get_or_insert(failure);
     }
 
-    fn put(&mut self, role: Role, value: IdStr) {
+    pub(crate) fn put(&mut self, role: Role, value: IdStr) {
         let slot = self.claim.slot(role);
         match slot {
             Some(existing) if *existing != value => {
@@ -509,6 +512,7 @@ pub(crate) fn extract_headers(sources: &Sources, headers: &mut HeaderMap, out: &
             }
         }
     }
+    crate::protocol::extract_protocol(sources, headers, out);
     Ok(())
 }
 
@@ -528,7 +532,7 @@ pub(crate) fn extract_query(sources: &Sources, uri: &Uri, out: &mut Extracted) -
 
 /// Decodes one urlencoded component: `+` is a space, `%XX` a byte, and the
 /// result must be valid UTF-8.
-fn decode_component(raw: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+pub(crate) fn decode_component(raw: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
     use percent_encoding::percent_decode;
     if raw.contains(&b'+') {
         let spaced: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();

@@ -99,10 +99,12 @@ pub mod metrics;
 mod mode;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod protocol;
 mod provider;
 mod reject;
 mod secret;
 mod service;
+mod strip_query;
 pub mod sign;
 mod verify;
 

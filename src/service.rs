@@ -188,7 +188,7 @@ fn record(
 fn apply<B>(config: &Config, req: &mut Request<B>, decision: Decision) -> Dispatch {
     match decision {
         Decision::Pass { outcome, identity } => {
-            strip_credentials(config, req.headers_mut());
+            strip_credentials(config, req);
             if let Some(forward) = &config.forward {
                 forward.apply(req.headers_mut(), outcome, identity.as_ref());
             }
@@ -212,13 +212,17 @@ fn apply<B>(config: &Config, req: &mut Request<B>, decision: Decision) -> Dispat
     }
 }
 
-/// Removes the headers that carry credentials and claimed identifiers (with
-/// `strip_credentials`). Otherwise they go on, flagged as sensitive by the
-/// extraction pass.
-fn strip_credentials(config: &Config, headers: &mut http::HeaderMap) {
+/// Removes the headers and query parameters that carry credentials and
+/// claimed identifiers (with `strip_credentials`). Otherwise they go on,
+/// flagged as sensitive by the extraction pass. Credential entries of
+/// `Sec-WebSocket-Protocol` are always removed: they are no protocol.
+fn strip_credentials<B>(config: &Config, req: &mut Request<B>) {
+    crate::protocol::strip_protocol(&config.sources, req.headers_mut());
     if !config.strip_credentials {
         return;
     }
+    crate::strip_query::strip_query(&config.sources, req.uri_mut());
+    let headers = req.headers_mut();
     let sources = &config.sources;
     let bearer = sources.reads_bearer().then_some(&http::header::AUTHORIZATION);
     let roles = [Role::Signature, Role::Timestamp, Role::Token, Role::UserId, Role::Email, Role::VisitorId];
@@ -287,7 +291,7 @@ where
             // Not verified, but credentials are still guarded (flagged or
             // stripped) and no identity is claimed on the layer's behalf.
             mark_credentials(&config.sources, req.headers_mut());
-            strip_credentials(config, req.headers_mut());
+            strip_credentials(config, &mut req);
             if let Some(forward) = &config.forward {
                 forward.strip(req.headers_mut());
             }

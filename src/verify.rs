@@ -460,7 +460,13 @@ impl Claim {
 /// the claim's values once verification is over.
 pub(crate) enum Proof {
     /// An HMAC over the identifier `over`.
-    Hmac { over: Identifier, scheme: Scheme, key_id: Option<std::sync::Arc<str>>, signed_at: Option<u64> },
+    Hmac {
+        over: Identifier,
+        scheme: Scheme,
+        key_id: Option<std::sync::Arc<str>>,
+        signed_at: Option<u64>,
+        valid_until: Option<u64>,
+    },
     /// A JWT: the identifiers come from its claims.
     #[cfg(feature = "jwt")]
     Jwt(crate::jwt::VerifiedToken),
@@ -480,7 +486,7 @@ impl Proof {
     pub(crate) fn identity(self, claim: &mut Claim) -> VerifiedIdentity {
         let tenant = claim.tenant.take();
         match self {
-            Proof::Hmac { over, scheme, key_id, signed_at } => {
+            Proof::Hmac { over, scheme, key_id, signed_at, valid_until } => {
                 // Only the identifier the signature covers is proven; the
                 // others (and metadata) are kept apart, boxed only when sent.
                 let proven = claim.slot(over.role()).take();
@@ -504,6 +510,7 @@ impl Proof {
                     tenant,
                     key_id,
                     signed_at,
+                    valid_until,
                     #[cfg(feature = "jwt")]
                     claims: None,
                     unsigned: unsigned.boxed(),
@@ -519,6 +526,7 @@ impl Proof {
                 tenant,
                 key_id: verified.key_id,
                 signed_at: verified.issued_at,
+                valid_until: Some(verified.valid_until),
                 claims: Some(verified.claims),
                 unsigned: Unsigned { metadata: claim.metadata.take(), ..Unsigned::default() }.boxed(),
             },
@@ -565,7 +573,13 @@ fn verify_signature(
                 return Err(Failure::Expired);
             }
         }
-        return Ok(Proof::Hmac { over, scheme: key.scheme, key_id: key.id.clone(), signed_at });
+        // The first second at which `verify` would refuse it: past `max_age`, or the key's `not_after`.
+        let aged_out = signed_at.map(|ts| ts.saturating_add(opts.max_age).saturating_add(1));
+        let valid_until = match (aged_out, key.not_after) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        return Ok(Proof::Hmac { over, scheme: key.scheme, key_id: key.id.clone(), signed_at, valid_until });
     }
     Err(if identifier_missing { Failure::Malformed(Malformed::IdentifierMissing) } else { Failure::Invalid })
 }

@@ -73,6 +73,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub tenants: Vec<TenantSection>,
     pub postgres: Option<PostgresSection>,
+    #[serde(default)]
+    pub tunnels: crate::revocation::TunnelSection,
 }
 
 /// Tenants and keys in PostgreSQL instead of this file.
@@ -124,6 +126,12 @@ pub struct SourcesSection {
     pub query: BTreeMap<String, String>,
     #[serde(default)]
     pub query_defaults: bool,
+    /// Role name -> `Sec-WebSocket-Protocol` entry prefix.
+    #[serde(default)]
+    pub protocol: BTreeMap<String, String>,
+    /// `identity.token.`, `identity.signature.`, `identity.timestamp.` entries.
+    #[serde(default)]
+    pub protocol_defaults: bool,
     #[serde(default)]
     pub bearer: bool,
     /// Role name -> JSON pointer.
@@ -188,6 +196,8 @@ pub struct Settings {
     pub key_count: usize,
     /// Set when tenants live in PostgreSQL.
     pub postgres: Option<PostgresSettings>,
+    /// WebSocket tunnels and event streams.
+    pub tunnels: crate::revocation::TunnelSettings,
 }
 
 fn err(file: &Path, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
@@ -207,7 +217,7 @@ fn env_value(text: &str) -> toml::Value {
 }
 
 /// The keys the environment may override (tenants and their secrets are not among them).
-const OVERRIDABLE: [&str; 16] = [
+const OVERRIDABLE: [&str; 17] = [
     "postgres",
     "metrics_path",
     "listen",
@@ -224,6 +234,7 @@ const OVERRIDABLE: [&str; 16] = [
     "verify",
     "sources",
     "forward",
+    "tunnels",
 ];
 
 /// Applies `IDENTITY_PROXY_A__B=value` overrides (`a.b = value`) for the
@@ -417,6 +428,13 @@ fn build(cfg: FileConfig, path: &Path, listen: Option<&str>, upstream: Option<&s
         let role = role(name).ok_or_else(|| err(path, format!("sources.query.{name}"), "unknown role"))?;
         sources = sources.query(role, param.as_str());
     }
+    if s.protocol_defaults {
+        sources = sources.protocol_defaults();
+    }
+    for (name, prefix) in &s.protocol {
+        let role = role(name).ok_or_else(|| err(path, format!("sources.protocol.{name}"), "unknown role"))?;
+        sources = sources.protocol(role, prefix.as_str());
+    }
     if s.bearer {
         sources = sources.bearer();
     }
@@ -600,6 +618,7 @@ fn build(cfg: FileConfig, path: &Path, listen: Option<&str>, upstream: Option<&s
         tenant_count: cfg.tenants.len(),
         key_count,
         postgres,
+        tunnels: (&cfg.tunnels).into(),
     })
 }
 

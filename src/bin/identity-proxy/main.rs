@@ -4,7 +4,9 @@
 
 mod config;
 mod proxy;
+mod revocation;
 mod tools;
+mod tunnel;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -28,7 +28,7 @@ use tower_identity::{HotSwap, IdentityVerification, IdentityVerificationLayer, T
 
 use crate::config::{self, Settings, UpstreamProtocol};
 
-type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
 /// Parsed at compile time: a `&str` name would be parsed on every removal.
@@ -186,6 +186,7 @@ impl Service<Request<RequestBody<TimedBody>>> for Upstream {
 
     fn call(&mut self, mut req: Request<RequestBody<TimedBody>>) -> Self::Future {
         let timed_out = req.extensions().get::<BodyTimedOut>().cloned().unwrap_or_default();
+        let carry = crate::tunnel::carried(&req);
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let uri = Uri::builder().scheme("http").authority(self.authority.clone()).path_and_query(path).build();
         let client = self.client.clone();
@@ -199,6 +200,9 @@ impl Service<Request<RequestBody<TimedBody>>> for Upstream {
             match tokio::time::timeout(timeout, client.request(req)).await {
                 Ok(Ok(mut res)) => {
                     strip_hop_by_hop(res.headers_mut());
+                    if let Some(carry) = carry {
+                        carry(res.extensions_mut());
+                    }
                     Ok(res.map(BodyExt::boxed))
                 }
                 Ok(Err(_)) if timed_out.get() => {
@@ -240,6 +244,7 @@ struct Local {
     health_path: String,
     metrics: Option<(String, metrics_exporter_prometheus::PrometheusHandle)>,
     body_read_timeout: Option<Duration>,
+    revalidator: Arc<crate::revocation::Revalidator>,
 }
 
 async fn handle(
@@ -261,6 +266,7 @@ async fn handle(
         res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
         return Ok(res);
     }
+    let mut tracked = crate::tunnel::track(&mut req);
     // Before the layer: a client must not be able to name the forwarded
     // identity headers in `Connection` and have them removed after verification.
     strip_hop_by_hop(req.headers_mut());
@@ -270,6 +276,9 @@ async fn handle(
     };
     if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
         req.headers_mut().insert(X_FORWARDED_FOR, v);
+    }
+    if let Some(tracked) = &mut tracked {
+        tracked.prepare(&mut req);
     }
     let timed_out = BodyTimedOut::default();
     req.extensions_mut().insert(timed_out.clone());
@@ -282,7 +291,10 @@ async fn handle(
         tracing::debug!("the request body was not received in time; answering 408");
         return Ok(request_timeout().map(ResponseBody::inner));
     }
-    Ok(res)
+    Ok(match tracked {
+        Some(tracked) => tracked.finish(res, &local.revalidator),
+        None => res,
+    })
 }
 
 /// Runs the proxy until SIGTERM or Ctrl-C, reloading keys on SIGHUP and when
@@ -313,6 +325,9 @@ pub async fn run(
         }
     };
     let svc = tower::Layer::layer(&identity_layer, upstream);
+    let (reloaded, reloads) = tokio::sync::watch::channel(0u64);
+    let revalidator =
+        crate::revocation::Revalidator::new(&identity_layer, reloads, &settings.tunnels, settings.postgres.is_some());
     let metrics = match &settings.metrics_path {
         Some(path) => match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
             Ok(handle) => Some((path.clone(), handle)),
@@ -327,6 +342,7 @@ pub async fn run(
         health_path: settings.health_path.clone(),
         metrics,
         body_read_timeout: settings.body_read_timeout,
+        revalidator,
     });
 
     let listener = TcpListener::bind(&settings.listen).await?;
@@ -347,6 +363,7 @@ pub async fn run(
         listen_override,
         upstream_override,
         provider,
+        reloaded,
     ));
 
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -373,7 +390,7 @@ pub async fn run(
                     first.store(true, Ordering::Relaxed);
                     handle(svc.clone(), local.clone(), peer, req)
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
                 let first_request_deadline = settings.header_read_timeout;
                 tokio::spawn(async move {
@@ -439,6 +456,7 @@ async fn reload_loop(
     listen: Option<String>,
     upstream: Option<String>,
     provider: HotSwap<TenantMap>,
+    reloaded: tokio::sync::watch::Sender<u64>,
 ) {
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -474,6 +492,8 @@ async fn reload_loop(
         match config::load(&config_path, std::env::vars(), listen.as_deref(), upstream.as_deref()) {
             Ok(new) => {
                 provider.store(new.tenants);
+                // Open tunnels and event streams verify their credential again.
+                reloaded.send_modify(|generation| *generation += 1);
                 watched = new.watched;
                 tracing::info!(reason, tenants = new.tenant_count, keys = new.key_count, "reloaded keys and tenants");
             }
