@@ -17,6 +17,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use sha2::Digest;
 use tower_identity::{Secret, sign};
 
+mod realtime;
+
 const BIN: &str = env!("CARGO_BIN_EXE_identity-proxy");
 const SECRET: &str = "proxy-secret-0123456789abcdef";
 

@@ -3,21 +3,20 @@
 //! `Sec-WebSocket-Protocol`, `VerifiedIdentity::valid_until`, and
 //! `examples/axum_websocket.rs` driven by a real WebSocket client over 127.0.0.1.
 
+#[path = "support/ws.rs"]
+mod ws;
 #[path = "../examples/axum_websocket.rs"]
 mod ws_example;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
-use http::HeaderValue;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::Message;
+use ws::*;
 use tower_identity::{
     Claim, Identifier, IdentityVerificationLayer, Key, KeySet, Secret, Sources, VerifiedIdentity, VerifyOptions, sign,
     verify,
@@ -36,51 +35,6 @@ async fn serve(app: axum::Router) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     Server(tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }), addr)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
-type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Connects to `url`, offering `protocols` (comma-separated) when given.
-async fn connect(url: &str, protocols: Option<&str>) -> Result<(Client, Option<String>), WsError> {
-    let mut req = url.into_client_request().unwrap();
-    if let Some(p) = protocols {
-        req.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_str(p).unwrap());
-    }
-    let (ws, res) = tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(req)).await.unwrap()?;
-    let chosen = res.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap().to_owned());
-    Ok((ws, chosen))
-}
-
-fn status(result: Result<(Client, Option<String>), WsError>) -> u16 {
-    match result {
-        Err(WsError::Http(res)) => res.status().as_u16(),
-        Err(other) => panic!("expected an HTTP answer, got {other}"),
-        Ok(_) => panic!("expected a refused upgrade"),
-    }
-}
-
-async fn echo(ws: &mut Client, text: &str) -> String {
-    ws.send(Message::text(text)).await.unwrap();
-    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap() {
-        Some(Ok(Message::Text(t))) => t.as_str().to_owned(),
-        other => panic!("expected a text echo, got {other:?}"),
-    }
-}
-
-/// Reads until the server closes; the close code, or `None` when the
-/// connection ended without a close frame.
-async fn close_code(ws: &mut Client) -> Option<CloseCode> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("the socket was not closed") {
-            Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
-            Some(Ok(_)) => {}
-            Some(Err(_)) | None => return None,
-        }
-    }
 }
 
 #[tokio::test]
@@ -149,10 +103,7 @@ async fn the_example_closes_the_socket_when_the_token_expires() {
     let token = ws_example::token("user-9", exp - unix_now());
     let (mut ws, _) = connect(&format!("ws://{}/ws?token={token}", server.1), None).await.unwrap();
     assert_eq!(echo(&mut ws, "before").await, "user-9: before");
-    assert_eq!(close_code(&mut ws).await, Some(CloseCode::Policy));
-    let closed_at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    assert!(closed_at <= Duration::from_secs(exp + 1), "closed at {closed_at:?}, exp {exp}");
-    assert!(closed_at >= Duration::from_secs(exp), "closed at {closed_at:?}, before exp {exp}");
+    assert_closed_1008(&mut ws, exp, exp + 1).await;
 }
 
 #[test]
