@@ -409,6 +409,18 @@ fn sign_and_check_tools() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Creates the tables once per test binary: tests migrating the same fresh
+/// database at the same time would race on `CREATE TABLE IF NOT EXISTS`.
+async fn migrate(url: &str) {
+    static MIGRATED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    MIGRATED
+        .get_or_init(|| async {
+            let provider = tower_identity::postgres::PostgresProvider::connect(url, 1).unwrap();
+            provider.migrate().await.unwrap();
+        })
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_from_postgresql_with_immediate_revocation() {
     let Ok(url) = std::env::var("TOWER_IDENTITY_PG_URL") else {
@@ -416,8 +428,7 @@ async fn tenants_from_postgresql_with_immediate_revocation() {
         eprintln!("skipping: TOWER_IDENTITY_PG_URL is not set");
         return;
     };
-    let provider = tower_identity::postgres::PostgresProvider::connect(&url, 1).unwrap();
-    provider.migrate().await.unwrap();
+    migrate(&url).await;
     let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     db.batch_execute(

@@ -353,8 +353,7 @@ async fn a_tunnel_is_closed_when_postgresql_revokes_its_key() {
         eprintln!("skipping: TOWER_IDENTITY_PG_URL is not set");
         return;
     };
-    let provider = tower_identity::postgres::PostgresProvider::connect(&url, 1).unwrap();
-    provider.migrate().await.unwrap();
+    super::migrate(&url).await;
     let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     db.batch_execute(
