@@ -511,7 +511,9 @@ pub(crate) fn verify_token(token: &[u8], keys: &KeySet, now: u64, opts: &JwtOpti
         email,
         visitor_id,
         issued_at: iat,
-        valid_until: key.not_after.map_or(exp.saturating_add(opts.leeway), |na| na.min(exp.saturating_add(opts.leeway))),
+        valid_until: key
+            .not_after
+            .map_or(exp.saturating_add(opts.leeway), |na| na.min(exp.saturating_add(opts.leeway))),
         claims: Arc::new(SignedClaims::new(payload)),
     })
 }

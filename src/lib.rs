@@ -104,8 +104,8 @@ mod provider;
 mod reject;
 mod secret;
 mod service;
-mod strip_query;
 pub mod sign;
+mod strip_query;
 mod verify;
 
 #[cfg(feature = "cache")]

@@ -30,7 +30,6 @@ use crate::extract::{Extracted, Sources};
 use crate::identity::IdStr;
 use crate::verify::{Failure, Role};
 
-
 /// The prefixes read from `Sec-WebSocket-Protocol`, one per role.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ProtocolSources {

@@ -14,13 +14,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::routing::get;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
-use ws::*;
 use tower_identity::{
     Claim, Identifier, IdentityVerificationLayer, Key, KeySet, Secret, Sources, VerifiedIdentity, VerifyOptions, sign,
     verify,
 };
+use ws::*;
 
 /// A task aborted when dropped, so a failing test leaves no server running.
 struct Server(tokio::task::JoinHandle<()>, SocketAddr);

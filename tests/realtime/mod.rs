@@ -51,6 +51,7 @@ async fn ws_upstream() -> (SocketAddr, WsSeen, Task) {
             let rec = rec.clone();
             tokio::spawn(async move {
                 let handshakes = rec.handshakes.clone();
+                #[allow(clippy::result_large_err)] // the callback type tungstenite asks for
                 let callback = move |req: &WsRequest, mut res: WsResponse| -> Result<WsResponse, ErrorResponse> {
                     handshakes.lock().unwrap().push((req.uri().to_string(), req.headers().clone()));
                     let offered = req.headers().get(SEC_WEBSOCKET_PROTOCOL).map(|v| v.to_str().unwrap().to_owned());
@@ -61,15 +62,17 @@ async fn ws_upstream() -> (SocketAddr, WsSeen, Task) {
                 };
                 let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else { return };
                 while let Some(Ok(message)) = ws.next().await {
-                    match message {
-                        Message::Text(_) | Message::Binary(_) => {
-                            if ws.send(message).await.is_err() {
-                                return;
-                            }
-                        }
+                    let echoed = match message {
+                        Message::Text(_) | Message::Binary(_) => ws.send(message).await,
                         // Reading on sends the close reply, then the stream ends.
-                        Message::Close(frame) => rec.closes.lock().unwrap().push(frame.map(|f| u16::from(f.code))),
-                        _ => {}
+                        Message::Close(frame) => {
+                            rec.closes.lock().unwrap().push(frame.map(|f| u16::from(f.code)));
+                            Ok(())
+                        }
+                        _ => Ok(()),
+                    };
+                    if echoed.is_err() {
+                        return;
                     }
                 }
             });
@@ -197,7 +200,11 @@ async fn a_tunnel_is_closed_when_its_jwt_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tunnel_is_closed_when_its_key_is_removed_by_a_reload() {
     let (up, _seen, _task) = ws_upstream().await;
-    let proxy = start("ws-revoke", &proxy_config(up, "hmac", "").replace("reload_poll_secs = 0", "reload_poll_secs = 1"), SECRET);
+    let proxy = start(
+        "ws-revoke",
+        &proxy_config(up, "hmac", "").replace("reload_poll_secs = 0", "reload_poll_secs = 1"),
+        SECRET,
+    );
     let url = |secret: &str| {
         format!("ws://{}/chat?user_id=u3&signature={}", proxy.addr, sign::hmac(&Secret::text(secret).unwrap(), "u3"))
     };

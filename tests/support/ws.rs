@@ -23,7 +23,8 @@ pub async fn connect(url: &str, protocols: Option<&str>) -> Result<(Client, Opti
     if let Some(p) = protocols {
         req.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_str(p).unwrap());
     }
-    let (ws, res) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(req)).await.unwrap()?;
+    let (ws, res) =
+        tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(req)).await.unwrap()?;
     let chosen = res.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap().to_owned());
     Ok((ws, chosen))
 }

@@ -234,7 +234,8 @@ fn close_frame(reason: CloseReason, mask: Option<[u8; 4]>) -> Vec<u8> {
 fn mask() -> [u8; 4] {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher
+        .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     (hasher.finish() as u32).to_le_bytes()
 }
 
@@ -254,7 +255,11 @@ impl Pipe {
         Pipe { buf: vec![0; CHUNK].into_boxed_slice(), start: 0, end: 0, done: false, frames: Frames::default() }
     }
 
-    async fn step(&mut self, from: &mut (impl AsyncRead + Unpin), to: &mut (impl AsyncWrite + Unpin)) -> io::Result<()> {
+    async fn step(
+        &mut self,
+        from: &mut (impl AsyncRead + Unpin),
+        to: &mut (impl AsyncWrite + Unpin),
+    ) -> io::Result<()> {
         if self.start == self.end {
             let n = from.read(&mut self.buf).await?;
             if n == 0 {
@@ -335,9 +340,11 @@ mod tests {
     use super::*;
 
     fn frame(payload_len: usize, masked: bool) -> Vec<u8> {
-        let mut f = Frame::message(vec![7u8; payload_len], tungstenite::protocol::frame::coding::OpCode::Data(
-            tungstenite::protocol::frame::coding::Data::Binary,
-        ), true);
+        let mut f = Frame::message(
+            vec![7u8; payload_len],
+            tungstenite::protocol::frame::coding::OpCode::Data(tungstenite::protocol::frame::coding::Data::Binary),
+            true,
+        );
         if masked {
             f.header_mut().mask = Some([1, 2, 3, 4]);
         }
@@ -378,7 +385,13 @@ mod tests {
     #[test]
     fn only_websocket_upgrades_over_http1_get() {
         let req = |version, method, conn: &str, upgrade: &str| {
-            Request::builder().version(version).method(method).header(CONNECTION, conn).header(UPGRADE, upgrade).body(()).unwrap()
+            Request::builder()
+                .version(version)
+                .method(method)
+                .header(CONNECTION, conn)
+                .header(UPGRADE, upgrade)
+                .body(())
+                .unwrap()
         };
         assert!(is_websocket_upgrade(&req(Version::HTTP_11, Method::GET, "keep-alive, Upgrade", "WebSocket")));
         assert!(!is_websocket_upgrade(&req(Version::HTTP_11, Method::GET, "keep-alive", "websocket")));
