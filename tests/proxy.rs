@@ -421,28 +421,32 @@ async fn migrate(url: &str) {
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tenants_from_postgresql_with_immediate_revocation() {
+/// The PostgreSQL URL and a client, with `tenant` (re)created holding one
+/// HMAC key `key_id` over `SECRET`; `None` (skipped) without PostgreSQL,
+/// unless it is required.
+async fn pg_tenant(tenant: &str, key_id: &str) -> Option<(String, tokio_postgres::Client)> {
     let Ok(url) = std::env::var("TOWER_IDENTITY_PG_URL") else {
         assert!(std::env::var("TOWER_IDENTITY_REQUIRE_POSTGRES").as_deref() != Ok("1"), "PostgreSQL is required");
         eprintln!("skipping: TOWER_IDENTITY_PG_URL is not set");
-        return;
+        return None;
     };
     migrate(&url).await;
     let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
-    db.batch_execute(
-        "DELETE FROM identity_tenants WHERE tenant_id = 'proxy-pg';
-         INSERT INTO identity_tenants (tenant_id) VALUES ('proxy-pg');",
-    )
-    .await
-    .unwrap();
+    db.execute("DELETE FROM identity_tenants WHERE tenant_id = $1", &[&tenant]).await.unwrap();
+    db.execute("INSERT INTO identity_tenants (tenant_id) VALUES ($1)", &[&tenant]).await.unwrap();
     db.execute(
-        "INSERT INTO identity_keys (tenant_id, key_id, scheme, secret) VALUES ('proxy-pg', 'db-1', 'hmac', $1)",
-        &[&SECRET],
+        "INSERT INTO identity_keys (tenant_id, key_id, scheme, secret) VALUES ($1, $2, 'hmac', $3)",
+        &[&tenant, &key_id, &SECRET],
     )
     .await
     .unwrap();
+    Some((url, db))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_from_postgresql_with_immediate_revocation() {
+    let Some((url, db)) = pg_tenant("proxy-pg", "db-1").await else { return };
 
     let (up, seen, _task) = upstream(false).await;
     let cfg = format!(

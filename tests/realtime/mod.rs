@@ -132,6 +132,13 @@ fn sample(metrics: &str, line_start: &str) -> Option<f64> {
     metrics.lines().find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
 }
 
+/// Asserts how many tunnels the proxy closed for `reason`.
+async fn assert_closed_total(proxy: &Proxy, reason: &str, expected: f64) {
+    let m = metrics(proxy).await;
+    let name = format!("identity_proxy_tunnels_closed_total{{reason=\"{reason}\"}}");
+    assert_eq!(sample(&m, &name), Some(expected), "{m}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrades_are_verified_forwarded_and_tunnelled() {
     let (up, seen, _task) = ws_upstream().await;
@@ -193,8 +200,7 @@ async fn a_tunnel_is_closed_when_its_jwt_expires() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(upstream_closed, "the upstream got a close frame too: {:?}", seen.closes.lock().unwrap());
-    let m = metrics(&proxy).await;
-    assert_eq!(sample(&m, "identity_proxy_tunnels_closed_total{reason=\"expired\"}"), Some(1.0), "{m}");
+    assert_closed_total(&proxy, "expired", 1.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,8 +231,7 @@ async fn a_tunnel_is_closed_when_its_key_is_removed_by_a_reload() {
     std::fs::write(proxy.dir.join("secret.txt"), "rotated-again-0123456789abcdef").unwrap();
     let written = unix_now();
     assert_closed_1008(&mut client, written, written + 3).await;
-    let m = metrics(&proxy).await;
-    assert_eq!(sample(&m, "identity_proxy_tunnels_closed_total{reason=\"revoked\"}"), Some(2.0), "{m}");
+    assert_closed_total(&proxy, "revoked", 2.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,8 +244,7 @@ async fn max_connection_lifetime_bounds_every_tunnel() {
     let (mut client, _) = connect(&format!("ws://{}/chat?user_id=u4&signature={sig}", proxy.addr), None).await.unwrap();
     assert_eq!(echo(&mut client, "z").await, "z");
     assert_closed_1008(&mut client, opened, opened + 3).await;
-    let m = metrics(&proxy).await;
-    assert_eq!(sample(&m, "identity_proxy_tunnels_closed_total{reason=\"lifetime\"}"), Some(1.0), "{m}");
+    assert_closed_total(&proxy, "lifetime", 1.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,26 +359,7 @@ async fn server_sent_events_stream_unbuffered_and_end_with_the_credential() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tunnel_is_closed_when_postgresql_revokes_its_key() {
-    let Ok(url) = std::env::var("TOWER_IDENTITY_PG_URL") else {
-        assert!(std::env::var("TOWER_IDENTITY_REQUIRE_POSTGRES").as_deref() != Ok("1"), "PostgreSQL is required");
-        eprintln!("skipping: TOWER_IDENTITY_PG_URL is not set");
-        return;
-    };
-    super::migrate(&url).await;
-    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    db.batch_execute(
-        "DELETE FROM identity_tenants WHERE tenant_id = 'proxy-ws-pg';
-         INSERT INTO identity_tenants (tenant_id) VALUES ('proxy-ws-pg');",
-    )
-    .await
-    .unwrap();
-    db.execute(
-        "INSERT INTO identity_keys (tenant_id, key_id, scheme, secret) VALUES ('proxy-ws-pg', 'db-ws', 'hmac', $1)",
-        &[&SECRET],
-    )
-    .await
-    .unwrap();
+    let Some((url, db)) = super::pg_tenant("proxy-ws-pg", "db-ws").await else { return };
     let (up, _seen, _task) = ws_upstream().await;
     let cfg = format!(
         "listen = \"127.0.0.1:0\"\nupstream = \"http://{up}\"\nreload_poll_secs = 0\n\
