@@ -106,6 +106,39 @@ async fn the_example_closes_the_socket_when_the_token_expires() {
     assert_closed_1008(&mut ws, exp, exp + 1).await;
 }
 
+/// What the inner service received: its target and its `Sec-WebSocket-Protocol`.
+async fn passed_on(strip: bool, uri: &str, protocols: &str) -> (String, Option<String>) {
+    use tower::ServiceExt;
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let rec = seen.clone();
+    let inner = tower::service_fn(move |req: http::Request<tower_identity::body::RequestBody<String>>| {
+        let protocols = req.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap().to_owned());
+        *rec.lock().unwrap() = Some((req.uri().to_string(), protocols));
+        async { Ok::<_, std::convert::Infallible>(http::Response::new(String::new())) }
+    });
+    let keys = KeySet::single(Key::hmac(Identifier::UserId, Secret::text(ws_example::SECRET).unwrap()));
+    let layer = IdentityVerificationLayer::new(keys)
+        .sources(Sources::new().query_defaults().protocol_defaults())
+        .strip_credentials(strip);
+    let req = http::Request::get(uri).header("sec-websocket-protocol", protocols).body(String::new()).unwrap();
+    let res = tower::Layer::layer(&layer, inner).oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    seen.lock().unwrap().take().expect("the inner service was called")
+}
+
+#[tokio::test]
+async fn credentials_are_removed_from_what_the_handler_sees() {
+    let sig = sign::hmac(&Secret::text(ws_example::SECRET).unwrap(), "u1");
+    let protocols = format!("chat, identity.signature.{sig}");
+    // Protocol entries go in every case; query credentials with strip_credentials.
+    let (target, offered) = passed_on(false, "/ws?user_id=u1&room=2", &protocols).await;
+    assert_eq!((target.as_str(), offered.as_deref()), ("/ws?user_id=u1&room=2", Some("chat")));
+    let (target, offered) = passed_on(true, "/ws?user_id=u1&room=2", &protocols).await;
+    assert_eq!((target.as_str(), offered.as_deref()), ("/ws?room=2", Some("chat")));
+    let (target, _) = passed_on(true, &format!("/ws?signature={sig}&user_id=u1"), "chat").await;
+    assert_eq!(target, "/ws");
+}
+
 #[test]
 fn valid_until_comes_from_exp_max_age_and_not_after() {
     let secret = || Secret::text(ws_example::SECRET).unwrap();

@@ -286,17 +286,20 @@ async fn two_hundred_concurrent_tunnels_echo_and_close_cleanly() {
 }
 
 /// An upstream sending `events` server-sent events, one per 100 ms; `done`
-/// is set once the last one is sent.
-async fn sse_upstream(events: usize) -> (SocketAddr, Arc<AtomicBool>, Task) {
+/// is set once the last one is sent, `requests` counts the requests it got.
+async fn sse_upstream(events: usize) -> (SocketAddr, Arc<AtomicBool>, Arc<AtomicUsize>, Task) {
     let done = Arc::new(AtomicBool::new(false));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let flag = done.clone();
     let task = tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            let flag = flag.clone();
+            let (flag, counter) = (flag.clone(), counter.clone());
             let svc = hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
+                counter.fetch_add(1, Ordering::SeqCst);
                 let flag = flag.clone();
                 let stream = futures_util::stream::unfold(0, move |n| {
                     let flag = flag.clone();
@@ -316,7 +319,7 @@ async fn sse_upstream(events: usize) -> (SocketAddr, Arc<AtomicBool>, Task) {
             tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc));
         }
     });
-    (addr, done, Task(task))
+    (addr, done, requests, Task(task))
 }
 
 async fn open_events(proxy: &Proxy, query: &str) -> Response<hyper::body::Incoming> {
@@ -331,8 +334,11 @@ async fn open_events(proxy: &Proxy, query: &str) -> Response<hyper::body::Incomi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_sent_events_stream_unbuffered_and_end_with_the_credential() {
     // The first event arrives while the upstream is still sending.
-    let (up, done, _task) = sse_upstream(10).await;
+    let (up, done, requests, _task) = sse_upstream(10).await;
     let proxy = start("sse", &proxy_config(up, "jwt", ""), JWT_SECRET);
+    let forged = jwt("u5", unix_now() + 60).replace('.', "x.");
+    assert_eq!(open_events(&proxy, &format!("token={forged}")).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(requests.load(Ordering::SeqCst), 0, "a rejected event stream never reaches the upstream");
     let res = open_events(&proxy, &format!("token={}", jwt("u5", unix_now() + 60))).await;
     assert_eq!(res.status(), StatusCode::OK);
     let mut body = res.into_body();
@@ -342,7 +348,7 @@ async fn server_sent_events_stream_unbuffered_and_end_with_the_credential() {
     drop(body);
 
     // A stream outliving its token ends at exp, before the upstream is done.
-    let (up, done, _task) = sse_upstream(100).await;
+    let (up, done, _requests, _task) = sse_upstream(100).await;
     let proxy = start("sse-exp", &proxy_config(up, "jwt", ""), JWT_SECRET);
     let exp = unix_now() + 2;
     let mut body = open_events(&proxy, &format!("token={}", jwt("u6", exp))).await.into_body();
