@@ -26,7 +26,7 @@ fi
 cargo deny --version
 
 echo "== cargo deny check licenses bans sources"
-cargo deny --all-features check licenses bans sources
+cargo deny --workspace --all-features check licenses bans sources
 
 echo "== cargo deny check advisories"
 db_dir="${CARGO_HOME:-$HOME/.cargo}/advisory-dbs"
@@ -41,11 +41,11 @@ local_copy() {
     return 1
 }
 if timeout "${DENY_FETCH_TIMEOUT:-120}" cargo deny fetch db; then
-    cargo deny --all-features check advisories
+    cargo deny --workspace --all-features check advisories
 elif copy=$(local_copy); then
     updated=$(git -C "$copy" log -1 --format=%cs 2>/dev/null || echo "unknown")
     echo "the advisory database cannot be fetched; checking against the local copy $copy (last commit $updated)"
-    cargo deny --all-features --offline check advisories
+    cargo deny --workspace --all-features --offline check advisories
 elif [ "${DENY_ADVISORIES:-}" = require ]; then
     echo "error: the RustSec advisory database cannot be fetched and no local copy is in $db_dir" >&2
     exit 1

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the interpreters/compilers that tests/signing_snippets.rs runs the
+# Installs the interpreters/compilers that tests/it/signing_snippets.rs runs the
 # README's signing snippets with (signing/{node,python,go,ruby}), from Debian
 # packages. Idempotent: a tool already on PATH is left alone (a newer Node.js
 # installed some other way is kept), and apt is only touched when something is

@@ -5,8 +5,8 @@
 #   layer           the same behind IdentityVerificationLayer      (e2e_server layer)
 #   plain-proxy     a plain hyper-util reverse proxy in front of   (e2e_server plain-proxy)
 #                   the bare service
-#   identity-proxy  the crate's identity-proxy binary in front of  (src/bin/identity-proxy,
-#                   the bare service, verifying the same header    feature `proxy`)
+#   identity-proxy  the workspace's identity-proxy binary in front (package identity-proxy,
+#                   of the bare service, verifying the same header  release build)
 #                   HMAC (required mode, default settings otherwise:
 #                   metrics recorder on, info logging)
 #
@@ -99,9 +99,9 @@ if [ -z "$BIN" ] || [ ! -x "$BIN" ]; then
 fi
 [ -n "$BIN" ] && [ -x "$BIN" ] || { echo "e2e.sh: e2e_server binary not found" >&2; exit 1; }
 
-echo "== building identity-proxy (release, feature proxy)"
-timeout 1800 cargo build --release --features proxy --bin identity-proxy
-PROXY_BIN=$(executable build --release --features proxy --bin identity-proxy)
+echo "== building identity-proxy (release, package identity-proxy)"
+timeout 1800 cargo build --release -p identity-proxy --bin identity-proxy
+PROXY_BIN=$(executable build --release -p identity-proxy --bin identity-proxy)
 [ -n "$PROXY_BIN" ] && [ -x "$PROXY_BIN" ] || PROXY_BIN=target/release/identity-proxy
 [ -x "$PROXY_BIN" ] || { echo "e2e.sh: identity-proxy binary not found" >&2; exit 1; }
 

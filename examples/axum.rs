@@ -19,8 +19,8 @@
 //! Keys come from a `TenantMap`: the request names its tenant in the
 //! `x-app-id` header, and each tenant has its own secret and scheme.
 //!
-//! `tests/examples.rs` drives this app over 127.0.0.1.
-#![allow(dead_code)] // `main` is unused when tests/examples.rs includes this file.
+//! `tests/it/examples.rs` drives this app over 127.0.0.1.
+#![allow(dead_code)] // `main` is unused when tests/it/examples.rs includes this file.
 
 use axum::routing::{get, post};
 use axum::{Json, Router};

@@ -27,15 +27,15 @@
 //! may be able to reach it: an upstream trusts these headers exactly as far
 //! as it trusts the network path from the proxy.
 //!
-//! `tests/examples.rs` drives this proxy over 127.0.0.1.
-#![allow(dead_code)] // `main` is unused when tests/examples.rs includes this file.
+//! `tests/it/examples.rs` drives this proxy over 127.0.0.1.
+#![allow(dead_code)] // `main` is unused when tests/it/examples.rs includes this file.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::header::HOST;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -47,7 +47,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_identity::body::RequestBody;
-use tower_identity::{ForwardHeaders, Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Secret, sign};
+use tower_identity::{
+    ForwardHeaders, Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Secret, remove_hop_by_hop, sign,
+};
 
 /// The demo secret. In production it comes from your secret store.
 pub const DEMO_SECRET: &str = "proxy-demo-secret-do-not-use-in-production";
@@ -61,36 +63,6 @@ pub fn signature(user_id: &str) -> String {
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 type UpstreamClient = Client<HttpConnector, RequestBody<Incoming>>;
-
-/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1),
-/// besides those the `Connection` header names.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-}
 
 fn identity_layer() -> IdentityVerificationLayer {
     let key = Key::hmac(Identifier::UserId, Secret::text(DEMO_SECRET).expect("valid secret")).with_id("proxy-2026");

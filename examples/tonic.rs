@@ -38,8 +38,8 @@
 //! for a service added without it, and needs a newtype: tonic's `add_service`
 //! wants `NamedService`, which the layer's service does not implement.
 //!
-//! `tests/examples.rs` drives this server over 127.0.0.1 with a tonic client.
-#![allow(dead_code)] // `main` is unused when tests/examples.rs includes this file.
+//! `tests/it/examples.rs` drives this server over 127.0.0.1 with a tonic client.
+#![allow(dead_code)] // `main` is unused when tests/it/examples.rs includes this file.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -125,3 +125,83 @@ mod tests {
         assert_eq!(h["x-identity-outcome"], "anonymous");
     }
 }
+
+/// Headers that describe one connection and are never forwarded by a proxy
+/// (RFC 9110 §7.6.1), besides those the `Connection` header names. Parsed at
+/// compile time: a `&str` name would be parsed again on every removal.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    http::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+];
+
+/// Removes the hop-by-hop headers (RFC 9110 §7.6.1): `Connection`,
+/// `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`,
+/// `Proxy-Authorization`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`, and
+/// every header the `Connection` header names.
+///
+/// A proxy calls it on the request before the identity layer runs, so that a
+/// client cannot name the forwarded identity headers in `Connection` and have
+/// them removed after verification, and on the upstream's response.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names instead of nine removals.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
+    let listed: Vec<HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod hop_by_hop_tests {
+    use http::{HeaderMap, HeaderValue};
+
+    use super::remove_hop_by_hop;
+
+    #[test]
+    fn removes_the_listed_and_the_connection_named_headers() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "x-hop",
+            "x-other-hop",
+            "x-keep",
+        ] {
+            h.insert(http::HeaderName::from_static(name), HeaderValue::from_static("v"));
+        }
+        h.append("connection", HeaderValue::from_static("X-Hop , keep-alive"));
+        h.append("connection", HeaderValue::from_static("x-other-hop"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-keep"], "{h:?}");
+
+        // Without any hop-by-hop header, nothing is touched.
+        let mut h = HeaderMap::new();
+        h.insert("x-hop", HeaderValue::from_static("v"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+}

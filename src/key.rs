@@ -370,3 +370,93 @@ mod tests {
         assert!(!format!("{k:?}").contains("aaaa"));
     }
 }
+
+/// The error of parsing an [`Identifier`] or a [`Scheme`] from its name: the
+/// text is none of the names. It does not repeat the text, which may be a
+/// value put in the wrong place (a secret, say).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseNameError {
+    expected: &'static str,
+}
+
+impl fmt::Display for ParseNameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "expected {}", self.expected)
+    }
+}
+
+impl std::error::Error for ParseNameError {}
+
+impl std::str::FromStr for Identifier {
+    type Err = ParseNameError;
+
+    /// Parses `user_id`, `email` or `visitor_id` (the names of [`Identifier::as_str`]).
+    fn from_str(s: &str) -> Result<Identifier, ParseNameError> {
+        [Identifier::UserId, Identifier::Email, Identifier::VisitorId]
+            .into_iter()
+            .find(|i| i.as_str() == s)
+            .ok_or(ParseNameError { expected: "user_id, email or visitor_id" })
+    }
+}
+
+impl std::str::FromStr for Scheme {
+    type Err = ParseNameError;
+
+    /// Parses `hmac`, `timestamped_hmac` or `jwt` (the names of
+    /// [`Scheme::name`]; `jwt` only with the `jwt` feature). The HMAC schemes
+    /// sign the user id; [`Scheme::with_identifier`] binds them to another
+    /// identifier.
+    fn from_str(s: &str) -> Result<Scheme, ParseNameError> {
+        let over = Identifier::UserId;
+        match s {
+            "hmac" => Ok(Scheme::Hmac { over }),
+            "timestamped_hmac" => Ok(Scheme::TimestampedHmac { over }),
+            #[cfg(feature = "jwt")]
+            "jwt" => Ok(Scheme::Jwt),
+            #[cfg(feature = "jwt")]
+            _ => Err(ParseNameError { expected: "hmac, timestamped_hmac or jwt" }),
+            #[cfg(not(feature = "jwt"))]
+            _ => Err(ParseNameError { expected: "hmac or timestamped_hmac (jwt needs the jwt feature)" }),
+        }
+    }
+}
+
+impl Scheme {
+    /// The same scheme over `over`: an HMAC scheme signs that identifier; a
+    /// JWT names its identifiers in its claims and is returned unchanged.
+    pub fn with_identifier(self, over: Identifier) -> Scheme {
+        match self {
+            Scheme::Hmac { .. } => Scheme::Hmac { over },
+            Scheme::TimestampedHmac { .. } => Scheme::TimestampedHmac { over },
+            #[cfg(feature = "jwt")]
+            Scheme::Jwt => Scheme::Jwt,
+        }
+    }
+}
+
+#[cfg(test)]
+mod from_str_tests {
+    use super::{Identifier, Scheme};
+
+    #[test]
+    fn names_parse_back() {
+        for i in [Identifier::UserId, Identifier::Email, Identifier::VisitorId] {
+            assert_eq!(i.as_str().parse::<Identifier>(), Ok(i));
+            let hmac = Scheme::Hmac { over: Identifier::UserId }.with_identifier(i);
+            assert_eq!(hmac, Scheme::Hmac { over: i });
+            assert_eq!(hmac.name().parse::<Scheme>().map(|s| s.with_identifier(i)), Ok(hmac));
+            let ts = Scheme::TimestampedHmac { over: i };
+            assert_eq!(ts.name().parse::<Scheme>().map(|s| s.with_identifier(i)), Ok(ts));
+        }
+        #[cfg(feature = "jwt")]
+        assert_eq!("jwt".parse::<Scheme>().map(|s| s.with_identifier(Identifier::Email)), Ok(Scheme::Jwt));
+        for bad in ["", "User_id", "user-id", " email", "hunter2"] {
+            let e = bad.parse::<Identifier>().unwrap_err().to_string();
+            assert_eq!(e, "expected user_id, email or visitor_id");
+        }
+        for bad in ["", "HMAC", "hs256", "hunter2"] {
+            let e = bad.parse::<Scheme>().unwrap_err().to_string();
+            assert!(e.starts_with("expected hmac") && !e.contains("hunter2"), "{e}");
+        }
+    }
+}

@@ -116,20 +116,9 @@ impl PostgresProvider {
             let encoding: SecretEncoding =
                 row.get::<_, String>(6).parse().map_err(|_| bad("unknown secret_encoding"))?;
             let secret = Secret::decode(&secret, encoding).map_err(|e| bad(&e.to_string()))?;
-            let over = match over.as_str() {
-                "user_id" => Identifier::UserId,
-                "email" => Identifier::Email,
-                "visitor_id" => Identifier::VisitorId,
-                _ => return Err(bad("unknown over")),
-            };
-            let mut key = match scheme.as_str() {
-                "hmac" => Key::hmac(over, secret),
-                "timestamped_hmac" => Key::timestamped_hmac(over, secret),
-                #[cfg(feature = "jwt")]
-                "jwt" => Key::jwt(secret),
-                _ => return Err(bad("unknown scheme")),
-            }
-            .with_id(key_id.as_str());
+            let over: Identifier = over.parse().map_err(|_| bad("unknown over"))?;
+            let scheme: crate::key::Scheme = scheme.parse().map_err(|_| bad("unknown scheme"))?;
+            let mut key = Key::new(scheme.with_identifier(over), secret).with_id(key_id.as_str());
             if let Some(t) = row.get::<_, Option<i64>>(7) {
                 key = key.not_before(t.max(0) as u64);
             }

@@ -27,6 +27,10 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::Full;
 use tower::{Layer, Service};
+#[path = "support/keys.rs"]
+mod keys;
+
+use keys::secret;
 use tower_identity::{
     Identifier, IdentityVerificationLayer, Key, KeySet, Role, Secret, Sources, TenantMap, VerifiedIdentity, sign,
 };
@@ -120,7 +124,6 @@ fn counted<T>(f: impl FnOnce() -> T) -> (T, Vec<usize>) {
 
 // ------------------------------------------------------------ services and requests
 
-const SECRET: &str = "alloc-secret-0123456789abcdef";
 const USER: &str = "user-42";
 
 type BareFuture = Ready<Result<Response<Full<Bytes>>, Infallible>>;
@@ -132,10 +135,6 @@ fn bare_handler<B>(_req: Request<B>) -> BareFuture {
 /// The bare inner service: an empty 200.
 fn bare<B>() -> tower::util::ServiceFn<fn(Request<B>) -> BareFuture> {
     tower::service_fn(bare_handler::<B> as fn(Request<B>) -> BareFuture)
-}
-
-fn secret() -> Secret {
-    Secret::text(SECRET).unwrap()
 }
 
 /// A GET request whose header values are slices of one shared buffer, as

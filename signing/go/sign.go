@@ -4,7 +4,7 @@
 //	go run sign.go timestamped <secret> <identifier> <unix_ts>
 //	go run sign.go jwt <secret> <app_id> <email> <name> <iat> <lifetime_secs>   (name "" = no name claim)
 //
-// tests/signing_snippets.rs runs this file and compares its output with tower_identity's signer.
+// tests/it/signing_snippets.rs runs this file and compares its output with tower_identity's signer.
 package main
 
 import (

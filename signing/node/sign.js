@@ -4,7 +4,7 @@
 //   node sign.js timestamped <secret> <identifier> <unix_ts>
 //   node sign.js jwt <secret> <app_id> <email> <name> <iat> <lifetime_secs>   (name "" = no name claim)
 //
-// tests/signing_snippets.rs runs this file and compares its output with tower_identity's signer.
+// tests/it/signing_snippets.rs runs this file and compares its output with tower_identity's signer.
 "use strict";
 
 const { createHmac } = require("node:crypto");

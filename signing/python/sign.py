@@ -4,7 +4,7 @@
     python3 sign.py timestamped <secret> <identifier> <unix_ts>
     python3 sign.py jwt <secret> <app_id> <email> <name> <iat> <lifetime_secs>   (name "" = no name claim)
 
-tests/signing_snippets.rs runs this file and compares its output with tower_identity's signer.
+tests/it/signing_snippets.rs runs this file and compares its output with tower_identity's signer.
 """
 
 import base64

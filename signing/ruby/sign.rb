@@ -6,7 +6,7 @@
 #   ruby sign.rb timestamped <secret> <identifier> <unix_ts>
 #   ruby sign.rb jwt <secret> <app_id> <email> <name> <iat> <lifetime_secs>   (name "" = no name claim)
 #
-# tests/signing_snippets.rs runs this file and compares its output with tower_identity's signer.
+# tests/it/signing_snippets.rs runs this file and compares its output with tower_identity's signer.
 
 require "base64"
 require "json"

@@ -1,6 +1,5 @@
 //! A WebSocket client for the tests (tokio-tungstenite): connect with
 //! offered protocols, echo a message, read until the close.
-#![allow(dead_code)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,0 +1,19 @@
+//! The sidecar's integration tests, in one binary: the real `identity-proxy`
+//! between real clients and upstreams on 127.0.0.1.
+//!
+//! The load cases and the generator are shared with the library's load test
+//! (tests/load.rs): they live in the repository's tests/support/.
+
+#[allow(dead_code)]
+#[path = "../../../tests/support/load_cases.rs"]
+mod load_cases;
+#[path = "../../../tests/support/rng.rs"]
+mod rng;
+#[allow(dead_code)]
+#[path = "../../../tests/support/ws.rs"]
+mod ws;
+
+mod load;
+mod process;
+mod proxy;
+mod realtime;

@@ -1,0 +1,55 @@
+//! Metrics: the counters an operator needs (per key id, would-reject).
+
+use crate::support::*;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use tower_identity::{IdentityVerificationLayer, Mode, ProviderError};
+
+/// Runs `f` on a current-thread runtime with `recorder` as this thread's recorder.
+fn with_recorder(recorder: &DebuggingRecorder, f: impl std::future::Future<Output = ()>) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    metrics::with_local_recorder(recorder, || rt.block_on(f));
+}
+
+#[test]
+fn verdict_counters_by_key_id_and_would_reject() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    with_recorder(&recorder, async {
+        let layer = IdentityVerificationLayer::new(rotating_keys()).mode(Mode::ReportOnly);
+        for _ in 0..3 {
+            send(&layer, signed(OLD, "u1")).await;
+        }
+        for _ in 0..2 {
+            send(&layer, signed(NEW, "u1")).await;
+        }
+        send(&layer, signed("forged-secret-0123456789", "u1")).await;
+        send(&layer, get("/", &[])).await;
+        let failing = IdentityVerificationLayer::new(|_: Option<&str>| Err(ProviderError::new("db down")));
+        send(&failing, get("/", &[])).await;
+    });
+    let mut verdicts = Vec::new();
+    let mut histogram_samples = 0;
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let labels: Vec<(String, String)> =
+            key.key().labels().map(|l| (l.key().to_owned(), l.value().to_owned())).collect();
+        let label = |name: &str| labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+        match (key.key().name(), value) {
+            ("identity_verdicts_total", DebugValue::Counter(n)) => {
+                verdicts.push((label("outcome"), label("reason"), label("key_id"), n));
+            }
+            ("identity_verification_seconds", DebugValue::Histogram(samples)) => histogram_samples += samples.len(),
+            _ => {}
+        }
+    }
+    verdicts.sort();
+    println!("{verdicts:#?}");
+    let count = |outcome: &str, reason: &str, key: &str| {
+        verdicts.iter().find(|(o, r, k, _)| o == outcome && r == reason && k == key).map_or(0, |v| v.3)
+    };
+    assert_eq!(count("verified", "ok", "2025"), 3, "the old key's use is visible before retiring it");
+    assert_eq!(count("verified", "ok", "2026"), 2);
+    assert_eq!(count("unverified", "signature_invalid", ""), 1, "report-only would-rejects are counted");
+    assert_eq!(count("anonymous", "none", ""), 1);
+    assert_eq!(count("rejected", "provider_unavailable", ""), 1);
+    assert_eq!(histogram_samples, 6, "one verification time per verification");
+}
