@@ -15,8 +15,9 @@ use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 
+use crate::code::ErrorCode;
 use crate::identity::{IdentityOutcome, VerifiedIdentity};
-use crate::reject::{ErrorCode, Rejection};
+use crate::layer::Rejection;
 
 /// Why an identity extractor refused a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

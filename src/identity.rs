@@ -1,152 +1,17 @@
-//! What handlers see: [`VerifiedIdentity`], [`IdentityOutcome`], and the
-//! cheap identifier string [`IdStr`].
+//! What handlers see: [`VerifiedIdentity`] (with the [`SignedClaims`] of a
+//! JWT and the [`Unsigned`] values sent beside a credential) and, for every
+//! request the layer lets through, its [`IdentityOutcome`].
 
+#[cfg(feature = "jwt")]
 use std::fmt;
 use std::sync::Arc;
 
-use http::HeaderValue;
+#[cfg(feature = "jwt")]
+use serde_json::{Map, Value};
 
+pub use crate::claim::IdStr;
+use crate::code::ErrorCode;
 use crate::key::{Identifier, Scheme};
-use crate::reject::ErrorCode;
-
-/// An identifier string (user id, email, visitor id, tenant) as received.
-///
-/// Cheap to clone: a value taken from a request header shares the header's
-/// bytes (no copy, no allocation); other values share one `Arc<str>`. The
-/// bytes are exactly the ones the client sent and, once verified, the ones
-/// the signature covers: no trimming, case folding or Unicode normalisation.
-/// Always valid UTF-8.
-#[derive(Clone)]
-pub struct IdStr(Repr);
-
-#[derive(Clone)]
-enum Repr {
-    Header(HeaderValue),
-    Bytes(bytes::Bytes),
-    Shared(Arc<str>),
-    Static(&'static str),
-}
-
-impl IdStr {
-    /// An identifier from a header value, or `None` when its bytes are not UTF-8.
-    pub fn from_header(value: &HeaderValue) -> Option<IdStr> {
-        std::str::from_utf8(value.as_bytes()).ok()?;
-        Some(IdStr(Repr::Header(value.clone())))
-    }
-
-    /// An identifier sharing the bytes of a buffer (e.g. a slice of a request
-    /// body), or `None` when they are not UTF-8.
-    pub fn from_utf8_bytes(bytes: bytes::Bytes) -> Option<IdStr> {
-        std::str::from_utf8(&bytes).ok()?;
-        Some(IdStr(Repr::Bytes(bytes)))
-    }
-
-    /// `s` as a slice of `base` when it points into it (no copy), else a copy.
-    #[cfg(any(feature = "json", feature = "jwt"))]
-    pub(crate) fn shared_in(base: &bytes::Bytes, s: &str) -> IdStr {
-        let start = (s.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
-        match start.checked_add(s.len()) {
-            Some(end) if end <= base.len() && base.get(start..end) == Some(s.as_bytes()) => {
-                IdStr::from_utf8_bytes(base.slice(start..end)).unwrap_or_else(|| IdStr::from(s))
-            }
-            _ => IdStr::from(s),
-        }
-    }
-
-    /// An identifier from a static string.
-    pub const fn from_static(s: &'static str) -> IdStr {
-        IdStr(Repr::Static(s))
-    }
-
-    /// The identifier's bytes (UTF-8), without re-checking them.
-    pub fn as_bytes(&self) -> &[u8] {
-        match &self.0 {
-            Repr::Header(v) => v.as_bytes(),
-            Repr::Bytes(b) => b,
-            Repr::Shared(s) => s.as_bytes(),
-            Repr::Static(s) => s.as_bytes(),
-        }
-    }
-
-    /// The identifier as a string slice.
-    pub fn as_str(&self) -> &str {
-        match &self.0 {
-            // Checked to be UTF-8 when built; the fallback cannot be reached.
-            Repr::Header(v) => std::str::from_utf8(v.as_bytes()).unwrap_or_default(),
-            Repr::Bytes(b) => std::str::from_utf8(b).unwrap_or_default(),
-            Repr::Shared(s) => s,
-            Repr::Static(s) => s,
-        }
-    }
-}
-
-impl std::ops::Deref for IdStr {
-    type Target = str;
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl AsRef<str> for IdStr {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl From<&str> for IdStr {
-    fn from(s: &str) -> Self {
-        IdStr(Repr::Shared(Arc::from(s)))
-    }
-}
-
-impl From<String> for IdStr {
-    fn from(s: String) -> Self {
-        IdStr(Repr::Shared(Arc::from(s)))
-    }
-}
-
-impl From<Arc<str>> for IdStr {
-    fn from(s: Arc<str>) -> Self {
-        IdStr(Repr::Shared(s))
-    }
-}
-
-impl PartialEq for IdStr {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-impl Eq for IdStr {}
-
-impl PartialEq<str> for IdStr {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for IdStr {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl std::hash::Hash for IdStr {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state)
-    }
-}
-
-impl fmt::Debug for IdStr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl fmt::Display for IdStr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Identifier values a client sent that no signature covers.
 ///
@@ -208,7 +73,7 @@ pub struct VerifiedIdentity {
     pub(crate) signed_at: Option<u64>,
     pub(crate) valid_until: Option<u64>,
     #[cfg(feature = "jwt")]
-    pub(crate) claims: Option<Arc<crate::jwt::SignedClaims>>,
+    pub(crate) claims: Option<Arc<SignedClaims>>,
     /// Boxed, and only when something unsigned was sent: usually nothing is,
     /// and a smaller identity is cheaper to move and to box into the extensions.
     pub(crate) unsigned: Option<Box<Unsigned>>,
@@ -255,7 +120,7 @@ impl VerifiedIdentity {
 
     /// All claims of a verified JWT (`name`, `account_id`, …); `None` for HMAC schemes.
     #[cfg(feature = "jwt")]
-    pub fn claims(&self) -> Option<&crate::jwt::SignedClaims> {
+    pub fn claims(&self) -> Option<&SignedClaims> {
         self.claims.as_deref()
     }
 
@@ -266,7 +131,7 @@ impl VerifiedIdentity {
 
     /// The tenant the request named (app, agent, organisation, channel), if
     /// any, and whose policy verified it. With a tenant-agnostic provider
-    /// (one static [`KeySet`](crate::KeySet)) this is only what the client sent.
+    /// (one static [`KeySet`](crate::key::KeySet)) this is only what the client sent.
     pub fn tenant(&self) -> Option<&str> {
         self.tenant.as_deref()
     }
@@ -365,8 +230,91 @@ impl IdentityOutcome {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum UnverifiedReason {
-    /// The mode is [`Mode::Off`](crate::Mode::Off): no check was made.
+    /// The mode is [`Mode::Off`](crate::mode::Mode::Off): no check was made.
     VerificationOff,
     /// Report-only mode: the request would have been rejected with this code.
     WouldReject(ErrorCode),
+}
+
+/// The claims a verified token carries, all of them, kept apart from
+/// unsigned metadata.
+///
+/// Verification reads only the claims it checks, in one pass over the
+/// payload; the full claim set is parsed on first use (once per request, and
+/// only by handlers that ask).
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+#[derive(Clone)]
+pub struct SignedClaims {
+    /// The decoded payload, already checked to be a JSON object without duplicate keys.
+    payload: bytes::Bytes,
+    parsed: std::sync::OnceLock<Map<String, Value>>,
+}
+
+#[cfg(feature = "jwt")]
+impl PartialEq for SignedClaims {
+    fn eq(&self, other: &Self) -> bool {
+        self.payload == other.payload
+    }
+}
+#[cfg(feature = "jwt")]
+impl Eq for SignedClaims {}
+
+#[cfg(feature = "jwt")]
+impl SignedClaims {
+    pub(crate) fn new(payload: bytes::Bytes) -> SignedClaims {
+        SignedClaims { payload, parsed: std::sync::OnceLock::new() }
+    }
+
+    fn map(&self) -> &Map<String, Value> {
+        // Checked during verification: a JSON object, so this cannot fail.
+        self.parsed.get_or_init(|| serde_json::from_slice(&self.payload).unwrap_or_default())
+    }
+
+    /// A claim by name.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.map().get(name)
+    }
+
+    /// A string claim by name.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(Value::as_str)
+    }
+
+    /// `name`
+    pub fn name(&self) -> Option<&str> {
+        self.get_str("name")
+    }
+
+    /// `account_id`
+    pub fn account_id(&self) -> Option<&str> {
+        self.get_str("account_id")
+    }
+
+    /// `account_external_id`
+    pub fn account_external_id(&self) -> Option<&str> {
+        self.get_str("account_external_id")
+    }
+
+    /// `contact_id`
+    pub fn contact_id(&self) -> Option<&str> {
+        self.get_str("contact_id")
+    }
+
+    /// `contact_external_id`
+    pub fn contact_external_id(&self) -> Option<&str> {
+        self.get_str("contact_external_id")
+    }
+
+    /// All claims.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.map().iter().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+#[cfg(feature = "jwt")]
+impl fmt::Debug for SignedClaims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.map().iter()).finish()
+    }
 }

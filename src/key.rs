@@ -7,28 +7,30 @@ use std::sync::Arc;
 use hmac::{Hmac, KeyInit};
 use sha2::Sha256;
 
+use crate::claim::{Claim, IdStr, Role};
 use crate::secret::Secret;
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
 /// Which identifier a signature covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Identifier {
-    /// The customer's user id (seeds 000, 001, 004).
+    /// The customer's user id.
     UserId,
-    /// The user's email address (seed 002).
+    /// The user's email address.
     Email,
-    /// An anonymous visitor id (seed 003).
+    /// An anonymous visitor id.
     VisitorId,
 }
 
 impl Identifier {
     /// The claim role that carries this identifier.
-    pub(crate) fn role(self) -> crate::verify::Role {
+    pub(crate) fn role(self) -> Role {
         match self {
-            Identifier::UserId => crate::verify::Role::UserId,
-            Identifier::Email => crate::verify::Role::Email,
-            Identifier::VisitorId => crate::verify::Role::VisitorId,
+            Identifier::UserId => Role::UserId,
+            Identifier::Email => Role::Email,
+            Identifier::VisitorId => Role::VisitorId,
         }
     }
 
@@ -38,6 +40,17 @@ impl Identifier {
             Identifier::UserId => "user_id",
             Identifier::Email => "email",
             Identifier::VisitorId => "visitor_id",
+        }
+    }
+}
+
+impl Claim {
+    /// The value of an identifier.
+    pub fn identifier(&self, which: Identifier) -> Option<&IdStr> {
+        match which {
+            Identifier::UserId => self.user_id.as_ref(),
+            Identifier::Email => self.email.as_ref(),
+            Identifier::VisitorId => self.visitor_id.as_ref(),
         }
     }
 }
@@ -59,20 +72,21 @@ pub enum Scheme {
         over: Identifier,
     },
     /// HMAC-SHA256 over `{identifier}-{unix_ts}`; the signature is sent as
-    /// `<64 hex>-<unix_ts>` (seed 000) or as 64 hex with the timestamp in its
-    /// own field.
+    /// `<64 hex>-<unix_ts>` or as 64 hex with the timestamp in its own
+    /// field.
     TimestampedHmac {
         /// The identifier signed.
         over: Identifier,
     },
-    /// An HS256 JWT; the secret is used exactly as given (seed 002).
+    /// An HS256 JWT; the secret is used exactly as given.
     #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
     Jwt,
 }
 
 impl Scheme {
     /// A short stable name: `hmac`, `timestamped_hmac` or `jwt`.
-    pub fn name(&self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             Scheme::Hmac { .. } => "hmac",
             Scheme::TimestampedHmac { .. } => "timestamped_hmac",
@@ -123,25 +137,29 @@ impl Key {
     }
 
     /// A key for HS256 JWTs. Build the secret with [`Secret::text`] to use
-    /// it exactly as displayed (seed 002: the JWT secret is not hex-decoded).
+    /// it exactly as displayed (a JWT secret is not hex-decoded).
     #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
     pub fn jwt(secret: Secret) -> Key {
         Key::new(Scheme::Jwt, secret)
     }
 
     /// Names the key; the id is reported with every identity it verifies.
+    #[must_use]
     pub fn with_id(mut self, id: impl Into<Arc<str>>) -> Key {
         self.id = Some(id.into());
         self
     }
 
     /// The key verifies from this unix time on (inclusive).
+    #[must_use]
     pub fn not_before(mut self, unix_secs: u64) -> Key {
         self.not_before = Some(unix_secs);
         self
     }
 
     /// The key stops verifying at this unix time (exclusive).
+    #[must_use]
     pub fn not_after(mut self, unix_secs: u64) -> Key {
         self.not_after = Some(unix_secs);
         self
@@ -275,6 +293,7 @@ impl KeySet {
     }
 
     /// Requires JWTs to carry this audience (`aud`): the tenant's app id.
+    #[must_use]
     pub fn with_audience(mut self, audience: impl Into<Arc<str>>) -> KeySet {
         Arc::make_mut(&mut self.0).audience = Some(audience.into());
         self
@@ -403,7 +422,7 @@ impl std::str::FromStr for Scheme {
     type Err = ParseNameError;
 
     /// Parses `hmac`, `timestamped_hmac` or `jwt` (the names of
-    /// [`Scheme::name`]; `jwt` only with the `jwt` feature). The HMAC schemes
+    /// [`Scheme::as_str`]; `jwt` only with the `jwt` feature). The HMAC schemes
     /// sign the user id; [`Scheme::with_identifier`] binds them to another
     /// identifier.
     fn from_str(s: &str) -> Result<Scheme, ParseNameError> {
@@ -444,9 +463,9 @@ mod from_str_tests {
             assert_eq!(i.as_str().parse::<Identifier>(), Ok(i));
             let hmac = Scheme::Hmac { over: Identifier::UserId }.with_identifier(i);
             assert_eq!(hmac, Scheme::Hmac { over: i });
-            assert_eq!(hmac.name().parse::<Scheme>().map(|s| s.with_identifier(i)), Ok(hmac));
+            assert_eq!(hmac.as_str().parse::<Scheme>().map(|s| s.with_identifier(i)), Ok(hmac));
             let ts = Scheme::TimestampedHmac { over: i };
-            assert_eq!(ts.name().parse::<Scheme>().map(|s| s.with_identifier(i)), Ok(ts));
+            assert_eq!(ts.as_str().parse::<Scheme>().map(|s| s.with_identifier(i)), Ok(ts));
         }
         #[cfg(feature = "jwt")]
         assert_eq!("jwt".parse::<Scheme>().map(|s| s.with_identifier(Identifier::Email)), Ok(Scheme::Jwt));

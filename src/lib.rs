@@ -15,7 +15,7 @@
 //! 1. **extract** the claim (tenant, identifiers, signature) from headers or
 //!    query parameters ([`Sources`]);
 //! 2. **resolve** the tenant's keys from a [`SecretProvider`];
-//! 3. **verify** in constant time with the pure [`verify`] function;
+//! 3. **verify** in constant time with the pure [`verify()`] function;
 //! 4. **decide** by [`Mode`]: insert the [`VerifiedIdentity`] (or, for a
 //!    request let through unverified, its [`IdentityOutcome`]) into the
 //!    request extensions, or answer 401 (a gRPC status for gRPC requests)
@@ -71,62 +71,76 @@
 //! - `axum` (default): `VerifiedIdentity`, `Option<VerifiedIdentity>` and
 //!   `IdentityOutcome` as axum extractors.
 //! - `base64` (default): base64-encoded secrets.
-//! - `jwt` (default): HS256 JWT verification ([`jwt`]).
+//! - `jwt` (default): HS256 JWT verification ([`verify::jwt`]) and minting ([`sign`]).
 //! - `json` (default): identities in JSON request bodies.
 //! - `cache`: [`CachingProvider`] (moka, tokio).
 //! - `metrics`: counters and histograms through the `metrics` facade ([`metrics`]).
 //! - `postgres`: [`postgres::PostgresProvider`] (tokio-postgres, deadpool) with LISTEN/NOTIFY invalidation.
 //! - `tonic`: `NamedService` for [`IdentityVerification`], to wrap a single
 //!   tonic service: `Server::builder().add_service(layer.layer(svc))`.
-//! - `proxy`: the `identity-proxy` sidecar binary.
+//!
+//! ## Modules, in pipeline order
+//!
+//! [`claim`] (what a request claims) → [`key`] and [`secret`] → [`identity`]
+//! (what handlers see) → [`mod@verify`] (the pure core) and [`sign`] (its
+//! mirror); then [`extract`] (claims from a request), [`provider`] (keys per
+//! tenant) and [`layer`] (the tower layer); [`axum`], [`metrics`], [`clock`]
+//! beside them. See `ARCHITECTURE.md`.
 
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
-pub mod body;
-#[cfg(feature = "cache")]
-mod cache;
-mod clock;
-mod extract;
-mod forward;
-mod identity;
-#[cfg(any(feature = "json", feature = "jwt"))]
-mod json_key;
-#[cfg(feature = "jwt")]
-pub mod jwt;
-mod key;
-mod layer;
+pub mod claim;
+pub mod clock;
+mod code;
+pub mod extract;
+pub mod identity;
+pub mod key;
+pub mod layer;
 pub mod metrics;
 mod mode;
-#[cfg(feature = "postgres")]
-pub mod postgres;
-mod protocol;
-mod provider;
-mod reject;
-mod secret;
-mod service;
+pub mod provider;
+pub mod secret;
 pub mod sign;
-mod strip_query;
-mod verify;
+pub mod verify;
 
-#[cfg(feature = "cache")]
-pub use cache::{CacheOptions, CachingProvider};
+// Root re-exports, kept while users move to the module paths.
+pub use claim::{Claim, IdStr, Role};
 pub use clock::{Clock, SystemClock};
-pub use extract::{DEFAULT_BODY_LIMIT, Sources};
-pub use forward::ForwardHeaders;
-pub use forward::remove_hop_by_hop;
-pub use identity::{IdStr, IdentityOutcome, Unsigned, UnverifiedReason, VerifiedIdentity};
+pub use code::ErrorCode;
+pub use extract::{DEFAULT_BODY_LIMIT, RequestHead, Sources};
+pub use identity::{IdentityOutcome, Unsigned, UnverifiedReason, VerifiedIdentity};
 pub use key::ParseNameError;
 pub use key::{Identifier, Key, KeySet, KeySetError, Scheme};
-pub use layer::{DEFAULT_MIN_SECRET_LEN, IdentityVerificationLayer};
+pub use layer::body;
+pub use layer::remove_hop_by_hop;
+pub use layer::{
+    DEFAULT_MIN_SECRET_LEN, DefaultResponder, ForwardHeaders, IdentityVerification, IdentityVerificationLayer,
+    Rejection, Responder, ResponseFuture,
+};
 pub use mode::Mode;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use provider::postgres;
 pub use provider::{
     AsyncFnProvider, HotSwap, Lookup, LookupFuture, LookupResult, ProviderError, SecretProvider, TenantMap,
     TenantPolicy, from_async_fn,
 };
-pub use reject::{DefaultResponder, ErrorCode, Rejection, RequestHead, Responder};
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use provider::{CacheOptions, CachingProvider};
 pub use secret::{Secret, SecretEncoding, SecretError};
-pub use service::{IdentityVerification, ResponseFuture};
-pub use verify::{Claim, Failure, Malformed, Role, VerifyOptions, verify};
+pub use verify::{Failure, Malformed, VerifyOptions, verify};
+
+/// HS256 JWT (feature `jwt`): moved to [`verify::jwt`] (verification) and
+/// [`sign`] (minting); these paths stay while users move.
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub mod jwt {
+    pub use crate::identity::SignedClaims;
+    pub use crate::sign::{jwt as encode, jwt_token as token};
+    pub use crate::verify::jwt::{JwtOptions, verify_jws};
+}
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

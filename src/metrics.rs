@@ -25,9 +25,8 @@ mod imp {
 
     /// Counter and histogram handles a layer registered, so that a request
     /// costs a read lock and a hash of its labels instead of building a
-    /// labelled key and looking it up in the recorder (about 1 µs with the
-    /// Prometheus exporter). Handles belong to the recorder in use when the
-    /// layer first recorded them.
+    /// labelled key and looking it up in the recorder. Handles belong to the
+    /// recorder in use when the layer first recorded them.
     #[derive(Default)]
     pub(crate) struct Handles {
         verdicts: RwLock<HashMap<String, metrics::Counter>>,

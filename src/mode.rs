@@ -11,6 +11,7 @@ use std::fmt;
 /// | `Optional` | pass, anonymous | pass, verified | reject 401 |
 /// | `Required` | reject 401 | pass, verified | reject 401 |
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Mode {
     /// No verification; credentials are ignored.
     Off,

@@ -7,8 +7,7 @@ use zeroize::Zeroizing;
 /// How a configured secret string turns into the key bytes.
 ///
 /// Vendors differ: most use the secret "as text" (its UTF-8 bytes), some
-/// publish a hex string that must be hex-decoded first (HMAC email hashes of
-/// seed 002), some hand out base64.
+/// publish a hex string that must be hex-decoded first, some hand out base64.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SecretEncoding {

@@ -332,12 +332,11 @@ fuzz_target!(|input: Input| {
     let keys = if input.with_audience { &fx.with_audience } else { &fx.keys };
     let jwt_opts = match input.options {
         Options::Default => JwtOptions::default(),
-        Options::Custom { max_lifetime, leeway, require_iat, max_token_len } => JwtOptions {
-            max_lifetime: u64::from(max_lifetime),
-            leeway: u64::from(leeway),
-            require_iat,
-            max_token_len: usize::from(max_token_len),
-        },
+        Options::Custom { max_lifetime, leeway, require_iat, max_token_len } => JwtOptions::default()
+            .max_lifetime(u64::from(max_lifetime))
+            .leeway(u64::from(leeway))
+            .require_iat(require_iat)
+            .max_token_len(usize::from(max_token_len)),
     };
 
     // Build the token.
@@ -357,7 +356,7 @@ fuzz_target!(|input: Input| {
                 && matches!(mutation, Mutation::None)
                 && matches!(key.scheme(), Scheme::Jwt)
                 && key.is_valid_at(now)
-                && token.len() <= jwt_opts.max_token_len
+                && token.len() <= jwt_opts.get_max_token_len()
                 && !payload.is_empty()
             {
                 must_verify_with = Some(key);
@@ -390,7 +389,7 @@ fuzz_target!(|input: Input| {
     claim.user_id = beside(&input.beside.user_id, "sub").map(Into::into);
     claim.email = beside(&input.beside.email, "email").map(Into::into);
     claim.visitor_id = beside(&input.beside.visitor_id, "visitor_id").map(Into::into);
-    let opts = VerifyOptions { jwt: jwt_opts.clone(), ..VerifyOptions::default() };
+    let opts = VerifyOptions::default().jwt(jwt_opts.clone());
     let Ok(identity) = verify(&claim, keys, now, &opts) else { return };
 
     let Ok((key, payload)) = &jws else { panic!("verify accepted a token verify_jws refuses") };
@@ -401,15 +400,15 @@ fuzz_target!(|input: Input| {
     let exp = number("exp").expect("exp is required");
     let iat = number("iat");
     let nbf = number("nbf");
-    let leeway = jwt_opts.leeway;
+    let leeway = jwt_opts.get_leeway();
     assert!(now < exp.saturating_add(leeway), "expired token accepted");
-    assert!(iat.is_some() || !jwt_opts.require_iat);
+    assert!(iat.is_some() || !jwt_opts.get_require_iat());
     if let Some(iat) = iat {
         assert!(iat <= now.saturating_add(leeway), "iat in the future");
         assert!(exp >= iat);
     }
     assert!(nbf.is_none_or(|nbf| nbf <= now.saturating_add(leeway)), "nbf in the future");
-    assert!(exp - iat.unwrap_or(now).min(exp) <= jwt_opts.max_lifetime, "lifetime too long");
+    assert!(exp - iat.unwrap_or(now).min(exp) <= jwt_opts.get_max_lifetime(), "lifetime too long");
     if let Some(expected) = keys.audience() {
         let aud = claims.get("aud");
         assert!(
@@ -433,6 +432,7 @@ fuzz_target!(|input: Input| {
                 Identifier::UserId => identity.user_id(),
                 Identifier::Email => identity.email(),
                 Identifier::VisitorId => identity.visitor_id(),
+                _ => unreachable!("only the three identifiers above are sent"),
             };
             assert_eq!(proven, Some(sent.as_str()), "an identifier sent beside the token differs from its claim");
         }

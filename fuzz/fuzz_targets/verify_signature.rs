@@ -112,7 +112,7 @@ fn oracle(claim: &Claim, keys: &KeySet, now: u64, opts: &VerifyOptions) -> Resul
         if id.is_empty() {
             return Err(Failure::Malformed(Malformed::EmptyIdentifier));
         }
-        if id.len() > opts.max_identifier_len {
+        if id.len() > opts.get_max_identifier_len() {
             return Err(Failure::Malformed(Malformed::IdentifierTooLong));
         }
         if id.chars().any(char::is_control) {
@@ -173,10 +173,10 @@ fn oracle(claim: &Claim, keys: &KeySet, now: u64, opts: &VerifyOptions) -> Resul
             continue;
         }
         if let Some((_, t)) = ts {
-            if t > now && t - now > opts.future_skew {
+            if t > now && t - now > opts.get_future_skew() {
                 return Err(Failure::NotYetValid);
             }
-            if now > t && now - t > opts.max_age {
+            if now > t && now - t > opts.get_max_age() {
                 return Err(Failure::Expired);
             }
         }
@@ -226,12 +226,10 @@ fuzz_target!(|input: Input| {
     };
     let opts = match input.options {
         Options::Default => VerifyOptions::default(),
-        Options::Custom { max_age, future_skew, max_identifier_len } => VerifyOptions {
-            max_age,
-            future_skew,
-            max_identifier_len: max_identifier_len as usize,
-            ..VerifyOptions::default()
-        },
+        Options::Custom { max_age, future_skew, max_identifier_len } => VerifyOptions::default()
+            .max_age(max_age)
+            .future_skew(future_skew)
+            .max_identifier_len(max_identifier_len as usize),
     };
     let mut claim = Claim::new();
     claim.user_id = input.user_id.map(Into::into);
@@ -288,7 +286,7 @@ fuzz_target!(|input: Input| {
             let signed_at = identity.signed_at();
             assert_eq!(signed_at.is_some(), matches!(key.scheme(), Scheme::TimestampedHmac { .. }));
             if let Some(ts) = signed_at {
-                assert!(ts <= now.saturating_add(opts.future_skew) && now.saturating_sub(ts) <= opts.max_age);
+                assert!(ts <= now.saturating_add(opts.get_future_skew()) && now.saturating_sub(ts) <= opts.get_max_age());
             }
             // Only the signed identifier is proven; the others are unsigned.
             for which in [Identifier::UserId, Identifier::Email, Identifier::VisitorId] {
@@ -296,6 +294,7 @@ fuzz_target!(|input: Input| {
                     Identifier::UserId => (identity.user_id(), identity.unsigned().user_id()),
                     Identifier::Email => (identity.email(), identity.unsigned().email()),
                     Identifier::VisitorId => (identity.visitor_id(), identity.unsigned().visitor_id()),
+                    _ => unreachable!("only the three identifiers above are tried"),
                 };
                 let sent = identifier(&claim, which);
                 if which == over {

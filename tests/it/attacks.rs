@@ -85,6 +85,6 @@ fn tokens_without_iat_are_refused_when_iat_is_required() {
         verify(&Claim::new().token(token.as_str()), &keys, NOW, &opts).is_ok(),
         "accepted by default (npm jsonwebtoken with noTimestamp)"
     );
-    opts.jwt = JwtOptions { require_iat: true, ..JwtOptions::default() };
+    opts = opts.jwt(JwtOptions::default().require_iat(true));
     assert!(verify(&Claim::new().token(token.as_str()), &keys, NOW, &opts).is_err());
 }

@@ -13,9 +13,7 @@ use tower_identity::{
 };
 
 fn options(max_lifetime: u64) -> VerifyOptions {
-    let mut o = VerifyOptions::default();
-    o.jwt.max_lifetime = max_lifetime;
-    o
+    VerifyOptions::default().jwt(JwtOptions::default().max_lifetime(max_lifetime))
 }
 
 #[test]

@@ -805,6 +805,70 @@ async fn an_ambiguous_tenant_is_refused_in_every_mode() {
     }
 }
 
+/// A bad tenant is refused alike from every source: not UTF-8 (a header, a
+/// percent-encoded query parameter or form field) or ambiguous (a repeated
+/// form field, a duplicate JSON key). Off and report-only let bad
+/// credentials through, but not a request whose tenant cannot be read: the
+/// inner service is never called.
+#[tokio::test]
+async fn a_bad_tenant_is_refused_alike_from_every_source() {
+    let acme = KeySet::single(Key::hmac(Identifier::UserId, secret()));
+    let sig = sign::hmac(&secret(), "u1");
+    let post = |content_type: &str, body: &'static str| {
+        let mut r = get("/", &[("content-type", content_type), ("x-user-id", "u1"), ("x-identity-signature", &sig)]);
+        *r.method_mut() = http::Method::POST;
+        *r.body_mut() = http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes()));
+        r
+    };
+    let form = "application/x-www-form-urlencoded";
+    let cases: Vec<(&str, http::Request<http_body_util::Full<bytes::Bytes>>, &str)> = vec![
+        (
+            "non-UTF-8 header",
+            {
+                let mut r = get("/", &[("x-user-id", "u1"), ("x-identity-signature", &sig)]);
+                r.headers_mut().insert("x-app-id", http::HeaderValue::from_bytes(b"ac\xffme").unwrap());
+                r
+            },
+            "credential_malformed",
+        ),
+        (
+            "non-UTF-8 query parameter",
+            get("/?app=ac%FFme", &[("x-user-id", "u1"), ("x-identity-signature", &sig)]),
+            "credential_malformed",
+        ),
+        ("non-UTF-8 form field", post(form, "app=ac%FFme"), "credential_malformed"),
+        ("repeated form field", post(form, "app=acme&app=acme"), "conflicting_values"),
+        ("duplicate JSON key", post("application/json", r#"{"app":"acme","app":"acme"}"#), "conflicting_values"),
+        (
+            "JSON and header disagree",
+            {
+                let mut r = post("application/json", r#"{"app":"globex"}"#);
+                r.headers_mut().insert("x-app-id", "acme".parse().unwrap());
+                r
+            },
+            "conflicting_values",
+        ),
+    ];
+    let sources = Sources::new()
+        .header(Role::Tenant, HeaderName::from_static("x-app-id"))
+        .query(Role::Tenant, "app")
+        .form(Role::Tenant, "app")
+        .json(Role::Tenant, "/app");
+    for mode in [Mode::Off, Mode::ReportOnly] {
+        let tenants = TenantMap::new().tenant("acme", TenantPolicy::new(acme.clone()).with_mode(mode));
+        let layer = IdentityVerificationLayer::new(tenants).mode(mode).sources(sources.clone());
+        for (name, req, code) in &cases {
+            let mut copy = get(&req.uri().to_string(), &[]);
+            *copy.method_mut() = req.method().clone();
+            *copy.headers_mut() = req.headers().clone();
+            *copy.body_mut() = req.body().clone();
+            let (a, rec) = send(&layer, copy).await;
+            assert_rejected(&a, &rec, 401, code, &["acme", "u1"]);
+            assert_eq!(rec.calls(), 0, "{name} in {mode:?}");
+        }
+    }
+}
+
 /// Misconfiguration and provider panics answer gRPC status 13 to gRPC requests,
 /// without calling the inner service.
 #[tokio::test]

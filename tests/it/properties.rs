@@ -46,9 +46,7 @@ proptest! {
 
         let timed = KeySet::single(Key::timestamped_hmac(Identifier::UserId, secret.clone()));
         let claim = Claim::new().user_id(id.as_str()).signature(sign::timestamped_hmac(&secret, &id, ts));
-        let mut opts = options();
-        opts.max_age = u64::MAX;
-        opts.future_skew = u64::MAX;
+        let opts = options().max_age(u64::MAX).future_skew(u64::MAX);
         prop_assert_eq!(verify(&claim, &timed, NOW, &opts).unwrap().signed_at(), Some(ts));
     }
 

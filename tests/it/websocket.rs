@@ -144,7 +144,7 @@ fn valid_until_comes_from_exp_max_age_and_not_after() {
     let ts = now - 10;
     let claim = Claim::new().user_id("u1").signature(sign::timestamped_hmac(&secret(), "u1", ts).as_str());
     let keys = KeySet::single(Key::timestamped_hmac(Identifier::UserId, secret()));
-    let until = ts + opts.max_age + 1;
+    let until = ts + opts.get_max_age() + 1;
     let identity = verify(&claim, &keys, now, &opts).unwrap();
     assert_eq!(identity.valid_until(), Some(until));
     assert!(verify(&claim, &keys, until - 1, &opts).is_ok() && verify(&claim, &keys, until, &opts).is_err());

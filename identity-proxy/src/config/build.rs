@@ -117,16 +117,18 @@ fn local_paths(
 
 /// The verification options and the minimum secret length.
 fn verify_options(v: &VerifySection) -> (VerifyOptions, usize) {
-    let mut options = VerifyOptions::default();
-    options.max_age = v.max_age_secs.unwrap_or(options.max_age);
-    options.future_skew = v.future_skew_secs.unwrap_or(options.future_skew);
-    options.max_identifier_len = v.max_identifier_len.unwrap_or(options.max_identifier_len);
-    options.jwt = JwtOptions {
-        max_lifetime: v.jwt_max_lifetime_secs.unwrap_or(900),
-        leeway: v.jwt_leeway_secs.unwrap_or(0),
-        require_iat: v.jwt_require_iat,
-        ..JwtOptions::default()
-    };
+    let defaults = VerifyOptions::default();
+    let options = defaults
+        .clone()
+        .max_age(v.max_age_secs.unwrap_or(defaults.get_max_age()))
+        .future_skew(v.future_skew_secs.unwrap_or(defaults.get_future_skew()))
+        .max_identifier_len(v.max_identifier_len.unwrap_or(defaults.get_max_identifier_len()))
+        .jwt(
+            JwtOptions::default()
+                .max_lifetime(v.jwt_max_lifetime_secs.unwrap_or(900))
+                .leeway(v.jwt_leeway_secs.unwrap_or(0))
+                .require_iat(v.jwt_require_iat),
+        );
     (options, v.min_secret_len.unwrap_or(tower_identity::DEFAULT_MIN_SECRET_LEN))
 }
 
@@ -186,19 +188,18 @@ fn forward_headers(path: &Path, names: &BTreeMap<String, String>) -> Result<Forw
     for (name, header) in names {
         let key = format!("forward.{name}");
         let value = header_name(path, &key, header)?;
-        let field = match name.as_str() {
-            "user_id" => &mut forward.user_id,
-            "email" => &mut forward.email,
-            "visitor_id" => &mut forward.visitor_id,
-            "tenant" => &mut forward.tenant,
-            "key_id" => &mut forward.key_id,
-            "outcome" => &mut forward.outcome,
+        forward = match name.as_str() {
+            "user_id" => forward.user_id(value),
+            "email" => forward.email(value),
+            "visitor_id" => forward.visitor_id(value),
+            "tenant" => forward.tenant(value),
+            "key_id" => forward.key_id(value),
+            "outcome" => forward.outcome(value),
             _ => {
                 let known = "unknown forwarded header (user_id, email, visitor_id, tenant, key_id, outcome)";
                 return Err(err(path, &key, known));
             }
         };
-        *field = value;
     }
     Ok(forward)
 }

@@ -152,13 +152,13 @@ fn encoding_hints(key: &Key, message: &str, tag: &str, hints: &mut Vec<String>) 
 
 /// A genuine timestamped signature made at `ts`: expired, or from the future.
 fn age_hint(given: &Given<'_>, ts: u64, hints: &mut Vec<String>) {
-    let (now, max_age) = (given.now, given.options.max_age);
+    let (now, max_age) = (given.now, given.options.get_max_age());
     if now > ts + max_age {
         hints.push(format!(
             "the signature is genuine but expired by {} seconds (max age {max_age} s)",
             now - ts - max_age
         ));
-    } else if ts > now + given.options.future_skew {
+    } else if ts > now + given.options.get_future_skew() {
         hints.push(format!(
             "the signature is dated {} seconds in the future: check the signing server's clock",
             ts - now
@@ -188,7 +188,7 @@ fn claim_hints(given: &Given<'_>, c: &serde_json::Map<String, serde_json::Value>
     {
         hints.push(format!("the token expired {} seconds ago", given.now - exp));
     }
-    let max_lifetime = given.options.jwt.max_lifetime;
+    let max_lifetime = given.options.get_jwt().get_max_lifetime();
     if let (Some(exp), Some(iat)) = (exp, iat)
         && exp.saturating_sub(iat) > max_lifetime
     {

@@ -25,6 +25,7 @@ impl Ids {
             Identifier::UserId => self.user_id.as_deref(),
             Identifier::Email => self.email.as_deref(),
             Identifier::VisitorId => self.visitor_id.as_deref(),
+            _ => None,
         }
     }
 
@@ -56,6 +57,6 @@ fn describe(key: &Key) -> String {
     let id = key.id().map_or_else(|| "(no id)".to_owned(), |id| format!("{id:?}"));
     match key.scheme() {
         Scheme::Jwt => format!("key {id} (jwt)"),
-        s => format!("key {id} ({} over {})", s.name(), s.identifier().map_or("?", |i| i.as_str())),
+        s => format!("key {id} ({} over {})", s.as_str(), s.identifier().map_or("?", |i| i.as_str())),
     }
 }

@@ -1,13 +1,25 @@
-//! With `strip_credentials`, the credential and claimed identifiers read from
-//! the query are removed from the URL passed on, as their headers are: the
-//! upstream reads the proven identity from the forwarded headers, and a
-//! signature or token in a URL ends up in access logs.
+//! What the layer removes from a request it passes on: credential entries of
+//! `Sec-WebSocket-Protocol` always (they are no protocol), and with
+//! `strip_credentials` the headers and query parameters that carry the
+//! credential and the claimed identifiers: the upstream reads the proven
+//! identity from the forwarded headers, and a signature or token in a URL
+//! ends up in access logs.
 
-use http::Uri;
 use http::uri::PathAndQuery;
+use http::{Request, Uri};
 
-use crate::extract::{Sources, decode_component};
-use crate::verify::Role;
+use super::urlencoded::decode_component;
+use super::{Sources, headers, protocol};
+use crate::claim::Role;
+
+/// Removes the credentials from `req` (see the module docs).
+pub(crate) fn strip_credentials<B>(sources: &Sources, strip: bool, req: &mut Request<B>) {
+    protocol::strip(sources, req.headers_mut());
+    if strip {
+        headers::strip_claim_headers(sources, req.headers_mut());
+        strip_query(sources, req.uri_mut());
+    }
+}
 
 /// The roles whose query parameters are removed (the tenant and metadata stay).
 const STRIPPED: [Role; 6] = [Role::Signature, Role::Timestamp, Role::Token, Role::UserId, Role::Email, Role::VisitorId];
@@ -20,7 +32,7 @@ fn stripped(sources: &Sources, pair: &str) -> bool {
 
 /// Removes the configured credential and identifier parameters from `uri`'s
 /// query, keeping every other parameter byte for byte and in order.
-pub(crate) fn strip_query(sources: &Sources, uri: &mut Uri) {
+fn strip_query(sources: &Sources, uri: &mut Uri) {
     let Some(query) = uri.query() else { return };
     if !query.split('&').any(|pair| stripped(sources, pair)) {
         return;

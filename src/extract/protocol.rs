@@ -26,9 +26,8 @@
 use http::HeaderMap;
 use http::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 
-use crate::extract::{Extracted, Sources};
-use crate::identity::IdStr;
-use crate::verify::{Failure, Role};
+use super::{Extracted, Sources};
+use crate::claim::{IdStr, Role};
 
 /// The prefixes read from `Sec-WebSocket-Protocol`, one per role.
 #[derive(Clone, Debug, Default)]
@@ -95,15 +94,14 @@ fn entries(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 
 /// Reads the configured roles from `Sec-WebSocket-Protocol` into `out`; the
 /// same role offered twice is a conflict, as for any other source.
-pub(crate) fn extract_protocol(sources: &Sources, headers: &HeaderMap, out: &mut Extracted) {
+pub(super) fn read(sources: &Sources, headers: &HeaderMap, out: &mut Extracted) {
     if !sources.protocol.any() {
         return;
     }
     let mut seen = [false; Role::ALL.len()];
     for (role, value) in entries(headers).filter_map(|e| sources.protocol.entry(e)) {
         if std::mem::replace(&mut seen[role.index()], true) {
-            out.claim.slot(role).take();
-            out.fail(Failure::Conflict(role));
+            out.repeated(role);
             continue;
         }
         out.put(role, IdStr::from(value));
@@ -113,7 +111,7 @@ pub(crate) fn extract_protocol(sources: &Sources, headers: &HeaderMap, out: &mut
 /// Removes the credential entries from `Sec-WebSocket-Protocol`, keeping the
 /// application's protocols in their order (and dropping the header when none
 /// is left).
-pub(crate) fn strip_protocol(sources: &Sources, headers: &mut HeaderMap) {
+pub(super) fn strip(sources: &Sources, headers: &mut HeaderMap) {
     if !sources.protocol.any() || !entries(headers).any(|e| sources.protocol.entry(e).is_some()) {
         return;
     }
@@ -129,6 +127,7 @@ pub(crate) fn strip_protocol(sources: &Sources, headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify::Failure;
 
     fn headers(lines: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -142,7 +141,7 @@ mod tests {
     fn reads_each_prefix_as_its_role() {
         let sources = Sources::empty().protocol_defaults();
         let mut out = Extracted::default();
-        extract_protocol(&sources, &headers(&["chat, identity.token.a.b.c", "identity.signature.ab-12"]), &mut out);
+        read(&sources, &headers(&["chat, identity.token.a.b.c", "identity.signature.ab-12"]), &mut out);
         assert_eq!(out.error, None);
         assert_eq!(out.claim.token.as_deref(), Some("a.b.c"));
         assert_eq!(out.claim.signature.as_deref(), Some("ab-12"));
@@ -152,7 +151,7 @@ mod tests {
     fn a_role_offered_twice_conflicts() {
         let sources = Sources::empty().protocol_defaults();
         let mut out = Extracted::default();
-        extract_protocol(&sources, &headers(&["identity.token.x, identity.token.x"]), &mut out);
+        read(&sources, &headers(&["identity.token.x, identity.token.x"]), &mut out);
         assert_eq!(out.error, Some(Failure::Conflict(Role::Token)));
         assert_eq!(out.claim.token, None);
     }
@@ -160,7 +159,7 @@ mod tests {
     #[test]
     fn unconfigured_reads_nothing() {
         let mut out = Extracted::default();
-        extract_protocol(&Sources::new(), &headers(&["identity.token.x"]), &mut out);
+        read(&Sources::new(), &headers(&["identity.token.x"]), &mut out);
         assert_eq!(out.claim.token, None);
     }
 
@@ -168,13 +167,13 @@ mod tests {
     fn strip_keeps_only_application_protocols() {
         let sources = Sources::empty().protocol_defaults();
         let mut h = headers(&["chat.v2, identity.token.x", "identity, identity.signature.y"]);
-        strip_protocol(&sources, &mut h);
+        strip(&sources, &mut h);
         assert_eq!(h.get_all(SEC_WEBSOCKET_PROTOCOL).iter().collect::<Vec<_>>(), ["chat.v2, identity"]);
         let mut only = headers(&["identity.token.x"]);
-        strip_protocol(&sources, &mut only);
+        strip(&sources, &mut only);
         assert!(only.get(SEC_WEBSOCKET_PROTOCOL).is_none());
         let mut untouched = headers(&["chat"]);
-        strip_protocol(&sources, &mut untouched);
+        strip(&sources, &mut untouched);
         assert_eq!(untouched[SEC_WEBSOCKET_PROTOCOL], "chat");
     }
 }

@@ -13,9 +13,15 @@ pin_project! {
     /// The request body the inner service receives: the original body,
     /// streamed through untouched, or the bytes the layer buffered (for body
     /// sources), handed on byte-for-byte.
-    #[project = RequestBodyProj]
-    #[allow(missing_docs)] // variant fields are described on the variants
-    pub enum RequestBody<B> {
+    pub struct RequestBody<B> {
+        #[pin]
+        kind: RequestKind<B>,
+    }
+}
+
+pin_project! {
+    #[project = RequestKindProj]
+    enum RequestKind<B> {
         /// The original body.
         Stream { #[pin] body: B },
         /// Buffered bytes (and the trailers that followed them, if any).
@@ -30,7 +36,7 @@ pin_project! {
 impl<B> RequestBody<B> {
     /// Wraps a body to be streamed through.
     pub fn new(body: B) -> Self {
-        RequestBody::Stream { body }
+        RequestBody { kind: RequestKind::Stream { body } }
     }
 
     /// A body made of buffered bytes.
@@ -40,7 +46,12 @@ impl<B> RequestBody<B> {
 
     /// A body made of buffered bytes followed by trailers.
     pub fn buffered_with_trailers(data: Bytes, trailers: Option<HeaderMap>) -> Self {
-        RequestBody::Buffered { data: (!data.is_empty()).then_some(data), trailers }
+        RequestBody { kind: RequestKind::Buffered { data: (!data.is_empty()).then_some(data), trailers } }
+    }
+
+    /// The bytes read so far, then the rest of the original body.
+    pub(crate) fn replay(read: Bytes, rest: Pin<Box<B>>) -> Self {
+        RequestBody { kind: RequestKind::Replay { data: (!read.is_empty()).then_some(read), rest } }
     }
 }
 
@@ -48,9 +59,15 @@ pin_project! {
     /// The response body of the layer: the inner service's body, or a
     /// rejection's body. No `Default` bound on the inner body, so hyper's
     /// `Incoming` works as well as axum's and tonic's bodies.
-    #[project = ResponseBodyProj]
-    #[allow(missing_docs)] // variant fields are described on the variants
-    pub enum ResponseBody<B> {
+    pub struct ResponseBody<B> {
+        #[pin]
+        kind: ResponseKind<B>,
+    }
+}
+
+pin_project! {
+    #[project = ResponseKindProj]
+    enum ResponseKind<B> {
         /// The inner service's body.
         Inner { #[pin] body: B },
         /// A body built by the layer.
@@ -61,12 +78,12 @@ pin_project! {
 impl<B> ResponseBody<B> {
     /// Wraps the inner service's body.
     pub fn inner(body: B) -> Self {
-        ResponseBody::Inner { body }
+        ResponseBody { kind: ResponseKind::Inner { body } }
     }
 
     /// A full body.
     pub fn full(data: Bytes) -> Self {
-        ResponseBody::Full { data: (!data.is_empty()).then_some(data) }
+        ResponseBody { kind: ResponseKind::Full { data: (!data.is_empty()).then_some(data) } }
     }
 }
 
@@ -87,13 +104,13 @@ impl<B: Body> Body for RequestBody<B> {
     type Error = B::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.project() {
-            RequestBodyProj::Stream { body } => poll_inner(body, cx),
-            RequestBodyProj::Buffered { data, trailers } => match data.take() {
+        match self.project().kind.project() {
+            RequestKindProj::Stream { body } => poll_inner(body, cx),
+            RequestKindProj::Buffered { data, trailers } => match data.take() {
                 Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
                 None => Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t)))),
             },
-            RequestBodyProj::Replay { data, rest } => match data.take() {
+            RequestKindProj::Replay { data, rest } => match data.take() {
                 Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
                 None => poll_inner(rest.as_mut(), cx),
             },
@@ -101,18 +118,18 @@ impl<B: Body> Body for RequestBody<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            RequestBody::Stream { body } => body.is_end_stream(),
-            RequestBody::Buffered { data, trailers } => data.is_none() && trailers.is_none(),
-            RequestBody::Replay { data, rest } => data.is_none() && rest.is_end_stream(),
+        match &self.kind {
+            RequestKind::Stream { body } => body.is_end_stream(),
+            RequestKind::Buffered { data, trailers } => data.is_none() && trailers.is_none(),
+            RequestKind::Replay { data, rest } => data.is_none() && rest.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            RequestBody::Stream { body } => body.size_hint(),
-            RequestBody::Buffered { data, .. } => full_hint(data),
-            RequestBody::Replay { data, rest } => {
+        match &self.kind {
+            RequestKind::Stream { body } => body.size_hint(),
+            RequestKind::Buffered { data, .. } => full_hint(data),
+            RequestKind::Replay { data, rest } => {
                 let read = data.as_ref().map_or(0, |d| d.len() as u64);
                 let rest = rest.size_hint();
                 let mut hint = SizeHint::new();
@@ -131,23 +148,23 @@ impl<B: Body> Body for ResponseBody<B> {
     type Error = B::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.project() {
-            ResponseBodyProj::Inner { body } => poll_inner(body, cx),
-            ResponseBodyProj::Full { data } => poll_full(data),
+        match self.project().kind.project() {
+            ResponseKindProj::Inner { body } => poll_inner(body, cx),
+            ResponseKindProj::Full { data } => poll_full(data),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            ResponseBody::Inner { body } => body.is_end_stream(),
-            ResponseBody::Full { data } => data.is_none(),
+        match &self.kind {
+            ResponseKind::Inner { body } => body.is_end_stream(),
+            ResponseKind::Full { data } => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            ResponseBody::Inner { body } => body.size_hint(),
-            ResponseBody::Full { data } => full_hint(data),
+        match &self.kind {
+            ResponseKind::Inner { body } => body.size_hint(),
+            ResponseKind::Full { data } => full_hint(data),
         }
     }
 }

@@ -15,14 +15,14 @@ use std::time::Duration;
 use tokio_postgres::NoTls;
 use zeroize::Zeroizing;
 
-use crate::cache::{CacheOptions, CachingProvider};
+use super::cache::{CacheOptions, CachingProvider};
 use crate::key::{Identifier, Key, KeySet};
 use crate::mode::Mode;
 use crate::provider::{Lookup, LookupResult, ProviderError, SecretProvider, TenantPolicy};
 use crate::secret::{Secret, SecretEncoding};
 
 /// The schema: run it once (or with [`PostgresProvider::migrate`]).
-pub const MIGRATION: &str = include_str!("../migrations/001_identity.sql");
+pub const MIGRATION: &str = include_str!("../../migrations/001_identity.sql");
 
 /// The tenant id stored for requests that name no tenant.
 pub const UNTENANTED: &str = "";

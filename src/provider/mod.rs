@@ -1,10 +1,26 @@
-//! Where keys come from: the [`SecretProvider`] trait and the built-in providers.
+//! Where keys come from: the [`SecretProvider`] trait, a tenant's
+//! [`TenantPolicy`], and the built-in providers: a static [`KeySet`] or
+//! [`TenantMap`], an async closure ([`from_async_fn`]), a [`HotSwap`] slot,
+//! and (features `cache`, `postgres`) a [`CachingProvider`] and a PostgreSQL
+//! provider.
+
+#[cfg(feature = "cache")]
+mod cache;
+mod hot_swap;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use cache::{CacheOptions, CachingProvider};
+pub use hot_swap::HotSwap;
 
 use crate::key::KeySet;
 use crate::mode::Mode;
@@ -25,6 +41,7 @@ impl TenantPolicy {
     }
 
     /// Overrides the layer's mode for this tenant.
+    #[must_use]
     pub fn with_mode(mut self, mode: Mode) -> TenantPolicy {
         self.mode = Some(mode);
         self
@@ -91,6 +108,7 @@ pub type LookupFuture = Pin<Box<dyn Future<Output = LookupResult> + Send + 'stat
 
 /// What [`SecretProvider::lookup`] returns: an answer now (no allocation,
 /// no boxing) or a future to wait on.
+#[non_exhaustive]
 pub enum Lookup {
     /// The answer is known now.
     Ready(LookupResult),
@@ -167,6 +185,7 @@ impl TenantMap {
     }
 
     /// Adds (or replaces) a tenant.
+    #[must_use]
     pub fn tenant(mut self, tenant: impl Into<Box<str>>, policy: impl Into<TenantPolicy>) -> TenantMap {
         self.insert(tenant, policy);
         self
@@ -179,6 +198,7 @@ impl TenantMap {
 
     /// The policy for requests that name no tenant. Requests naming an
     /// unknown tenant never fall back to it.
+    #[must_use]
     pub fn untenanted(mut self, policy: impl Into<TenantPolicy>) -> TenantMap {
         self.untenanted = Some(policy.into());
         self
@@ -263,56 +283,5 @@ where
 {
     fn lookup(&self, tenant: Option<&str>) -> Lookup {
         Lookup::Pending(Box::pin((self.0)(tenant.map(str::to_owned))))
-    }
-}
-
-/// A provider whose contents can be replaced at run time without locks on
-/// the request path (the sidecar's hot reload uses it). Clones share the
-/// same slot.
-///
-/// ```
-/// use tower_identity::{HotSwap, Identifier, Key, KeySet, Secret, TenantMap};
-///
-/// let keys = |s: &str| KeySet::single(Key::hmac(Identifier::UserId, Secret::text(s).unwrap()));
-/// let provider = HotSwap::new(TenantMap::new().tenant("acme", keys("first-secret-0123456789")));
-/// let handle = provider.clone(); // give `provider` to the layer, keep the handle
-/// handle.store(TenantMap::new().tenant("acme", keys("rotated-secret-0123456789")));
-/// ```
-pub struct HotSwap<P = TenantMap> {
-    current: std::sync::Arc<arc_swap::ArcSwap<P>>,
-}
-
-impl<P> Clone for HotSwap<P> {
-    fn clone(&self) -> Self {
-        HotSwap { current: self.current.clone() }
-    }
-}
-
-impl<P> fmt::Debug for HotSwap<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("HotSwap(..)")
-    }
-}
-
-impl<P> HotSwap<P> {
-    /// A slot holding `provider`.
-    pub fn new(provider: P) -> Self {
-        HotSwap { current: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(provider)) }
-    }
-
-    /// Replaces the provider; requests already resolving keep the old one.
-    pub fn store(&self, provider: P) {
-        self.current.store(std::sync::Arc::new(provider));
-    }
-
-    /// The current provider.
-    pub fn load(&self) -> std::sync::Arc<P> {
-        self.current.load_full()
-    }
-}
-
-impl<P: SecretProvider> SecretProvider for HotSwap<P> {
-    fn lookup(&self, tenant: Option<&str>) -> Lookup {
-        self.current.load().lookup(tenant)
     }
 }

@@ -1,4 +1,4 @@
-//! The tower [`Layer`]: configuration and builder.
+//! [`IdentityVerificationLayer`]: the builder.
 
 use std::fmt;
 use std::sync::Arc;
@@ -6,41 +6,25 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::config::Config;
+use super::forward::ForwardHeaders;
+use super::reject::{DefaultResponder, Responder};
+use super::service::IdentityVerification;
 use crate::clock::{Clock, SystemClock};
-use crate::extract::Sources;
-use crate::forward::ForwardHeaders;
+use crate::extract::{RequestHead, Sources};
 use crate::mode::Mode;
 use crate::provider::SecretProvider;
-use crate::reject::{DefaultResponder, RequestHead, RequestPredicate, Responder};
-use crate::service::IdentityVerification;
 use crate::verify::VerifyOptions;
 
 /// Shortest secret accepted by default, in bytes.
 pub const DEFAULT_MIN_SECRET_LEN: usize = 16;
 
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) provider: Arc<dyn SecretProvider>,
-    pub(crate) mode: Mode,
-    pub(crate) sources: Sources,
-    pub(crate) options: VerifyOptions,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) responder: Arc<dyn Responder>,
-    pub(crate) min_secret_len: usize,
-    pub(crate) forward: Option<ForwardHeaders>,
-    pub(crate) strip_credentials: bool,
-    pub(crate) log_identifiers: bool,
-    pub(crate) bypass: Option<RequestPredicate>,
-    /// Metric handles registered on first use (feature `metrics`).
-    pub(crate) metrics: crate::metrics::Handles,
-}
-
 /// A tower layer that verifies signed identities before requests reach the
 /// inner service.
 ///
-/// On success the request carries a [`VerifiedIdentity`](crate::VerifiedIdentity)
-/// in its extensions (an [`IdentityOutcome`](crate::IdentityOutcome) when it
-/// passes unverified, see [`IdentityOutcome::from_extensions`](crate::IdentityOutcome::from_extensions)); on
+/// On success the request carries a [`VerifiedIdentity`](crate::identity::VerifiedIdentity)
+/// in its extensions (an [`IdentityOutcome`](crate::identity::IdentityOutcome) when it
+/// passes unverified, see [`IdentityOutcome::from_extensions`](crate::identity::IdentityOutcome::from_extensions)); on
 /// rejection the layer answers itself (401, or a gRPC status for gRPC
 /// requests) and the inner service is never called.
 ///
@@ -54,6 +38,7 @@ pub(crate) struct Config {
 /// # let _ = layer;
 /// ```
 #[derive(Clone)]
+#[must_use]
 pub struct IdentityVerificationLayer {
     config: Arc<Config>,
 }
@@ -75,7 +60,7 @@ impl IdentityVerificationLayer {
                 strip_credentials: false,
                 log_identifiers: false,
                 bypass: None,
-                metrics: crate::metrics::Handles::default(),
+                metrics: Default::default(),
             }),
         }
     }
@@ -104,19 +89,22 @@ impl IdentityVerificationLayer {
 
     /// Oldest accepted timestamped signature (default one hour).
     pub fn max_age(mut self, max_age: Duration) -> Self {
-        self.config_mut().options.max_age = max_age.as_secs();
+        let options = &mut self.config_mut().options;
+        *options = options.clone().max_age(max_age.as_secs());
         self
     }
 
     /// Accepted clock skew for timestamps in the future (default 60 s).
     pub fn future_skew(mut self, skew: Duration) -> Self {
-        self.config_mut().options.future_skew = skew.as_secs();
+        let options = &mut self.config_mut().options;
+        *options = options.clone().future_skew(skew.as_secs());
         self
     }
 
     /// Longest accepted identifier in bytes (default 256).
     pub fn max_identifier_len(mut self, len: usize) -> Self {
-        self.config_mut().options.max_identifier_len = len;
+        let options = &mut self.config_mut().options;
+        *options = options.clone().max_identifier_len(len);
         self
     }
 

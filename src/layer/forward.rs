@@ -3,7 +3,8 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::identity::{IdStr, IdentityOutcome, VerifiedIdentity};
+use crate::claim::IdStr;
+use crate::identity::{IdentityOutcome, VerifiedIdentity};
 
 /// The headers a proxy adds for its upstream.
 ///
@@ -20,20 +21,52 @@ use crate::identity::{IdStr, IdentityOutcome, VerifiedIdentity};
 /// | `x-verified-tenant` | the tenant whose keys verified the request |
 /// | `x-verified-key-id` | the id of the key that matched |
 /// | `x-identity-outcome` | `verified`, `anonymous` or `unverified` |
+///
+/// ```
+/// use http::HeaderName;
+/// use tower_identity::layer::ForwardHeaders;
+///
+/// let headers = ForwardHeaders::default().tenant(HeaderName::from_static("x-verified-app"));
+/// assert_eq!(headers.get_tenant(), "x-verified-app");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ForwardHeaders {
-    /// The proven user id.
-    pub user_id: HeaderName,
-    /// The proven email.
-    pub email: HeaderName,
-    /// The proven visitor id.
-    pub visitor_id: HeaderName,
-    /// The tenant.
-    pub tenant: HeaderName,
-    /// The matching key's id.
-    pub key_id: HeaderName,
-    /// The outcome.
-    pub outcome: HeaderName,
+    user_id: HeaderName,
+    email: HeaderName,
+    visitor_id: HeaderName,
+    tenant: HeaderName,
+    key_id: HeaderName,
+    outcome: HeaderName,
+}
+
+macro_rules! names {
+    ($($field:ident, $get:ident: $what:literal;)*) => {
+        impl ForwardHeaders {
+            $(
+                #[doc = concat!("Sets the header for ", $what, ".")]
+                #[must_use]
+                pub fn $field(mut self, name: HeaderName) -> Self {
+                    self.$field = name;
+                    self
+                }
+
+                #[doc = concat!("The header for ", $what, ".")]
+                pub fn $get(&self) -> &HeaderName {
+                    &self.$field
+                }
+            )*
+        }
+    };
+}
+
+names! {
+    user_id, get_user_id: "the proven user id";
+    email, get_email: "the proven email";
+    visitor_id, get_visitor_id: "the proven visitor id";
+    tenant, get_tenant: "the tenant";
+    key_id, get_key_id: "the matching key's id";
+    outcome, get_outcome: "the outcome";
 }
 
 impl Default for ForwardHeaders {
@@ -50,7 +83,8 @@ impl Default for ForwardHeaders {
 }
 
 impl ForwardHeaders {
-    fn names(&self) -> [&HeaderName; 6] {
+    /// Every header name this list forwards.
+    pub fn names(&self) -> [&HeaderName; 6] {
         [&self.user_id, &self.email, &self.visitor_id, &self.tenant, &self.key_id, &self.outcome]
     }
 

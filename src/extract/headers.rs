@@ -1,0 +1,117 @@
+//! Reading the claim's headers: one pass over the request's headers that
+//! also flags credential headers as sensitive, and stripping them again.
+
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::{Extracted, ROLES, Sources};
+use crate::claim::{IdStr, Role};
+use crate::verify::{Failure, Malformed};
+
+pub(super) fn length_bit(name: &HeaderName) -> u64 {
+    1 << (name.as_str().len() % 64)
+}
+
+/// The header value read for each role (and for `Authorization: Bearer`),
+/// found in one pass over the request's headers.
+#[derive(Default)]
+pub(super) struct HeaderHits<'a> {
+    /// The role's value, when its header was sent exactly once.
+    pub(super) values: [Option<&'a HeaderValue>; ROLES],
+    /// The role's header was sent more than once.
+    pub(super) repeated: [bool; ROLES],
+    pub(super) authorization: Option<&'a HeaderValue>,
+    pub(super) authorization_repeated: bool,
+}
+
+fn note<'a>(slot: &mut Option<&'a HeaderValue>, repeated: &mut bool, value: &'a HeaderValue) {
+    if slot.replace(value).is_some() {
+        *repeated = true;
+    }
+}
+
+/// One pass over the headers instead of a hash lookup per configured name:
+/// a request carries few headers, most of them of lengths no configured name
+/// has, and hashing a custom header name costs more than comparing lengths.
+///
+/// The same pass flags the headers that carry a signature or a token as
+/// sensitive, so that loggers that honour the flag and HTTP/2 header
+/// compression leave them alone wherever the request goes next.
+pub(super) fn scan_headers<'a>(sources: &Sources, headers: &'a mut HeaderMap) -> HeaderHits<'a> {
+    const CREDENTIALS: u8 = (1 << Role::Signature as u8) | (1 << Role::Token as u8);
+    let mut hits = HeaderHits::default();
+    for (name, value) in headers.iter_mut() {
+        if sources.header_lengths & length_bit(name) == 0 {
+            continue;
+        }
+        // The roles this header is configured for (one name may serve several).
+        let roles = sources
+            .headers
+            .iter()
+            .enumerate()
+            .filter(|(_, configured)| configured.as_ref() == Some(name))
+            .fold(0u8, |mask, (i, _)| mask | (1 << i));
+        let bearer = sources.bearer && name == AUTHORIZATION;
+        if bearer || roles & CREDENTIALS != 0 {
+            value.set_sensitive(true);
+        }
+        let value: &'a HeaderValue = value;
+        let mut left = roles;
+        while left != 0 {
+            let i = left.trailing_zeros() as usize;
+            left &= left - 1;
+            note(&mut hits.values[i], &mut hits.repeated[i], value);
+        }
+        if bearer {
+            note(&mut hits.authorization, &mut hits.authorization_repeated, value);
+        }
+    }
+    hits
+}
+
+/// Flags the credential headers sensitive without reading a claim (for
+/// requests the layer lets through unverified by `bypass`).
+pub(crate) fn mark_credentials(sources: &Sources, headers: &mut HeaderMap) {
+    scan_headers(sources, headers);
+}
+
+/// Reads the claim's header values into `out` (in place: a claim is a few
+/// hundred bytes, and the hot path does not move it), flagging credential
+/// headers as sensitive.
+pub(super) fn read(sources: &Sources, headers: &mut HeaderMap, out: &mut Extracted) {
+    let hits = scan_headers(sources, headers);
+    for role in Role::ALL {
+        let Some(first) = hits.values[role.index()] else { continue };
+        if hits.repeated[role.index()] {
+            out.repeated(role);
+            continue;
+        }
+        match IdStr::from_header(first) {
+            Some(v) => out.put(role, v),
+            None => out.fail_role(role, Failure::Malformed(Malformed::NotUtf8)),
+        }
+    }
+    if let Some(value) = hits.authorization {
+        let bearer = value.as_bytes();
+        if hits.authorization_repeated {
+            out.repeated(Role::Token);
+        } else if bearer.len() > 7 && bearer[..7].eq_ignore_ascii_case(b"bearer ") {
+            match std::str::from_utf8(&bearer[7..]) {
+                Ok(token) => out.put(Role::Token, IdStr::from(token.trim_start())),
+                Err(_) => out.fail_role(Role::Token, Failure::Malformed(Malformed::NotUtf8)),
+            }
+        }
+    }
+}
+
+/// Removes the headers that carry credentials and claimed identifiers: the
+/// signature, timestamp and token headers, `Authorization` when it is a token
+/// source, and the user id, email and visitor id headers. The tenant and
+/// metadata headers stay: they prove nothing and claim nothing.
+pub(super) fn strip_claim_headers(sources: &Sources, headers: &mut HeaderMap) {
+    let bearer = sources.reads_bearer().then_some(&AUTHORIZATION);
+    let roles = [Role::Signature, Role::Timestamp, Role::Token, Role::UserId, Role::Email, Role::VisitorId];
+    for name in roles.map(|r| sources.header_name(r)).into_iter().chain([bearer]).flatten() {
+        headers.remove(name);
+    }
+}

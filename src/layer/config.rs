@@ -1,0 +1,29 @@
+//! The layer's configuration, shared by every service it builds.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::extract::{RequestPredicate, Sources};
+use crate::layer::forward::ForwardHeaders;
+use crate::layer::reject::Responder;
+use crate::mode::Mode;
+use crate::provider::SecretProvider;
+use crate::verify::VerifyOptions;
+
+/// Everything a builder set, behind one `Arc`.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) provider: Arc<dyn SecretProvider>,
+    pub(crate) mode: Mode,
+    pub(crate) sources: Sources,
+    pub(crate) options: VerifyOptions,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) responder: Arc<dyn Responder>,
+    pub(crate) min_secret_len: usize,
+    pub(crate) forward: Option<ForwardHeaders>,
+    pub(crate) strip_credentials: bool,
+    pub(crate) log_identifiers: bool,
+    pub(crate) bypass: Option<RequestPredicate>,
+    /// Metric handles registered on first use (feature `metrics`).
+    pub(crate) metrics: crate::metrics::Handles,
+}

@@ -1,0 +1,215 @@
+//! [`ResponseFuture`]: a named state machine, one helper per state. A request
+//! that needs nothing awaited goes straight to `Inner` or `Done`; one whose
+//! identity is in its body passes through `Buffering`, one whose provider
+//! must wait through `Resolving`.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::body::{RequestBody, ResponseBody};
+use super::collect::{Collect, Collected};
+use super::config::Config;
+use super::verdict::{Resolved, apply, decide, provider_panicked, refuse_tenant, reject, resolve};
+use crate::code::ErrorCode;
+use crate::extract::{BodyKind, Extracted, RequestHead};
+use crate::provider::{LookupFuture, LookupResult};
+use crate::verify::Failure;
+
+/// A request waiting for its body or its tenant's policy, with the inner
+/// service that will take it.
+pub(crate) struct Pending<S, R> {
+    pub(crate) inner: S,
+    pub(crate) req: R,
+    pub(crate) extracted: Extracted,
+    pub(crate) config: Arc<Config>,
+}
+
+/// A request (with its body wrapped for the inner service) waiting for its
+/// tenant's policy.
+type Resolving<S, B> = Pending<S, Request<RequestBody<B>>>;
+
+/// A request whose body is being buffered (boxed once: the future stays small).
+struct Buffering<S, B> {
+    body: Pin<Box<B>>,
+    kind: BodyKind,
+    collect: Collect,
+    pending: Pending<S, Request<()>>,
+}
+
+pin_project! {
+    /// The response future of [`IdentityVerification`](super::IdentityVerification).
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<RequestBody<B>>>,
+    {
+        #[pin]
+        state: State<S, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B>
+    where
+        S: Service<Request<RequestBody<B>>>,
+    {
+        Inner { #[pin] fut: S::Future },
+        Buffering { buffering: Option<Box<Buffering<S, B>>> },
+        Resolving { lookup: LookupFuture, pending: Option<Box<Resolving<S, B>>> },
+        Done { response: Option<Response<Bytes>> },
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+{
+    pub(crate) fn inner(fut: S::Future) -> Self {
+        ResponseFuture { state: State::Inner { fut } }
+    }
+
+    pub(crate) fn done(response: Response<Bytes>) -> Self {
+        ResponseFuture { state: State::done(response) }
+    }
+
+    pub(crate) fn buffering(body: B, kind: BodyKind, pending: Pending<S, Request<()>>) -> Self {
+        let buffering = Buffering { body: Box::pin(body), kind, collect: Collect::default(), pending };
+        ResponseFuture { state: State::Buffering { buffering: Some(Box::new(buffering)) } }
+    }
+
+    pub(crate) fn resolving(lookup: LookupFuture, pending: Resolving<S, B>) -> Self {
+        ResponseFuture { state: State::Resolving { lookup, pending: Some(Box::new(pending)) } }
+    }
+}
+
+impl<S, B> State<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+{
+    fn done(response: Response<Bytes>) -> Self {
+        State::Done { response: Some(response) }
+    }
+}
+
+impl<S, B> fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ResponseFuture")
+    }
+}
+
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
+    B: Body,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut this = self.as_mut().project();
+            let next = match this.state.as_mut().project() {
+                StateProj::Inner { fut } => return fut.poll(cx).map_ok(|res| res.map(ResponseBody::inner)),
+                StateProj::Done { response } => return Poll::Ready(Ok(taken(response).map(ResponseBody::full))),
+                StateProj::Buffering { buffering } => ready!(poll_buffering(buffering, cx)),
+                StateProj::Resolving { lookup, pending } => ready!(poll_resolving(lookup, pending, cx)),
+            };
+            this.state.set(next);
+        }
+    }
+}
+
+/// The value a state holds until it moves on; taken exactly once, since a
+/// state that gave it up is replaced before the next poll.
+fn taken<T>(slot: &mut Option<T>) -> T {
+    slot.take().expect("ResponseFuture polled after completion")
+}
+
+/// Reads the body, then adds the roles it carries and resolves the tenant.
+fn poll_buffering<S, B>(slot: &mut Option<Box<Buffering<S, B>>>, cx: &mut Context<'_>) -> Poll<State<S, B>>
+where
+    S: Service<Request<RequestBody<B>>>,
+    B: Body,
+{
+    let buffering = slot.as_mut().expect("ResponseFuture polled after completion");
+    let limit = buffering.pending.config.sources.get_body_limit();
+    let collected = ready!(buffering.collect.poll(buffering.body.as_mut(), limit, cx));
+    let Buffering { body, kind, pending: Pending { inner, req, mut extracted, config }, .. } = *taken(slot);
+    let (parts, ()) = req.into_parts();
+    let body = match collected {
+        Collected::Failed => {
+            tracing::debug!("identity: the request body failed while being read");
+            return Poll::Ready(State::done(reject(
+                &config,
+                &RequestHead::of_parts(&parts),
+                ErrorCode::BodyUnreadable,
+            )));
+        }
+        Collected::OverLimit(read) => {
+            extracted.fail(Failure::BodyTooLarge);
+            RequestBody::replay(read, body)
+        }
+        Collected::Whole { bytes, trailers } => {
+            extracted.add_body(&config.sources, kind, &bytes);
+            if let Some(failure) = extracted.tenant_error() {
+                return Poll::Ready(State::done(refuse_tenant(&config, &RequestHead::of_parts(&parts), failure)));
+            }
+            RequestBody::buffered_with_trailers(bytes, trailers)
+        }
+    };
+    let req = Request::from_parts(parts, body);
+    Poll::Ready(resolved(Pending { inner, req, extracted, config }))
+}
+
+/// Asks the provider for a request whose claim is complete.
+fn resolved<S, B>(pending: Resolving<S, B>) -> State<S, B>
+where
+    S: Service<Request<RequestBody<B>>>,
+{
+    let Pending { mut inner, mut req, mut extracted, config } = pending;
+    match resolve(&config, &mut req, &mut extracted) {
+        Resolved::Forward => State::Inner { fut: inner.call(req) },
+        Resolved::Reject(res) => State::done(res),
+        Resolved::Later(lookup) => {
+            State::Resolving { lookup, pending: Some(Box::new(Pending { inner, req, extracted, config })) }
+        }
+    }
+}
+
+/// Waits for the provider, then decides and applies the verdict.
+fn poll_resolving<S, B>(
+    lookup: &mut LookupFuture,
+    slot: &mut Option<Box<Resolving<S, B>>>,
+    cx: &mut Context<'_>,
+) -> Poll<State<S, B>>
+where
+    S: Service<Request<RequestBody<B>>>,
+{
+    // A panicking provider is a refused request, never a pass and never a dead connection.
+    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| lookup.as_mut().poll(cx)));
+    let result: Option<LookupResult> = match polled {
+        Ok(Poll::Pending) => return Poll::Pending,
+        Ok(Poll::Ready(result)) => Some(result),
+        Err(_) => None,
+    };
+    let Pending { mut inner, mut req, mut extracted, config } = *taken(slot);
+    let Some(result) = result else {
+        return Poll::Ready(State::done(provider_panicked(&config, &RequestHead::of(&req))));
+    };
+    Poll::Ready(match apply(&config, &mut req, decide(&config, &mut extracted, result)) {
+        None => State::Inner { fut: inner.call(req) },
+        Some(res) => State::done(res),
+    })
+}

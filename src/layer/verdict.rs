@@ -1,0 +1,233 @@
+//! Resolve, decide, record, apply: the mode table, in one place.
+//!
+//! [`resolve`] asks the provider; [`decide`] turns the tenant's policy and
+//! the claim into one [`Verdict`]; [`record`] (one metric and one event) and
+//! [`apply`] (extensions and forwarded headers, or the rejection response)
+//! only read it.
+
+use std::panic::AssertUnwindSafe;
+
+use bytes::Bytes;
+use http::{Request, Response};
+
+use super::config::Config;
+use super::reject::Rejection;
+use crate::code::ErrorCode;
+use crate::extract::{Extracted, RequestHead, is_grpc, strip_credentials};
+use crate::identity::{IdentityOutcome, UnverifiedReason, VerifiedIdentity};
+use crate::mode::Mode;
+use crate::provider::{Lookup, LookupFuture, LookupResult, TenantPolicy};
+use crate::verify::{Failure, check};
+
+/// The outcome of asking the provider: decided now, or a lookup to wait for.
+#[allow(clippy::large_enum_variant)] // a short-lived return value; boxing would allocate per request
+pub(crate) enum Resolved {
+    /// Call the inner service with the request.
+    Forward,
+    /// Answer this rejection.
+    Reject(Response<Bytes>),
+    /// Wait for the provider.
+    Later(LookupFuture),
+}
+
+/// Asks the provider for the tenant's policy and, when it answers at once,
+/// decides and applies the verdict.
+pub(crate) fn resolve<B>(config: &Config, req: &mut Request<B>, extracted: &mut Extracted) -> Resolved {
+    let tenant = extracted.claim.tenant.as_deref();
+    // A panicking provider is a refused request, never a pass and never a dead connection.
+    match std::panic::catch_unwind(AssertUnwindSafe(|| config.provider.lookup(tenant))) {
+        Ok(Lookup::Ready(result)) => match apply(config, req, decide(config, extracted, result)) {
+            None => Resolved::Forward,
+            Some(res) => Resolved::Reject(res),
+        },
+        Ok(Lookup::Pending(lookup)) => Resolved::Later(lookup),
+        Err(_) => Resolved::Reject(provider_panicked(config, &RequestHead::of(req))),
+    }
+}
+
+/// The answer for one request.
+// A short-lived stack value: boxing the identity would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Verdict {
+    /// Pass, with a verified identity.
+    Verified(VerifiedIdentity),
+    /// Pass, anonymous: no credential, and the mode allows that.
+    Anonymous,
+    /// Pass, unverified: the mode is off, or only reports.
+    Unverified(UnverifiedReason),
+    /// Refuse with this code; the inner service is not called.
+    Reject(ErrorCode),
+}
+
+/// What led to a verdict, for [`record`]: the mode that applied (none when
+/// the provider failed) and the verification failure, if any.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Cause {
+    mode: Option<Mode>,
+    failure: Option<Failure>,
+}
+
+/// The verdict for a request whose claim was extracted and whose tenant was
+/// looked up; records it.
+pub(crate) fn decide(config: &Config, extracted: &mut Extracted, lookup: LookupResult) -> Verdict {
+    let (verdict, cause) = judge(config, extracted, lookup);
+    let tenant = match &verdict {
+        Verdict::Verified(identity) => identity.tenant(),
+        _ => extracted.claim.tenant.as_deref(),
+    };
+    record(config, tenant, cause, &verdict);
+    verdict
+}
+
+fn judge(config: &Config, extracted: &mut Extracted, lookup: LookupResult) -> (Verdict, Cause) {
+    let claim = &mut extracted.claim;
+    let policy = match lookup {
+        Ok(policy) => policy,
+        Err(error) => {
+            tracing::warn!(tenant = claim.tenant.as_deref(), %error, "identity: secret provider failed; answering 503");
+            return (Verdict::Reject(ErrorCode::ProviderUnavailable), Cause::default());
+        }
+    };
+    let mode = policy.as_ref().and_then(TenantPolicy::mode).unwrap_or(config.mode);
+    let cause = |failure| Cause { mode: Some(mode), failure };
+    if mode == Mode::Off {
+        let credential = claim.has_credential() || extracted.error.is_some();
+        let verdict =
+            if credential { Verdict::Unverified(UnverifiedReason::VerificationOff) } else { Verdict::Anonymous };
+        return (verdict, cause(None));
+    }
+    let failure = match (extracted.error, &policy) {
+        (Some(failure), _) => failure,
+        (None, _) if !claim.has_credential() => Failure::Missing,
+        (None, None) => Failure::Invalid,
+        (None, Some(policy)) if policy.keys().shortest_secret() < config.min_secret_len => {
+            tracing::error!(
+                tenant = claim.tenant.as_deref(),
+                min_secret_len = config.min_secret_len,
+                "identity: the tenant's key set holds a secret shorter than the minimum; refusing to verify"
+            );
+            return (Verdict::Reject(ErrorCode::Misconfigured), cause(None));
+        }
+        (None, Some(policy)) => {
+            let keys = policy.keys();
+            // The clock (a system call) is read only for key sets that look at the time.
+            let now = if keys.needs_time() { config.clock.now() } else { 0 };
+            let timer = crate::metrics::Timer::start();
+            let checked = check(claim, keys, now, &config.options);
+            let scheme = checked.as_ref().map_or("unknown", |proof| proof.scheme().as_str());
+            config.metrics.verification_time(scheme, timer.elapsed());
+            match checked {
+                // The identity takes the claim's values (no reference-count traffic).
+                Ok(proof) => return (Verdict::Verified(proof.identity(claim)), cause(None)),
+                Err(failure) => failure,
+            }
+        }
+    };
+    (by_mode(mode, failure), cause(Some(failure)))
+}
+
+/// The mode table for a failed check (see [`Mode`]).
+fn by_mode(mode: Mode, failure: Failure) -> Verdict {
+    match failure {
+        Failure::Missing if mode != Mode::Required => Verdict::Anonymous,
+        failure if mode == Mode::ReportOnly => Verdict::Unverified(UnverifiedReason::WouldReject(failure.code())),
+        failure => Verdict::Reject(failure.code()),
+    }
+}
+
+/// One event (and one counter) per verdict: tenant, scheme, key id, outcome
+/// and reason, never a secret, signature or token; the identifier only with
+/// `log_identifiers`.
+pub(crate) fn record(config: &Config, tenant: Option<&str>, cause: Cause, verdict: &Verdict) {
+    let off = cause.mode == Some(Mode::Off);
+    match verdict {
+        Verdict::Verified(identity) => record_verified(config, identity),
+        Verdict::Anonymous if off => {
+            config.metrics.verdict("anonymous", "off", tenant, None, "none");
+            tracing::debug!(tenant, mode = "off", outcome = "anonymous", "identity: verification off");
+        }
+        Verdict::Anonymous => {
+            config.metrics.verdict("anonymous", "none", tenant, None, "none");
+            tracing::debug!(tenant, outcome = "anonymous", "identity: anonymous");
+        }
+        Verdict::Unverified(UnverifiedReason::WouldReject(code)) => {
+            let reason = code.as_str();
+            config.metrics.verdict("unverified", reason, tenant, None, "none");
+            tracing::info!(tenant, outcome = "unverified", reason, "identity: would reject (report-only)");
+        }
+        Verdict::Unverified(_) => {
+            config.metrics.verdict("unverified", "off", tenant, None, "none");
+            tracing::debug!(tenant, mode = "off", outcome = "unverified", "identity: verification off");
+        }
+        Verdict::Reject(code) => {
+            let reason = code.as_str();
+            config.metrics.verdict("rejected", reason, tenant, None, "none");
+            match cause.failure {
+                Some(failure) => {
+                    tracing::debug!(tenant, outcome = "rejected", reason, detail = %failure, "identity: rejected");
+                }
+                None => tracing::debug!(tenant, outcome = "rejected", reason, "identity: rejected"),
+            }
+        }
+    }
+}
+
+fn record_verified(config: &Config, identity: &VerifiedIdentity) {
+    let (tenant, scheme, key_id) = (identity.tenant(), identity.scheme().as_str(), identity.key_id());
+    config.metrics.verdict("verified", "ok", tenant, key_id, scheme);
+    if config.log_identifiers {
+        tracing::debug!(tenant, scheme, key_id, subject = identity.id(), outcome = "verified", "identity: verified");
+    } else {
+        tracing::debug!(tenant, scheme, key_id, outcome = "verified", "identity: verified");
+    }
+}
+
+/// Applies a verdict to the request (kept in place: the request is large and
+/// moving it costs a copy). `Some` is the rejection response to answer
+/// instead of calling the inner service.
+pub(crate) fn apply<B>(config: &Config, req: &mut Request<B>, verdict: Verdict) -> Option<Response<Bytes>> {
+    let (outcome, identity) = match verdict {
+        Verdict::Reject(code) => return Some(reject(config, &RequestHead::of(req), code)),
+        Verdict::Verified(identity) => (IdentityOutcome::Verified, Some(identity)),
+        Verdict::Anonymous => (IdentityOutcome::Anonymous, None),
+        Verdict::Unverified(reason) => (IdentityOutcome::Unverified(reason), None),
+    };
+    strip_credentials(&config.sources, config.strip_credentials, req);
+    if let Some(forward) = &config.forward {
+        forward.apply(req.headers_mut(), outcome, identity.as_ref());
+    }
+    let ext = req.extensions_mut();
+    // Never trust state that arrived with the request (an outer identity
+    // layer, or code in front of this one). Both removals are free on the
+    // usual empty extensions.
+    ext.remove::<VerifiedIdentity>();
+    ext.remove::<IdentityOutcome>();
+    // A verified request carries only its identity (the outcome is implied,
+    // see `IdentityOutcome::from_extensions`): one insert, one allocation fewer.
+    if let Some(identity) = identity {
+        ext.insert(identity);
+    } else {
+        ext.insert(outcome);
+    }
+    None
+}
+
+/// The rejection response; a gRPC one for gRPC requests (looked up only here:
+/// the accept path never needs to know).
+pub(crate) fn reject(config: &Config, head: &RequestHead<'_>, code: ErrorCode) -> Response<Bytes> {
+    config.responder.respond(&Rejection::new(code, is_grpc(head.headers)), head)
+}
+
+/// A request refused before any lookup: its tenant cannot be read. No policy
+/// (and so no mode) applies, so it is refused in every mode.
+pub(crate) fn refuse_tenant(config: &Config, head: &RequestHead<'_>, failure: Failure) -> Response<Bytes> {
+    tracing::debug!(reason = %failure, "identity: rejected before lookup");
+    reject(config, head, failure.code())
+}
+
+/// The secret provider panicked: the request is refused (500), never passed.
+pub(crate) fn provider_panicked(config: &Config, head: &RequestHead<'_>) -> Response<Bytes> {
+    tracing::error!("identity: the secret provider panicked; answering 500");
+    config.metrics.verdict("rejected", ErrorCode::Internal.as_str(), None, None, "none");
+    reject(config, head, ErrorCode::Internal)
+}

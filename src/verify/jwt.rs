@@ -1,0 +1,367 @@
+//! Strict HS256 JWT verification (feature `jwt`); tokens are minted by
+//! [`sign::jwt`](crate::sign::jwt).
+//!
+//! Built on the crate's own HMAC-SHA256 instead of a general JWT library: the
+//! only algorithm is HS256, so there is no algorithm negotiation to get
+//! wrong, the signature is checked before the payload is parsed, and
+//! verification is one HMAC plus two small JSON parses.
+//!
+//! Rules: compact serialization only; strict base64url without padding
+//! (canonical trailing bits); header `alg` exactly `HS256`; `crit`, `jwk`,
+//! `jku`, `x5u`, `x5c` refused; `typ`, when present, `JWT`; an optional `kid`
+//! selects the key; duplicate JSON keys refused, and objects of more than 64
+//! keys besides the checked ones; `exp` required (a
+//! non-negative integer); `iat` optional unless required by
+//! [`JwtOptions::require_iat`], never in the future; the lifetime `exp - iat`
+//! (or `exp - now` without `iat`) at most [`JwtOptions::max_lifetime`]; `nbf`
+//! honoured; `aud` checked when the key set has an audience (a string, or an
+//! array of exactly one string).
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use hmac::Mac;
+
+use super::strict_json::{Fields, Scalar};
+use super::{Failure, Malformed};
+use crate::claim::IdStr;
+pub use crate::identity::SignedClaims;
+use crate::key::{Identifier, Key, KeySet, Scheme};
+
+/// JWT limits.
+///
+/// ```
+/// use tower_identity::verify::JwtOptions;
+///
+/// let options = JwtOptions::default().max_lifetime(300).require_iat(true);
+/// assert_eq!(options.get_max_lifetime(), 300);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JwtOptions {
+    max_token_len: usize,
+    max_lifetime: u64,
+    leeway: u64,
+    require_iat: bool,
+}
+
+impl Default for JwtOptions {
+    fn default() -> Self {
+        JwtOptions { max_token_len: 8192, max_lifetime: 900, leeway: 0, require_iat: false }
+    }
+}
+
+impl JwtOptions {
+    /// Longest accepted token, in bytes, checked before decoding. Default 8192.
+    #[must_use]
+    pub fn max_token_len(mut self, len: usize) -> Self {
+        self.max_token_len = len;
+        self
+    }
+
+    /// Longest accepted lifetime in seconds (`exp - iat`, or `exp - now`
+    /// when the token has no `iat`). Default 900 (15 minutes).
+    #[must_use]
+    pub fn max_lifetime(mut self, secs: u64) -> Self {
+        self.max_lifetime = secs;
+        self
+    }
+
+    /// Clock leeway in seconds for `exp`, `nbf` and `iat`. Default 0.
+    #[must_use]
+    pub fn leeway(mut self, secs: u64) -> Self {
+        self.leeway = secs;
+        self
+    }
+
+    /// Refuse tokens without `iat`. Default `false`: npm `jsonwebtoken` with
+    /// `noTimestamp` and other signers omit it, and the lifetime bound then
+    /// applies from now.
+    #[must_use]
+    pub fn require_iat(mut self, require: bool) -> Self {
+        self.require_iat = require;
+        self
+    }
+
+    /// The longest accepted token, in bytes.
+    pub fn get_max_token_len(&self) -> usize {
+        self.max_token_len
+    }
+
+    /// The longest accepted lifetime, in seconds.
+    pub fn get_max_lifetime(&self) -> u64 {
+        self.max_lifetime
+    }
+
+    /// The clock leeway, in seconds.
+    pub fn get_leeway(&self) -> u64 {
+        self.leeway
+    }
+
+    /// Whether tokens without `iat` are refused.
+    pub fn get_require_iat(&self) -> bool {
+        self.require_iat
+    }
+}
+
+fn b64(part: &[u8]) -> Result<Vec<u8>, Failure> {
+    URL_SAFE_NO_PAD.decode(part).map_err(|_| Failure::Malformed(Malformed::Token))
+}
+
+/// The header fields the verifier reads.
+fn header_field(name: &str) -> Option<usize> {
+    Some(match name {
+        "alg" => 0,
+        "typ" => 1,
+        "kid" => 2,
+        "crit" => 3,
+        "jwk" => 4,
+        "jku" => 5,
+        "x5u" => 6,
+        "x5c" => 7,
+        _ => return None,
+    })
+}
+
+/// The payload claims the verifier reads.
+fn payload_field(name: &str) -> Option<usize> {
+    Some(match name {
+        "exp" => 0,
+        "iat" => 1,
+        "nbf" => 2,
+        "aud" => 3,
+        "sub" => 4,
+        "user_id" => 5,
+        "email" => 6,
+        "visitor_id" => 7,
+        _ => return None,
+    })
+}
+
+/// What a verified token proves.
+pub(crate) struct VerifiedToken {
+    /// The id of the key that verified (not the key: that would copy the secret).
+    pub(crate) key_id: Option<Arc<str>>,
+    pub(crate) user_id: Option<IdStr>,
+    pub(crate) email: Option<IdStr>,
+    pub(crate) visitor_id: Option<IdStr>,
+    pub(crate) issued_at: Option<u64>,
+    /// When the token stops verifying: `exp` (plus the leeway), or the key's
+    /// `not_after` when that comes first.
+    pub(crate) valid_until: u64,
+    pub(crate) claims: Arc<SignedClaims>,
+}
+
+/// Verifies the signature of a compact HS256 JWS against the JWT keys of
+/// `keys` that are valid at `now`, and returns the key that matched and the
+/// decoded payload. Checks the header (`alg`, `crit`, `typ`, `kid`, …) and
+/// the encoding, but no claims: use it for tokens whose payload is not a
+/// claim set.
+///
+/// ```
+/// use tower_identity::verify::jwt::{self, JwtOptions};
+/// use tower_identity::{sign, Key, KeySet, Secret};
+///
+/// let secret = Secret::text("jwt-secret-shown-once-in-the-dashboard").unwrap();
+/// let token = sign::jwt_token(&secret, "app_1", "jane@example.com", None, 1_767_225_600, 600, []);
+/// let keys = KeySet::single(Key::jwt(secret));
+/// let (_key, payload) = jwt::verify_jws(&token, &keys, 1_767_225_600, &JwtOptions::default()).unwrap();
+/// assert!(payload.starts_with(b"{"));
+/// ```
+pub fn verify_jws<'k>(
+    token: &str,
+    keys: &'k KeySet,
+    now: u64,
+    opts: &JwtOptions,
+) -> Result<(&'k Key, Vec<u8>), Failure> {
+    verify_jws_bytes(token.as_bytes(), keys, now, opts)
+}
+
+/// [`verify_jws`] on the token's bytes: a compact JWS is ASCII, so the layer
+/// skips a UTF-8 check of the whole token.
+fn verify_jws_bytes<'k>(
+    token: &[u8],
+    keys: &'k KeySet,
+    now: u64,
+    opts: &JwtOptions,
+) -> Result<(&'k Key, Vec<u8>), Failure> {
+    let malformed = Failure::Malformed(Malformed::Token);
+    if token.is_empty() || token.len() > opts.max_token_len {
+        return Err(malformed);
+    }
+    let mut parts = token.split(|&b| b == b'.');
+    let (Some(h64), Some(p64), Some(s64), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(malformed);
+    };
+    if h64.is_empty() || p64.is_empty() || s64.is_empty() {
+        return Err(malformed);
+    }
+    // A header is a few dozen bytes: decoded on the stack unless unusually long.
+    let mut stack = [0u8; 384];
+    let heap;
+    let header_json: &[u8] = if h64.len() <= 512 {
+        let len = URL_SAFE_NO_PAD.decode_slice(h64, &mut stack).map_err(|_| malformed)?;
+        &stack[..len]
+    } else {
+        heap = b64(h64)?;
+        &heap
+    };
+    let mut header = Fields::<8>::new(header_field);
+    header.read(header_json)?;
+    if header.get("alg").and_then(Scalar::as_str) != Some("HS256") {
+        return Err(Failure::Invalid);
+    }
+    if ["crit", "jwk", "jku", "x5u", "x5c"].iter().any(|k| header.get(k).is_some()) {
+        return Err(Failure::Invalid);
+    }
+    if let Some(typ) = header.get("typ")
+        && !typ.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT"))
+    {
+        return Err(Failure::Invalid);
+    }
+    let kid = header.string("kid")?;
+    // 43 base64url characters are exactly 32 bytes; decoded in place, no allocation.
+    let mut tag = [0u8; 32];
+    if s64.len() != 43 || URL_SAFE_NO_PAD.decode_slice(s64, &mut tag) != Ok(32) {
+        return Err(malformed);
+    }
+    let payload = b64(p64)?;
+    let signed = &token[..h64.len() + 1 + p64.len()];
+    let key = keys
+        .keys()
+        .iter()
+        .filter(|k| matches!(k.scheme, Scheme::Jwt) && k.is_valid_at(now))
+        .filter(|k| kid.is_none_or(|kid| k.id.as_deref() == Some(kid)))
+        .find(|k| {
+            let mut mac = k.mac.clone();
+            mac.update(signed);
+            mac.verify_slice(&tag).is_ok()
+        })
+        .ok_or(Failure::Invalid)?;
+    Ok((key, payload))
+}
+
+/// Verifies an HS256 token against the JWT keys of `keys`.
+pub(crate) fn verify_token(token: &[u8], keys: &KeySet, now: u64, opts: &JwtOptions) -> Result<VerifiedToken, Failure> {
+    let malformed = Failure::Malformed(Malformed::Token);
+    let (key, payload) = verify_jws_bytes(token, keys, now, opts)?;
+    // Authentic from here on: check the claims.
+    let payload = Bytes::from(payload);
+    let mut claims = Fields::<8>::new(payload_field);
+    claims.read(&payload)?;
+    let exp = claims.numeric("exp")?.ok_or(malformed)?;
+    let iat = claims.numeric("iat")?;
+    let nbf = claims.numeric("nbf")?;
+    if opts.require_iat && iat.is_none() {
+        return Err(malformed);
+    }
+    if let Some(iat) = iat {
+        if iat > now.saturating_add(opts.leeway) {
+            return Err(Failure::NotYetValid);
+        }
+        if exp < iat {
+            return Err(Failure::Invalid);
+        }
+    }
+    if now >= exp.saturating_add(opts.leeway) {
+        return Err(Failure::Expired);
+    }
+    let lifetime = exp - iat.unwrap_or(now).min(exp);
+    if lifetime > opts.max_lifetime {
+        return Err(Failure::LifetimeTooLong);
+    }
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(opts.leeway)) {
+        return Err(Failure::NotYetValid);
+    }
+    if let Some(expected) = keys.audience() {
+        let ok = match claims.get("aud") {
+            Some(Scalar::Str(a) | Scalar::OneStrList(a)) => **a == *expected,
+            _ => false,
+        };
+        if !ok {
+            return Err(Failure::Invalid);
+        }
+    }
+    let user_id = match claims.string("sub")? {
+        Some(sub) => Some(sub),
+        None => claims.string("user_id")?,
+    };
+    let (user_id, email, visitor_id) = (
+        user_id.map(|v| IdStr::shared_in(&payload, v)),
+        claims.string("email")?.map(|v| IdStr::shared_in(&payload, v)),
+        claims.string("visitor_id")?.map(|v| IdStr::shared_in(&payload, v)),
+    );
+    drop(claims);
+    if user_id.is_none() && email.is_none() && visitor_id.is_none() {
+        return Err(Failure::Malformed(Malformed::IdentifierMissing));
+    }
+    Ok(VerifiedToken {
+        key_id: key.id.clone(),
+        user_id,
+        email,
+        visitor_id,
+        issued_at: iat,
+        valid_until: key
+            .not_after
+            .map_or(exp.saturating_add(opts.leeway), |na| na.min(exp.saturating_add(opts.leeway))),
+        claims: Arc::new(SignedClaims::new(payload)),
+    })
+}
+
+impl VerifiedToken {
+    /// The primary identifier: the email, else the user id, else the visitor id.
+    pub(crate) fn subject(&self) -> Identifier {
+        if self.email.is_some() {
+            Identifier::Email
+        } else if self.user_id.is_some() {
+            Identifier::UserId
+        } else {
+            Identifier::VisitorId
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::strict_json::MAX_KEYS;
+
+    #[test]
+    fn strict_object_refuses_duplicates() {
+        let read = |json: &[u8]| Fields::<8>::parse(payload_field, json).map(|_| ());
+        assert!(read(br#"{"a":1,"a":1}"#).is_err());
+        assert!(read(br#"{"exp":1,"exp":1}"#).is_err());
+        assert!(read(br#"{"exp":1,"\u0065xp":1}"#).is_err());
+        assert!(read(br#"{"a":{"b":1,"b":2}}"#).is_err());
+        assert!(read(br#"{"a":[{"b":1,"b":2}]}"#).is_err());
+        assert!(read(br#"{"aud":{"b":1,"b":2}}"#).is_err());
+        assert!(read(br#"{"a":1,"b":[{"c":1}]}"#).is_ok());
+        assert!(read(b"[1]").is_err());
+        assert!(read(br#"{"a":1} x"#).is_err());
+        // At most MAX_KEYS keys besides the read ones, at every level.
+        let object = |n: usize| format!("{{{}}}", (0..n).map(|i| format!("\"k{i}\":1")).collect::<Vec<_>>().join(","));
+        assert!(read(object(MAX_KEYS).as_bytes()).is_ok());
+        assert!(read(format!(r#"{{"exp":1,"iat":1,"x":{}}}"#, object(MAX_KEYS)).as_bytes()).is_ok());
+        assert!(read(object(MAX_KEYS + 1).as_bytes()).is_err());
+        assert!(read(format!(r#"{{"x":{}}}"#, object(MAX_KEYS + 1)).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn fields_keep_what_the_verifier_reads() {
+        let json = br#"{"exp":17,"iat":-1,"aud":["app"],"email":"a\u0040b","sub":"x","nbf":1.5,"user_id":null}"#;
+        let f = Fields::<8>::parse(payload_field, json).unwrap();
+        assert_eq!(f.numeric("exp"), Ok(Some(17)));
+        assert!(f.numeric("iat").is_err() && f.numeric("nbf").is_err());
+        assert!(matches!(f.get("aud"), Some(Scalar::OneStrList(a)) if a == "app"));
+        assert_eq!(f.string("email"), Ok(Some("a@b")));
+        assert_eq!(f.string("sub"), Ok(Some("x")));
+        assert!(f.string("user_id").is_err());
+        assert_eq!(f.string("visitor_id"), Ok(None));
+        let zero = Fields::<8>::parse(payload_field, br#"{"exp":-0}"#).unwrap();
+        assert!(zero.numeric("exp").is_err(), "-0 is a float to serde_json, as it was to its Value");
+        let two = Fields::<8>::parse(payload_field, br#"{"aud":["a","b"]}"#).unwrap();
+        assert!(matches!(two.get("aud"), Some(Scalar::Other)));
+    }
+}

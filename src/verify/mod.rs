@@ -1,0 +1,379 @@
+//! The verification core: pure, synchronous and framework-free.
+//!
+//! `(claim, keys, now) -> Result<VerifiedIdentity, Failure>`. The layer uses
+//! it; so can any other code:
+//!
+//! ```
+//! use tower_identity::{verify, Claim, Identifier, Key, KeySet, Secret, VerifyOptions};
+//!
+//! let keys = KeySet::single(Key::hmac(Identifier::UserId, Secret::text("SECRET_KEY").unwrap()));
+//! let claim = Claim::new()
+//!     .user_id("USER_ID")
+//!     .signature("bfd6d64f93c2107b5a79f8e19cb1a64dcbbb9afc4361d3748c4a3a2e9bddc2a9");
+//! let identity = verify(&claim, &keys, 1_767_225_600, &VerifyOptions::default()).unwrap();
+//! assert_eq!(identity.user_id(), Some("USER_ID"));
+//! ```
+
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub mod jwt;
+
+mod hmac;
+#[cfg(any(feature = "json", feature = "jwt"))]
+pub(crate) mod strict_json;
+
+use std::fmt;
+
+use crate::claim::{Claim, IdStr, Role};
+pub use crate::code::ErrorCode;
+use crate::identity::{Unsigned, VerifiedIdentity};
+use crate::key::{Identifier, KeySet, Scheme};
+#[cfg(feature = "jwt")]
+pub use jwt::JwtOptions;
+
+/// Limits applied during verification.
+///
+/// ```
+/// use tower_identity::verify::VerifyOptions;
+///
+/// let options = VerifyOptions::default().max_age(600).max_identifier_len(128);
+/// assert_eq!(options.get_max_age(), 600);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifyOptions {
+    max_age: u64,
+    future_skew: u64,
+    max_identifier_len: usize,
+    #[cfg(feature = "jwt")]
+    jwt: JwtOptions,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            max_age: 3600,
+            future_skew: 60,
+            max_identifier_len: 256,
+            #[cfg(feature = "jwt")]
+            jwt: JwtOptions::default(),
+        }
+    }
+}
+
+impl VerifyOptions {
+    /// Oldest accepted timestamp, in seconds before now (timestamped HMAC).
+    /// Default: 3600 (one hour).
+    #[must_use]
+    pub fn max_age(mut self, secs: u64) -> Self {
+        self.max_age = secs;
+        self
+    }
+
+    /// How far in the future a timestamp may be, in seconds (clock skew).
+    /// Default: 60.
+    #[must_use]
+    pub fn future_skew(mut self, secs: u64) -> Self {
+        self.future_skew = secs;
+        self
+    }
+
+    /// Longest accepted identifier, in bytes. Default: 256.
+    #[must_use]
+    pub fn max_identifier_len(mut self, len: usize) -> Self {
+        self.max_identifier_len = len;
+        self
+    }
+
+    /// JWT limits.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    #[must_use]
+    pub fn jwt(mut self, jwt: JwtOptions) -> Self {
+        self.jwt = jwt;
+        self
+    }
+
+    /// The oldest accepted timestamp, in seconds before now.
+    pub fn get_max_age(&self) -> u64 {
+        self.max_age
+    }
+
+    /// The accepted clock skew for timestamps in the future, in seconds.
+    pub fn get_future_skew(&self) -> u64 {
+        self.future_skew
+    }
+
+    /// The longest accepted identifier, in bytes.
+    pub fn get_max_identifier_len(&self) -> usize {
+        self.max_identifier_len
+    }
+
+    /// The JWT limits.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn get_jwt(&self) -> &JwtOptions {
+        &self.jwt
+    }
+}
+
+/// Why a claim did not verify. Carries no request data, so it is safe to log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Failure {
+    /// No credential was sent.
+    Missing,
+    /// The credential or an identifier is not in an acceptable form.
+    Malformed(Malformed),
+    /// No currently valid key produces this signature (also: unknown tenant).
+    Invalid,
+    /// The signature is authentic but older than the maximum age.
+    Expired,
+    /// The signature is authentic but dated too far in the future.
+    NotYetValid,
+    /// The same role was given twice with different values.
+    Conflict(Role),
+    /// A token's lifetime exceeds the maximum.
+    LifetimeTooLong,
+    /// Identity values sent beside a token differ from its claims.
+    ClaimsMismatch,
+    /// The body that carries the identity is larger than the body limit.
+    BodyTooLarge,
+    /// The body that carries the identity has a `Content-Encoding`.
+    BodyEncoded,
+}
+
+/// The ways a claim can be malformed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Malformed {
+    /// The signature is not 64 hex characters (optionally followed by `-<unix_ts>`).
+    Signature,
+    /// The timestamp is not a canonical decimal number of at most 19 digits.
+    Timestamp,
+    /// The identifier the key signs was not sent.
+    IdentifierMissing,
+    /// An identifier is empty.
+    EmptyIdentifier,
+    /// An identifier is longer than the configured cap.
+    IdentifierTooLong,
+    /// An identifier contains control characters.
+    IdentifierCharacters,
+    /// A value is not valid UTF-8.
+    NotUtf8,
+    /// The token is not a well-formed compact HS256 JWT.
+    Token,
+    /// A body field for an identifier, signature or token is not a JSON string.
+    NotAString,
+    /// The body could not be parsed (invalid JSON, or a duplicate key).
+    Body,
+    /// Both a signature and a token were sent.
+    SignatureAndToken,
+}
+
+impl Failure {
+    /// The stable error code answered to the client.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Failure::Missing => ErrorCode::CredentialMissing,
+            // A key of this tenant signs another identifier: answered like an
+            // invalid signature, so a tenant's schemes cannot be probed.
+            Failure::Malformed(Malformed::IdentifierMissing) => ErrorCode::SignatureInvalid,
+            Failure::Malformed(_) => ErrorCode::CredentialMalformed,
+            Failure::Invalid => ErrorCode::SignatureInvalid,
+            Failure::Expired => ErrorCode::SignatureExpired,
+            Failure::NotYetValid => ErrorCode::SignatureNotYetValid,
+            Failure::Conflict(_) => ErrorCode::ConflictingValues,
+            Failure::LifetimeTooLong => ErrorCode::TokenLifetimeTooLong,
+            Failure::ClaimsMismatch => ErrorCode::ClaimsMismatch,
+            Failure::BodyTooLarge => ErrorCode::BodyTooLarge,
+            Failure::BodyEncoded => ErrorCode::BodyEncodingUnsupported,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Malformed(m) => write!(f, "credential malformed: {m:?}"),
+            Failure::Conflict(r) => write!(f, "conflicting values for {}", r.as_str()),
+            other => f.write_str(other.code().as_str()),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+fn check_identifier(v: &IdStr, opts: &VerifyOptions) -> Result<(), Failure> {
+    let v = v.as_bytes();
+    if v.is_empty() {
+        return Err(Failure::Malformed(Malformed::EmptyIdentifier));
+    }
+    if v.len() > opts.max_identifier_len {
+        return Err(Failure::Malformed(Malformed::IdentifierTooLong));
+    }
+    if has_control(v) {
+        return Err(Failure::Malformed(Malformed::IdentifierCharacters));
+    }
+    Ok(())
+}
+
+/// Whether valid UTF-8 text holds a control character (`char::is_control`:
+/// U+0000–U+001F, U+007F–U+009F), on the bytes: C0 and DEL are single bytes,
+/// C1 is `C2 80`–`C2 9F` (0xC2 is only ever a lead byte).
+fn has_control(utf8: &[u8]) -> bool {
+    utf8.iter().enumerate().any(|(i, &b)| {
+        b < 0x20 || b == 0x7F || (b == 0xC2 && utf8.get(i + 1).is_some_and(|&n| (0x80..=0x9F).contains(&n)))
+    })
+}
+
+/// Verifies `claim` against `keys` at time `now` (unix seconds).
+///
+/// For a signature, every currently valid key whose scheme matches the
+/// signature's form is tried: a plain `<hex>` signature only against
+/// [`Scheme::Hmac`] keys, a timestamped one only against
+/// [`Scheme::TimestampedHmac`] keys. The tag is decoded to exactly 32 bytes
+/// and compared in constant time. The signed bytes are the identifier exactly
+/// as sent.
+///
+/// For a token (feature `jwt`), see [`jwt`]; identifier values sent
+/// beside it must equal its claims ([`Failure::ClaimsMismatch`]).
+pub fn verify(claim: &Claim, keys: &KeySet, now: u64, opts: &VerifyOptions) -> Result<VerifiedIdentity, Failure> {
+    check(claim, keys, now, opts).map(|proof| proof.identity(&mut claim.clone_values()))
+}
+
+/// [`verify`] in two steps, for a caller that owns the claim (the layer):
+/// `check` borrows it, then [`Proof::identity`] takes its values instead of
+/// cloning them.
+///
+/// `now` is only read when a key has a validity window or a time-bound scheme
+/// (timestamped HMAC, JWT) and its MAC matched: see [`KeySet::needs_time`].
+pub(crate) fn check(claim: &Claim, keys: &KeySet, now: u64, opts: &VerifyOptions) -> Result<Proof, Failure> {
+    for id in [&claim.user_id, &claim.email, &claim.visitor_id].into_iter().flatten() {
+        check_identifier(id, opts)?;
+    }
+    match (claim.signature.as_ref(), claim.token.as_ref().map(IdStr::as_bytes)) {
+        (None, None) => Err(Failure::Missing),
+        (Some(_), Some(_)) => Err(Failure::Malformed(Malformed::SignatureAndToken)),
+        (Some(sig), None) => hmac::verify(claim, sig.as_bytes(), keys, now, opts),
+        #[cfg(feature = "jwt")]
+        (None, Some(token)) => verify_jwt(claim, token, keys, now, opts),
+        #[cfg(not(feature = "jwt"))]
+        (None, Some(_)) => Err(Failure::Invalid),
+    }
+}
+
+/// What a valid credential proved; turned into a [`VerifiedIdentity`] with
+/// the claim's values once verification is over.
+pub(crate) enum Proof {
+    /// An HMAC over the identifier `over`.
+    Hmac {
+        over: Identifier,
+        scheme: Scheme,
+        key_id: Option<std::sync::Arc<str>>,
+        signed_at: Option<u64>,
+        valid_until: Option<u64>,
+    },
+    /// A JWT: the identifiers come from its claims.
+    #[cfg(feature = "jwt")]
+    Jwt(jwt::VerifiedToken),
+}
+
+impl Proof {
+    /// The scheme that verified.
+    pub(crate) fn scheme(&self) -> Scheme {
+        match self {
+            Proof::Hmac { scheme, .. } => *scheme,
+            #[cfg(feature = "jwt")]
+            Proof::Jwt(_) => Scheme::Jwt,
+        }
+    }
+
+    /// The identity, made of the claim's values (taken, not cloned).
+    pub(crate) fn identity(self, claim: &mut Claim) -> VerifiedIdentity {
+        let tenant = claim.tenant.take();
+        match self {
+            Proof::Hmac { over, scheme, key_id, signed_at, valid_until } => {
+                // Only the identifier the signature covers is proven; the
+                // others (and metadata) are kept apart, boxed only when sent.
+                let proven = claim.slot(over.role()).take();
+                let unsigned = Unsigned {
+                    user_id: claim.user_id.take(),
+                    email: claim.email.take(),
+                    visitor_id: claim.visitor_id.take(),
+                    metadata: claim.metadata.take(),
+                };
+                let (user_id, email, visitor_id) = match over {
+                    Identifier::UserId => (proven, None, None),
+                    Identifier::Email => (None, proven, None),
+                    Identifier::VisitorId => (None, None, proven),
+                };
+                VerifiedIdentity {
+                    subject: over,
+                    user_id,
+                    email,
+                    visitor_id,
+                    scheme,
+                    tenant,
+                    key_id,
+                    signed_at,
+                    valid_until,
+                    #[cfg(feature = "jwt")]
+                    claims: None,
+                    unsigned: unsigned.boxed(),
+                }
+            }
+            #[cfg(feature = "jwt")]
+            Proof::Jwt(verified) => VerifiedIdentity {
+                subject: verified.subject(),
+                user_id: verified.user_id,
+                email: verified.email,
+                visitor_id: verified.visitor_id,
+                scheme: Scheme::Jwt,
+                tenant,
+                key_id: verified.key_id,
+                signed_at: verified.issued_at,
+                valid_until: Some(verified.valid_until),
+                claims: Some(verified.claims),
+                unsigned: Unsigned { metadata: claim.metadata.take(), ..Unsigned::default() }.boxed(),
+            },
+        }
+    }
+}
+
+#[cfg(feature = "jwt")]
+fn verify_jwt(claim: &Claim, token: &[u8], keys: &KeySet, now: u64, opts: &VerifyOptions) -> Result<Proof, Failure> {
+    let verified = jwt::verify_token(token, keys, now, &opts.jwt)?;
+    for id in [&verified.user_id, &verified.email, &verified.visitor_id].into_iter().flatten() {
+        check_identifier(id, opts)?;
+    }
+    // Claim binding: every identifier sent beside the token must be signed into it.
+    for which in [Identifier::UserId, Identifier::Email, Identifier::VisitorId] {
+        if let Some(sent) = claim.identifier(which) {
+            let signed = match which {
+                Identifier::UserId => &verified.user_id,
+                Identifier::Email => &verified.email,
+                Identifier::VisitorId => &verified.visitor_id,
+            };
+            if signed.as_ref() != Some(sent) {
+                return Err(Failure::ClaimsMismatch);
+            }
+        }
+    }
+    Ok(Proof::Jwt(verified))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_found_on_the_bytes_as_on_the_chars() {
+        let samples = (0u32..0x800).chain([0x2028, 0x200B, 0xFEFF, 0x1F600]).filter_map(char::from_u32);
+        for c in samples {
+            for text in [format!("{c}"), format!("a{c}b"), format!("é{c}"), format!("{c}\u{85}")] {
+                assert_eq!(has_control(text.as_bytes()), text.chars().any(char::is_control), "{text:?}");
+            }
+        }
+    }
+}
