@@ -16,6 +16,9 @@
 //!   parses the whole body with `axum::Json<T>`;
 //! - `GET /health`: no layer at all.
 //!
+//! A `CorsLayer` around all routes lets browser widgets on any origin call
+//! them (preflights never reach the identity layers).
+//!
 //! Keys come from a `TenantMap`: the request names its tenant in the
 //! `x-app-id` header, and each tenant has its own secret and scheme.
 //!
@@ -24,11 +27,13 @@
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http::HeaderName;
+use http::{HeaderName, Method};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_identity::{
-    Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Role, Secret, Sources, TenantMap, VerifiedIdentity, sign,
+    Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Role, Secret, Sources, TenantMap, VerifiedIdentity, cors,
+    sign,
 };
 
 /// Tenant "app_acme" signs user ids with a text secret.
@@ -65,6 +70,14 @@ pub fn app() -> Router {
         .json(Role::Signature, "/user_hash")
         .json(Role::Metadata, "/user_metadata");
     let layer = IdentityVerificationLayer::new(tenants()).sources(headers);
+    // Widgets call from the customer's page, another origin: CORS outside
+    // every identity layer answers their preflights and lets them read every
+    // answer, 401s included. Any origin here (a demo); list yours in production.
+    let cors_layer = CorsLayer::new()
+        .allow_origin(AllowOrigin::any())
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers(body.cors_allow_headers())
+        .expose_headers(cors::EXPOSE_HEADERS);
 
     Router::new()
         // `route_layer` only wraps the routes added before it.
@@ -73,6 +86,7 @@ pub fn app() -> Router {
         .merge(Router::new().route("/greeting", get(greeting)).route_layer(layer.clone().mode(Mode::Optional)))
         .merge(Router::new().route("/chat", post(chat)).route_layer(layer.sources(body)))
         .route("/health", get(|| async { "ok" }))
+        .layer(cors_layer)
 }
 
 /// Runs only for verified requests.

@@ -66,6 +66,15 @@
 //! pass. gRPC requests get a trailers-only response with `grpc-status` 16
 //! (or 14). Replace the [`Responder`] to change the format.
 //!
+//! ## Browser widgets (CORS)
+//!
+//! A widget calls the API from another origin, so browsers send a CORS
+//! preflight first and read only answers that carry the CORS headers. Put
+//! `tower_http::cors::CorsLayer` outside the identity layer, built from
+//! [`Sources::cors_allow_headers`] and [`cors::EXPOSE_HEADERS`]; see the
+//! [`cors`] module for a compiling example and for
+//! [`IdentityVerificationLayer::pass_cors_preflight`].
+//!
 //! ## Features
 //!
 //! - `axum` (default): `VerifiedIdentity`, `Option<VerifiedIdentity>` and
@@ -93,6 +102,7 @@ pub mod axum;
 pub mod claim;
 pub mod clock;
 mod code;
+pub mod cors;
 pub mod extract;
 pub mod identity;
 pub mod key;

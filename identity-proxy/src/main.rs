@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod cors;
 mod reload;
 mod revocation;
 mod routes;

@@ -25,6 +25,7 @@ struct Shared {
     routes: Arc<Routes>,
     builder: auto::Builder<TokioExecutor>,
     header_read_timeout: Duration,
+    cors: Option<Arc<crate::cors::Cors>>,
 }
 
 /// Runs the proxy until SIGTERM or Ctrl-C, reloading keys on SIGHUP and when
@@ -49,6 +50,7 @@ pub async fn run(
         routes: Arc::new(Routes::new(&settings, revalidator)),
         builder,
         header_read_timeout: settings.header_read_timeout,
+        cors: settings.cors.clone(),
     });
 
     let listener = TcpListener::bind(&settings.listen).await?;
@@ -104,10 +106,11 @@ fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, graceful: &Gr
     let _ = stream.set_nodelay(true);
     let started = Arc::new(AtomicBool::new(false));
     let first = started.clone();
-    let (svc, routes) = (shared.svc.clone(), shared.routes.clone());
+    let (svc, routes, cors) = (shared.svc.clone(), shared.routes.clone(), shared.cors.clone());
     let service = hyper::service::service_fn(move |req| {
         first.store(true, Ordering::Relaxed);
-        routes::handle(svc.clone(), routes.clone(), peer, req)
+        let (svc, routes, cors) = (svc.clone(), routes.clone(), cors.clone());
+        async move { crate::cors::around(cors.as_deref(), req, |req| routes::handle(svc, routes, peer, req)).await }
     });
     let conn =
         graceful.watch(shared.builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());

@@ -60,6 +60,7 @@ impl IdentityVerificationLayer {
                 strip_credentials: false,
                 log_identifiers: false,
                 bypass: None,
+                pass_cors_preflight: false,
                 metrics: Default::default(),
             }),
         }
@@ -166,6 +167,23 @@ impl IdentityVerificationLayer {
         self
     }
 
+    /// Lets CORS preflights (`OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`, see [`cors`](crate::cors)) pass to
+    /// the inner service as anonymous, with no identity, in every mode; they
+    /// are not verified and not counted as rejections. For setups where
+    /// something inside this layer answers preflights; the usual way to serve
+    /// browsers is a CORS layer outside, which answers them first.
+    ///
+    /// Off by default. With it on, any client (not only a browser) can send
+    /// an `OPTIONS` request with those two headers past the layer: the inner
+    /// service must treat it as the anonymous request it is (its
+    /// [`IdentityOutcome`](crate::IdentityOutcome) is `Anonymous`, and a
+    /// proxy's forwarded identity headers say so), never as verified.
+    pub fn pass_cors_preflight(mut self, pass: bool) -> Self {
+        self.config_mut().pass_cors_preflight = pass;
+        self
+    }
+
     /// Replaces the responder that builds rejection responses.
     pub fn responder(mut self, responder: impl Responder) -> Self {
         self.config_mut().responder = Arc::new(responder);
@@ -183,6 +201,7 @@ impl fmt::Debug for IdentityVerificationLayer {
             .field("forward", &self.config.forward)
             .field("strip_credentials", &self.config.strip_credentials)
             .field("bypass", &self.config.bypass.is_some())
+            .field("pass_cors_preflight", &self.config.pass_cors_preflight)
             .finish_non_exhaustive()
     }
 }

@@ -24,6 +24,8 @@ pub(crate) struct Config {
     pub(crate) strip_credentials: bool,
     pub(crate) log_identifiers: bool,
     pub(crate) bypass: Option<RequestPredicate>,
+    /// Whether CORS preflights pass as anonymous (`pass_cors_preflight`).
+    pub(crate) pass_cors_preflight: bool,
     /// Metric handles registered on first use (feature `metrics`).
     pub(crate) metrics: crate::metrics::Handles,
 }

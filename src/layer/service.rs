@@ -14,7 +14,7 @@ use super::body::{RequestBody, ResponseBody};
 use super::collect::precheck;
 use super::config::Config;
 use super::future::{Pending, ResponseFuture};
-use super::verdict::{Resolved, refuse_tenant, resolve};
+use super::verdict::{Resolved, Verdict, apply, refuse_tenant, resolve};
 use crate::extract::{Extracted, RequestHead, is_grpc, mark_credentials, strip_credentials};
 
 /// The service built by [`IdentityVerificationLayer`](super::IdentityVerificationLayer).
@@ -73,6 +73,9 @@ where
             guard_bypassed(config, &mut req);
             return ResponseFuture::inner(self.inner.call(req.map(RequestBody::new)));
         }
+        if config.pass_cors_preflight && crate::cors::is_preflight(req.method(), req.headers()) {
+            return ResponseFuture::inner(self.inner.call(pass_preflight(config, req)));
+        }
         let mut extracted = Extracted::from_head(&config.sources, &mut req);
         if let Some(failure) = extracted.tenant_error() {
             return ResponseFuture::done(refuse_tenant(config, &RequestHead::of(&req), failure));
@@ -107,6 +110,16 @@ fn guard_bypassed<B>(config: &Config, req: &mut http::Request<B>) {
     if let Some(forward) = &config.forward {
         forward.strip(req.headers_mut());
     }
+}
+
+/// A CORS preflight let through (`pass_cors_preflight`): anonymous, whatever
+/// it carries, with credentials guarded as on every passed request.
+fn pass_preflight<B>(config: &Config, mut req: Request<B>) -> Request<RequestBody<B>> {
+    mark_credentials(&config.sources, req.headers_mut());
+    tracing::debug!(outcome = "anonymous", "identity: CORS preflight passed unverified");
+    let rejected = apply(config, &mut req, Verdict::Anonymous);
+    debug_assert!(rejected.is_none(), "an anonymous verdict is always forwarded");
+    req.map(RequestBody::new)
 }
 
 impl<S: Clone> IdentityVerification<S> {

@@ -215,6 +215,9 @@ pub(crate) fn apply<B>(config: &Config, req: &mut Request<B>, verdict: Verdict) 
 /// The rejection response; a gRPC one for gRPC requests (looked up only here:
 /// the accept path never needs to know).
 pub(crate) fn reject(config: &Config, head: &RequestHead<'_>, code: ErrorCode) -> Response<Bytes> {
+    if crate::cors::is_preflight(head.method, head.headers) {
+        crate::cors::log_rejected_preflight(code.status().as_u16());
+    }
     config.responder.respond(&Rejection::new(code, is_grpc(head.headers)), head)
 }
 

@@ -2,7 +2,7 @@
 //! `examples/axum.rs`, `examples/tonic.rs` and `examples/hyper_proxy.rs`.
 
 #[path = "../../examples/axum.rs"]
-mod axum_example;
+pub(crate) mod axum_example;
 #[path = "../../examples/hyper_proxy.rs"]
 mod proxy_example;
 #[path = "../../examples/tonic.rs"]

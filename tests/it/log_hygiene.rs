@@ -101,3 +101,25 @@ fn no_secret_signature_or_token_ever_reaches_the_logs() {
     assert!(!logs.contains("u1"), "identifiers are not logged unless log_identifiers is set");
     println!("{} log bytes checked against {} secrets", logs.len(), secrets.len());
 }
+
+#[test]
+fn a_rejected_cors_preflight_logs_that_a_cors_layer_belongs_outside() {
+    let rejected = |req| {
+        capture(|| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let layer = IdentityVerificationLayer::new(rotating_keys()).mode(Mode::Required);
+            let (answer, rec) = rt.block_on(send(&layer, req));
+            assert_rejected(&answer, &rec, 401, "credential_missing", &[]);
+        })
+    };
+    // An ordinary rejection says nothing about CORS; a rejected preflight does.
+    let ordinary = rejected(get("/", &[]));
+    assert!(!ordinary.contains("CorsLayer"), "{ordinary}");
+    let preflight = http::Request::options("/chat")
+        .header("origin", "https://shop.example")
+        .header("access-control-request-method", "POST")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let logs = rejected(preflight);
+    assert!(logs.contains("CorsLayer") && logs.contains("outside IdentityVerificationLayer"), "{logs}");
+}

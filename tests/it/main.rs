@@ -13,8 +13,12 @@ mod support;
 mod attacks;
 #[cfg(all(feature = "axum", feature = "json"))]
 mod body;
+#[cfg(all(feature = "axum", feature = "json"))]
+mod browser;
 #[cfg(feature = "cache")]
 mod cache;
+#[cfg(all(feature = "axum", feature = "json"))]
+mod cors;
 #[cfg(all(feature = "axum", feature = "json"))]
 mod examples;
 #[cfg(feature = "cache")]

@@ -42,6 +42,8 @@ pub fn build(
         None => None,
     };
     let tenants = tenants(path, &cfg.tenants, min_secret_len, &mut watched)?;
+    let origins: Vec<_> = cfg.tenants.iter().map(|t| (t.id.as_deref(), t.allowed_origins.as_deref())).collect();
+    let cors = crate::cors::Cors::build(path, cfg.cors.as_ref(), &origins, &sources)?;
     Ok(Settings {
         listen,
         upstream,
@@ -69,6 +71,7 @@ pub fn build(
             max_lifetime: seconds_or_off(cfg.tunnels.max_connection_lifetime_secs, 86_400),
             revalidate: seconds_or_off(cfg.tunnels.revalidate_secs, 1),
         },
+        cors,
     })
 }
 

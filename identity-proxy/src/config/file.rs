@@ -42,6 +42,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub tenants: Vec<TenantSection>,
     pub postgres: Option<PostgresSection>,
+    pub cors: Option<crate::cors::CorsSection>,
     #[serde(default)]
     pub tunnels: TunnelSection,
 }
@@ -124,6 +125,9 @@ pub struct TenantSection {
     pub audience: Option<String>,
     #[serde(default)]
     pub keys: Vec<KeySection>,
+    /// Origins that may call for this tenant, replacing `[cors]`'s list
+    /// (for requests naming the tenant in the URL).
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

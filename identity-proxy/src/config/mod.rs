@@ -75,6 +75,8 @@ pub struct Settings {
     pub postgres: Option<PostgresSettings>,
     /// WebSocket tunnels and event streams.
     pub tunnels: crate::revocation::TunnelSettings,
+    /// Set with a `[cors]` section.
+    pub cors: Option<std::sync::Arc<crate::cors::Cors>>,
 }
 
 /// The PostgreSQL provider settings, checked.
@@ -85,7 +87,7 @@ pub struct PostgresSettings {
     pub listen_notify: bool,
 }
 
-fn err(file: &Path, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn err(file: &Path, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError { file: file.to_owned(), key: key.into(), problem: problem.into() }
 }
 

@@ -12,7 +12,15 @@ mod rng;
 #[allow(dead_code)]
 #[path = "../../../tests/support/ws.rs"]
 mod ws;
+// Headless Chromium and the fetch-cases page, shared with the library's browser tests.
+#[allow(dead_code)]
+#[path = "../../../tests/support/chromium.rs"]
+mod chromium;
+#[allow(dead_code)]
+#[path = "../../../tests/support/page.rs"]
+mod page;
 
+mod cors;
 mod load;
 mod process;
 mod proxy;
