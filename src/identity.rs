@@ -71,6 +71,7 @@ pub struct VerifiedIdentity {
     pub(crate) tenant: Option<IdStr>,
     pub(crate) key_id: Option<Arc<str>>,
     pub(crate) signed_at: Option<u64>,
+    pub(crate) valid_until: Option<u64>,
     #[cfg(feature = "jwt")]
     pub(crate) claims: Option<Arc<SignedClaims>>,
     /// Boxed, and only when something unsigned was sent: usually nothing is,
@@ -145,6 +146,21 @@ impl VerifiedIdentity {
     /// timestamped HMAC, or a JWT's `iat`.
     pub fn signed_at(&self) -> Option<u64> {
         self.signed_at
+    }
+
+    /// When the credential stops being valid (unix seconds): the first
+    /// second at which verifying it again would fail, from a JWT's `exp`
+    /// (plus the configured leeway), a timestamped signature's age passing
+    /// `max_age`, and the matching key's `not_after`, whichever comes first.
+    /// `None` for a credential without time bounds (a plain HMAC signature
+    /// with a key that has no `not_after`), which is valid until its key is
+    /// removed.
+    ///
+    /// A request is over in moments; a WebSocket or a server-sent events
+    /// stream is not. Close long-lived connections at this time (and when
+    /// your keys change), so that no connection outlives its credential.
+    pub fn valid_until(&self) -> Option<u64> {
+        self.valid_until
     }
 
     /// Identifier values sent beside the credential that it does not cover.

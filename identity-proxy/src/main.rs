@@ -7,10 +7,12 @@ mod authz;
 mod config;
 mod cors;
 mod reload;
+mod revocation;
 mod routes;
 mod server;
 mod timed_body;
 mod tools;
+mod tunnel;
 mod upstream;
 
 use std::path::PathBuf;

@@ -42,6 +42,8 @@ pub struct Reloader {
     pub listen: Option<String>,
     pub upstream: Option<String>,
     pub provider: HotSwap<TenantMap>,
+    /// Bumped after every reload: open tunnels verify their credential again.
+    pub reloaded: tokio::sync::watch::Sender<u64>,
 }
 
 impl Reloader {
@@ -69,6 +71,7 @@ impl Reloader {
         match loaded {
             Ok(new) => {
                 self.provider.store(new.tenants);
+                self.reloaded.send_modify(|generation| *generation += 1);
                 self.watched = new.watched;
                 tracing::info!(reason, tenants = new.tenant_count, keys = new.key_count, "reloaded keys and tenants");
             }

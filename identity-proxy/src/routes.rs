@@ -17,7 +17,9 @@ use tower_identity::body::ResponseBody;
 use tower_identity::{IdentityVerification, IdentityVerificationLayer, SecretProvider};
 
 use crate::config::Settings;
+use crate::revocation::Revalidator;
 use crate::timed_body::{BodyTimedOut, TimedBody};
+use crate::tunnel;
 use crate::upstream::{self, ProxyBody, Upstream};
 
 /// The identity layer in front of the upstream.
@@ -39,12 +41,14 @@ pub struct Routes {
     health_path: String,
     metrics: Option<(String, PrometheusHandle)>,
     body_read_timeout: Option<Duration>,
+    /// Watches WebSocket tunnels and event streams.
+    revalidator: Arc<Revalidator>,
 }
 
 impl Routes {
     /// The routes of `settings`; installs the Prometheus recorder when
     /// metrics are served (a failure to install it disables them, logged).
-    pub fn new(settings: &Settings) -> Routes {
+    pub fn new(settings: &Settings, revalidator: Arc<Revalidator>) -> Routes {
         let metrics =
             settings.metrics_path.as_ref().and_then(|path| match PrometheusBuilder::new().install_recorder() {
                 Ok(handle) => Some((path.clone(), handle)),
@@ -53,7 +57,8 @@ impl Routes {
                     None
                 }
             });
-        Routes { health_path: settings.health_path.clone(), metrics, body_read_timeout: settings.body_read_timeout }
+        let (health_path, body_read_timeout) = (settings.health_path.clone(), settings.body_read_timeout);
+        Routes { health_path, metrics, body_read_timeout, revalidator }
     }
 
     /// The proxy's own answer for `path`, if it is one of its paths.
@@ -80,7 +85,11 @@ pub async fn handle(
     if let Some(res) = routes.local(req.uri().path()) {
         return Ok(res);
     }
+    let mut tracked = tunnel::track(&mut req);
     upstream::prepare(req.headers_mut(), peer);
+    if let Some(tracked) = &mut tracked {
+        tracked.prepare(&mut req);
+    }
     let timed_out = BodyTimedOut::default();
     req.extensions_mut().insert(timed_out.clone());
     let req = req.map(|inner| TimedBody::new(inner, routes.body_read_timeout, timed_out.clone()));
@@ -91,5 +100,8 @@ pub async fn handle(
         tracing::debug!("the request body was not received in time; answering 408");
         return Ok(upstream::request_timeout().map(ResponseBody::inner));
     }
-    Ok(res)
+    Ok(match tracked {
+        Some(tracked) => tracked.finish(res, &routes.revalidator),
+        None => res,
+    })
 }

@@ -15,6 +15,7 @@ use tower_identity::HotSwap;
 
 use crate::config::Settings;
 use crate::reload::{self, Reloader};
+use crate::revocation::Revalidator;
 use crate::routes::{self, Routes, Verified};
 use crate::upstream::Upstream;
 
@@ -38,6 +39,8 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let provider = HotSwap::new(settings.tenants.clone());
     let identity_layer = reload::identity_layer(&settings, provider.clone())?;
+    // Each reload is announced on `reloaded`, so open tunnels verify again.
+    let (reloaded, reloads) = tokio::sync::watch::channel(0u64);
     let reloader = Reloader {
         watched: settings.watched.clone(),
         poll: settings.reload_poll,
@@ -45,6 +48,7 @@ pub async fn run(
         listen,
         upstream,
         provider,
+        reloaded,
     };
     tokio::spawn(reloader.run());
     if let Some(authz) = &settings.authz {
@@ -58,9 +62,11 @@ pub async fn run(
     let upstream_client = Upstream::new(upstream, settings.upstream_protocol, settings.upstream_timeout);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout);
+    let periodic = settings.postgres.is_some();
+    let revalidator = Revalidator::new(&identity_layer, reloads, &settings.tunnels, periodic);
     let shared = Arc::new(Shared {
         svc: tower::Layer::layer(&identity_layer, upstream_client),
-        routes: Arc::new(Routes::new(&settings)),
+        routes: Arc::new(Routes::new(&settings, revalidator)),
         builder,
         header_read_timeout: settings.header_read_timeout,
         cors: settings.cors.clone(),
@@ -125,7 +131,8 @@ fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, graceful: &Gr
         let (svc, routes, cors) = (svc.clone(), routes.clone(), cors.clone());
         async move { crate::cors::around(cors.as_deref(), req, |req| routes::handle(svc, routes, peer, req)).await }
     });
-    let conn = graceful.watch(shared.builder.serve_connection(TokioIo::new(stream), service).into_owned());
+    let conn =
+        graceful.watch(shared.builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
     let first_request_deadline = shared.header_read_timeout;
     tokio::spawn(async move {
         // hyper's header_read_timeout starts only once the protocol is

@@ -123,6 +123,7 @@ impl Service<Request<RequestBody<TimedBody>>> for Upstream {
 
     fn call(&mut self, mut req: Request<RequestBody<TimedBody>>) -> Self::Future {
         let timed_out = req.extensions().get::<BodyTimedOut>().cloned().unwrap_or_default();
+        let carry = crate::tunnel::carried(&req);
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let uri = Uri::builder().scheme("http").authority(self.authority.clone()).path_and_query(path).build();
         let client = self.client.clone();
@@ -133,7 +134,11 @@ impl Service<Request<RequestBody<TimedBody>>> for Upstream {
             };
             *req.uri_mut() = uri;
             *req.version_mut() = http::Version::HTTP_11;
-            Ok(answer(tokio::time::timeout(timeout, client.request(req)).await, &timed_out, timeout))
+            let mut res = answer(tokio::time::timeout(timeout, client.request(req)).await, &timed_out, timeout);
+            if let Some(carry) = carry {
+                carry(res.extensions_mut());
+            }
+            Ok(res)
         })
     }
 }

@@ -108,7 +108,7 @@ pub(super) fn read(sources: &Sources, headers: &mut HeaderMap, out: &mut Extract
 /// signature, timestamp and token headers, `Authorization` when it is a token
 /// source, and the user id, email and visitor id headers. The tenant and
 /// metadata headers stay: they prove nothing and claim nothing.
-pub(crate) fn strip_claim_headers(sources: &Sources, headers: &mut HeaderMap) {
+pub(super) fn strip_claim_headers(sources: &Sources, headers: &mut HeaderMap) {
     let bearer = sources.reads_bearer().then_some(&AUTHORIZATION);
     let roles = [Role::Signature, Role::Timestamp, Role::Token, Role::UserId, Role::Email, Role::VisitorId];
     for name in roles.map(|r| sources.header_name(r)).into_iter().chain([bearer]).flatten() {

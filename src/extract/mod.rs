@@ -13,7 +13,9 @@ mod content_type;
 mod head;
 mod headers;
 mod json;
+mod protocol;
 mod sources;
+mod strip_query;
 mod urlencoded;
 
 use bytes::Bytes;
@@ -24,7 +26,8 @@ pub use sources::{DEFAULT_BODY_LIMIT, Sources};
 
 pub(crate) use content_type::{BodyKind, is_encoded};
 pub(crate) use head::{RequestPredicate, is_grpc};
-pub(crate) use headers::{mark_credentials, strip_claim_headers};
+pub(crate) use headers::mark_credentials;
+pub(crate) use strip_query::strip_credentials;
 
 use crate::claim::{Claim, IdStr, Role};
 use crate::verify::Failure;
@@ -50,6 +53,7 @@ impl Extracted {
     pub(crate) fn from_head<B>(sources: &Sources, req: &mut Request<B>) -> Extracted {
         let mut out = Extracted::default();
         headers::read(sources, req.headers_mut(), &mut out);
+        protocol::read(sources, req.headers(), &mut out);
         urlencoded::read_query(sources, req.uri(), &mut out);
         out
     }

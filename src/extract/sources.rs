@@ -69,6 +69,7 @@ pub struct Sources {
     /// whose length is not in it is skipped without a comparison.
     pub(super) header_lengths: u64,
     pub(super) query: [Option<Box<str>>; ROLES],
+    pub(super) protocol: super::protocol::ProtocolSources,
     pub(super) bearer: bool,
     pub(super) json: JsonNode,
     pub(super) form: [Option<Box<str>>; ROLES],
@@ -101,6 +102,7 @@ impl fmt::Debug for Sources {
         f.debug_struct("Sources")
             .field("headers", &self.headers)
             .field("query", &self.query)
+            .field("protocol", &self.protocol)
             .field("bearer", &self.bearer)
             .field("json", &self.json)
             .field("form", &self.form)
@@ -123,6 +125,7 @@ impl Sources {
             headers: Default::default(),
             header_lengths: 0,
             query: Default::default(),
+            protocol: Default::default(),
             bearer: false,
             json: JsonNode::default(),
             form: Default::default(),

@@ -46,7 +46,7 @@ pub(super) fn read(names: &[Option<Box<str>>; ROLES], input: &[u8], out: &mut Ex
 
 /// Decodes one urlencoded component: `+` is a space, `%XX` a byte, and the
 /// result must be valid UTF-8.
-fn decode_component(raw: &[u8]) -> Option<Cow<'_, str>> {
+pub(super) fn decode_component(raw: &[u8]) -> Option<Cow<'_, str>> {
     use percent_encoding::percent_decode;
     if raw.contains(&b'+') {
         let spaced: Vec<u8> = raw.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();

@@ -131,11 +131,12 @@ impl IdentityVerificationLayer {
         self
     }
 
-    /// Removes the claim headers before forwarding: the credential
-    /// (signature, timestamp, token, and `Authorization` when it is a token
-    /// source) and the claimed identifiers (user id, email, visitor id), so
-    /// the upstream sees only what the layer proved. Off by default; when
-    /// kept, credential headers are marked sensitive.
+    /// Removes the claim headers and query parameters before forwarding:
+    /// the credential (signature, timestamp, token, and `Authorization` when
+    /// it is a token source) and the claimed identifiers (user id, email,
+    /// visitor id), so the upstream sees only what the layer proved. Off by
+    /// default; when kept, credential headers are marked sensitive.
+    /// (Credential entries of `Sec-WebSocket-Protocol` are removed either way.)
     pub fn strip_credentials(mut self, strip: bool) -> Self {
         self.config_mut().strip_credentials = strip;
         self

@@ -15,7 +15,7 @@ use super::collect::precheck;
 use super::config::Config;
 use super::future::{Pending, ResponseFuture};
 use super::verdict::{Resolved, Verdict, apply, refuse_tenant, resolve};
-use crate::extract::{Extracted, RequestHead, is_grpc, mark_credentials, strip_claim_headers};
+use crate::extract::{Extracted, RequestHead, is_grpc, mark_credentials, strip_credentials};
 
 /// The service built by [`IdentityVerificationLayer`](super::IdentityVerificationLayer).
 ///
@@ -70,7 +70,7 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
         if config.bypass.as_ref().is_some_and(|bypass| bypass(&RequestHead::of(&req))) {
-            guard_bypassed(config, req.headers_mut());
+            guard_bypassed(config, &mut req);
             return ResponseFuture::inner(self.inner.call(req.map(RequestBody::new)));
         }
         if config.pass_cors_preflight && crate::cors::is_preflight(req.method(), req.headers()) {
@@ -104,13 +104,11 @@ where
 /// A bypassed request is not verified, but its credentials are still guarded
 /// (flagged sensitive, or stripped) and no identity is claimed on the layer's
 /// behalf (forwarded identity headers are removed).
-fn guard_bypassed(config: &Config, headers: &mut http::HeaderMap) {
-    mark_credentials(&config.sources, headers);
-    if config.strip_credentials {
-        strip_claim_headers(&config.sources, headers);
-    }
+fn guard_bypassed<B>(config: &Config, req: &mut http::Request<B>) {
+    mark_credentials(&config.sources, req.headers_mut());
+    strip_credentials(&config.sources, config.strip_credentials, req);
     if let Some(forward) = &config.forward {
-        forward.strip(headers);
+        forward.strip(req.headers_mut());
     }
 }
 

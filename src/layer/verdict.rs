@@ -13,7 +13,7 @@ use http::{Request, Response};
 use super::config::Config;
 use super::reject::Rejection;
 use crate::code::ErrorCode;
-use crate::extract::{Extracted, RequestHead, is_grpc, strip_claim_headers};
+use crate::extract::{Extracted, RequestHead, is_grpc, strip_credentials};
 use crate::identity::{IdentityOutcome, UnverifiedReason, VerifiedIdentity};
 use crate::mode::Mode;
 use crate::provider::{Lookup, LookupFuture, LookupResult, TenantPolicy};
@@ -192,9 +192,7 @@ pub(crate) fn apply<B>(config: &Config, req: &mut Request<B>, verdict: Verdict) 
         Verdict::Anonymous => (IdentityOutcome::Anonymous, None),
         Verdict::Unverified(reason) => (IdentityOutcome::Unverified(reason), None),
     };
-    if config.strip_credentials {
-        strip_claim_headers(&config.sources, req.headers_mut());
-    }
+    strip_credentials(&config.sources, config.strip_credentials, req);
     if let Some(forward) = &config.forward {
         forward.apply(req.headers_mut(), outcome, identity.as_ref());
     }

@@ -126,7 +126,13 @@ pub(super) fn verify(
                 return Err(Failure::Expired);
             }
         }
-        return Ok(Proof::Hmac { over, scheme: key.scheme, key_id: key.id.clone(), signed_at });
+        // The first second at which `verify` would refuse it: past `max_age`, or the key's `not_after`.
+        let aged_out = signed_at.map(|ts| ts.saturating_add(opts.max_age).saturating_add(1));
+        let valid_until = match (aged_out, key.not_after) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        return Ok(Proof::Hmac { over, scheme: key.scheme, key_id: key.id.clone(), signed_at, valid_until });
     }
     Err(if identifier_missing { Failure::Malformed(Malformed::IdentifierMissing) } else { Failure::Invalid })
 }

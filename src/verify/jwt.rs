@@ -148,6 +148,9 @@ pub(crate) struct VerifiedToken {
     pub(crate) email: Option<IdStr>,
     pub(crate) visitor_id: Option<IdStr>,
     pub(crate) issued_at: Option<u64>,
+    /// When the token stops verifying: `exp` (plus the leeway), or the key's
+    /// `not_after` when that comes first.
+    pub(crate) valid_until: u64,
     pub(crate) claims: Arc<SignedClaims>,
 }
 
@@ -300,6 +303,9 @@ pub(crate) fn verify_token(token: &[u8], keys: &KeySet, now: u64, opts: &JwtOpti
         email,
         visitor_id,
         issued_at: iat,
+        valid_until: key
+            .not_after
+            .map_or(exp.saturating_add(opts.leeway), |na| na.min(exp.saturating_add(opts.leeway))),
         claims: Arc::new(SignedClaims::new(payload)),
     })
 }

@@ -267,7 +267,13 @@ pub(crate) fn check(claim: &Claim, keys: &KeySet, now: u64, opts: &VerifyOptions
 /// the claim's values once verification is over.
 pub(crate) enum Proof {
     /// An HMAC over the identifier `over`.
-    Hmac { over: Identifier, scheme: Scheme, key_id: Option<std::sync::Arc<str>>, signed_at: Option<u64> },
+    Hmac {
+        over: Identifier,
+        scheme: Scheme,
+        key_id: Option<std::sync::Arc<str>>,
+        signed_at: Option<u64>,
+        valid_until: Option<u64>,
+    },
     /// A JWT: the identifiers come from its claims.
     #[cfg(feature = "jwt")]
     Jwt(jwt::VerifiedToken),
@@ -287,7 +293,7 @@ impl Proof {
     pub(crate) fn identity(self, claim: &mut Claim) -> VerifiedIdentity {
         let tenant = claim.tenant.take();
         match self {
-            Proof::Hmac { over, scheme, key_id, signed_at } => {
+            Proof::Hmac { over, scheme, key_id, signed_at, valid_until } => {
                 // Only the identifier the signature covers is proven; the
                 // others (and metadata) are kept apart, boxed only when sent.
                 let proven = claim.slot(over.role()).take();
@@ -311,6 +317,7 @@ impl Proof {
                     tenant,
                     key_id,
                     signed_at,
+                    valid_until,
                     #[cfg(feature = "jwt")]
                     claims: None,
                     unsigned: unsigned.boxed(),
@@ -326,6 +333,7 @@ impl Proof {
                 tenant,
                 key_id: verified.key_id,
                 signed_at: verified.issued_at,
+                valid_until: Some(verified.valid_until),
                 claims: Some(verified.claims),
                 unsigned: Unsigned { metadata: claim.metadata.take(), ..Unsigned::default() }.boxed(),
             },

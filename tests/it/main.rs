@@ -39,3 +39,5 @@ mod properties;
 #[cfg(feature = "jwt")]
 mod signing_snippets;
 mod vectors;
+#[cfg(all(feature = "axum", feature = "jwt"))]
+mod websocket;

@@ -7,10 +7,11 @@
 //! - `data`: the sha256-checked test data files;
 //! - `rng`: a deterministic xorshift generator;
 //! - `load_cases`: the mixed valid/forged request cases of the load tests;
+//! - `ws`: a WebSocket client (tokio-tungstenite) for the real-time channel tests;
 //! - `chromium`, `page`: headless Chromium and the page that runs `fetch`
 //!   cases for the browser tests (also used by identity-proxy's tests).
 //!
-//! `keys.rs`, `rng.rs` and `load_cases.rs` are self-contained, for test binaries of their own
+//! `keys.rs`, `rng.rs`, `load_cases.rs` and `ws.rs` are self-contained, for test binaries of their own
 //! that include them with `#[path]`.
 // Each helper serves some modules, which features may compile out.
 #![allow(dead_code, unused_imports)]
@@ -24,6 +25,7 @@ pub mod load_cases;
 pub mod page;
 mod rng;
 mod service;
+pub mod ws;
 
 pub use self::grpc::*;
 pub use self::http::*;

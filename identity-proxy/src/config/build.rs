@@ -75,6 +75,10 @@ pub fn build(
         keys: tenants.keys,
         watched,
         postgres,
+        tunnels: crate::revocation::TunnelSettings {
+            max_lifetime: seconds_or_off(cfg.tunnels.max_connection_lifetime_secs, 86_400),
+            revalidate: seconds_or_off(cfg.tunnels.revalidate_secs, 1),
+        },
         cors,
         authz,
     })
@@ -169,6 +173,12 @@ fn sources(path: &Path, s: &SourcesSection) -> Result<Sources, ConfigError> {
     }
     for (name, param) in &s.query {
         sources = sources.query(role(path, &format!("sources.query.{name}"), name)?, param.as_str());
+    }
+    if s.protocol_defaults {
+        sources = sources.protocol_defaults();
+    }
+    for (name, prefix) in &s.protocol {
+        sources = sources.protocol(role(path, &format!("sources.protocol.{name}"), name)?, prefix.as_str());
     }
     if s.bearer {
         sources = sources.bearer();

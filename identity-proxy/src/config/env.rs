@@ -22,7 +22,7 @@ fn env_value(text: &str) -> toml::Value {
 }
 
 /// The keys the environment may override (tenants and their secrets are not among them).
-const OVERRIDABLE: [&str; 17] = [
+const OVERRIDABLE: [&str; 18] = [
     "postgres",
     "authz",
     "metrics_path",
@@ -40,6 +40,7 @@ const OVERRIDABLE: [&str; 17] = [
     "verify",
     "sources",
     "forward",
+    "tunnels",
 ];
 
 /// The sections the environment may set keys of.

@@ -44,6 +44,19 @@ pub struct FileConfig {
     pub postgres: Option<PostgresSection>,
     pub cors: Option<crate::cors::CorsSection>,
     pub authz: Option<crate::authz::AuthzSection>,
+    #[serde(default)]
+    pub tunnels: TunnelSection,
+}
+
+/// WebSocket tunnels and event streams.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelSection {
+    /// Upper bound on any tunnel or event stream (default one day; 0: none).
+    pub max_connection_lifetime_secs: Option<u64>,
+    /// How often open connections verify their credential again when
+    /// tenants live in PostgreSQL (default 1; 0: only on reloads).
+    pub revalidate_secs: Option<u64>,
 }
 
 /// Tenants and keys in PostgreSQL instead of this file.
@@ -87,6 +100,12 @@ pub struct SourcesSection {
     pub query: BTreeMap<String, String>,
     #[serde(default)]
     pub query_defaults: bool,
+    /// Role name -> `Sec-WebSocket-Protocol` entry prefix.
+    #[serde(default)]
+    pub protocol: BTreeMap<String, String>,
+    /// `identity.token.`, `identity.signature.`, `identity.timestamp.` entries.
+    #[serde(default)]
+    pub protocol_defaults: bool,
     #[serde(default)]
     pub bearer: bool,
     /// Role name -> JSON pointer.

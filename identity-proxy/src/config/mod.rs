@@ -74,6 +74,8 @@ pub struct Settings {
     pub key_count: usize,
     /// Set when tenants live in PostgreSQL.
     pub postgres: Option<PostgresSettings>,
+    /// WebSocket tunnels and event streams.
+    pub tunnels: crate::revocation::TunnelSettings,
     /// Set with a `[cors]` section.
     pub cors: Option<std::sync::Arc<crate::cors::Cors>>,
     /// The auth listeners (`[authz]`).

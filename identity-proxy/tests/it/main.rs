@@ -9,6 +9,9 @@
 mod load_cases;
 #[path = "../../../tests/support/rng.rs"]
 mod rng;
+#[allow(dead_code)]
+#[path = "../../../tests/support/ws.rs"]
+mod ws;
 // Headless Chromium and the fetch-cases page, shared with the library's browser tests.
 #[allow(dead_code)]
 #[path = "../../../tests/support/chromium.rs"]
@@ -17,8 +20,9 @@ mod chromium;
 #[path = "../../../tests/support/page.rs"]
 mod page;
 
-mod cors;
 mod authz;
+mod cors;
 mod load;
 mod process;
 mod proxy;
+mod realtime;

@@ -16,7 +16,7 @@ use tower_identity::{Secret, sign};
 
 use crate::process::{Proxy, run_cli, temp_dir};
 
-const SECRET: &str = "proxy-secret-0123456789abcdef";
+pub const SECRET: &str = "proxy-secret-0123456789abcdef";
 
 /// What the upstream saw.
 #[derive(Clone, Default)]
@@ -92,7 +92,7 @@ secret_file = "secret.txt"
 
 /// Starts the binary with `config` and `secret` in `secret.txt` (with a
 /// trailing newline, which the proxy drops).
-fn start(name: &str, config: &str, secret: &str) -> Proxy {
+pub fn start(name: &str, config: &str, secret: &str) -> Proxy {
     Proxy::start(name, config, &[("secret.txt", &format!("{secret}\n"))], &[])
 }
 
@@ -345,29 +345,44 @@ fn sign_and_check_tools() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tenants_from_postgresql_with_immediate_revocation() {
+/// Creates the tables once per test binary: tests migrating the same fresh
+/// database at the same time would race on `CREATE TABLE IF NOT EXISTS`.
+async fn migrate(url: &str) {
+    static MIGRATED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    MIGRATED
+        .get_or_init(|| async {
+            let provider = tower_identity::postgres::PostgresProvider::connect(url, 1).unwrap();
+            provider.migrate().await.unwrap();
+        })
+        .await;
+}
+
+/// The PostgreSQL URL and a client, with `tenant` (re)created holding one
+/// HMAC key `key_id` over `SECRET`; `None` (skipped) without PostgreSQL,
+/// unless it is required.
+pub async fn pg_tenant(tenant: &str, key_id: &str) -> Option<(String, tokio_postgres::Client)> {
     let Ok(url) = std::env::var("TOWER_IDENTITY_PG_URL") else {
         assert!(std::env::var("TOWER_IDENTITY_REQUIRE_POSTGRES").as_deref() != Ok("1"), "PostgreSQL is required");
         eprintln!("skipping: TOWER_IDENTITY_PG_URL is not set");
-        return;
+        return None;
     };
-    let provider = tower_identity::postgres::PostgresProvider::connect(&url, 1).unwrap();
-    provider.migrate().await.unwrap();
+    migrate(&url).await;
     let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
-    db.batch_execute(
-        "DELETE FROM identity_tenants WHERE tenant_id = 'proxy-pg';
-         INSERT INTO identity_tenants (tenant_id) VALUES ('proxy-pg');",
-    )
-    .await
-    .unwrap();
+    db.execute("DELETE FROM identity_tenants WHERE tenant_id = $1", &[&tenant]).await.unwrap();
+    db.execute("INSERT INTO identity_tenants (tenant_id) VALUES ($1)", &[&tenant]).await.unwrap();
     db.execute(
-        "INSERT INTO identity_keys (tenant_id, key_id, scheme, secret) VALUES ('proxy-pg', 'db-1', 'hmac', $1)",
-        &[&SECRET],
+        "INSERT INTO identity_keys (tenant_id, key_id, scheme, secret) VALUES ($1, $2, 'hmac', $3)",
+        &[&tenant, &key_id, &SECRET],
     )
     .await
     .unwrap();
+    Some((url, db))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_from_postgresql_with_immediate_revocation() {
+    let Some((url, db)) = pg_tenant("proxy-pg", "db-1").await else { return };
 
     let (up, seen, _task) = upstream(false).await;
     let cfg = format!(
