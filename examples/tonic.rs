@@ -56,7 +56,7 @@ use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::{Health, HealthServer, SERVICE_NAME as HEALTH};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower::{Layer, Service};
-use tower_identity::body::{RequestBody, ResponseBody};
+use tower_identity::layer::body::{RequestBody, ResponseBody};
 use tower_identity::{
     Identifier, IdentityVerification, IdentityVerificationLayer, Key, KeySet, Secret, VerifiedIdentity, sign,
 };

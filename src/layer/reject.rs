@@ -86,7 +86,7 @@ impl Rejection {
 /// ```
 /// use bytes::Bytes;
 /// use http::{Response, StatusCode};
-/// use tower_identity::{Rejection, RequestHead};
+/// use tower_identity::{layer::Rejection, extract::RequestHead};
 ///
 /// let responder = |rejection: &Rejection, _req: &RequestHead<'_>| {
 ///     let mut res = rejection.default_response();
@@ -95,7 +95,7 @@ impl Rejection {
 ///     }
 ///     res
 /// };
-/// # let _: &dyn tower_identity::Responder = &responder;
+/// # let _: &dyn tower_identity::layer::Responder = &responder;
 /// ```
 pub trait Responder: Send + Sync + 'static {
     /// The response for `rejection`.

@@ -111,7 +111,7 @@ struct Inner<P> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_identity::{from_async_fn, CacheOptions, CachingProvider, IdentityVerificationLayer};
+/// use tower_identity::{provider::from_async_fn, provider::CacheOptions, provider::CachingProvider, IdentityVerificationLayer};
 ///
 /// let database = from_async_fn(|tenant: Option<String>| async move {
 ///     // SELECT … FROM identity_keys WHERE tenant_id = $1

@@ -5,9 +5,10 @@
 
 use crate::support::*;
 use base64::Engine as _;
-use tower_identity::jwt::JwtOptions;
+use tower_identity::verify::jwt::JwtOptions;
 use tower_identity::{
-    Claim, Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Secret, Sources, VerifyOptions, jwt, sign, verify,
+    Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Secret, Sources, claim::Claim, sign,
+    verify::VerifyOptions, verify::verify,
 };
 
 fn layer() -> IdentityVerificationLayer {
@@ -79,7 +80,7 @@ fn tokens_without_iat_are_refused_when_iat_is_required() {
     let mut claims = serde_json::Map::new();
     claims.insert("email".into(), "a@b.c".into());
     claims.insert("exp".into(), (NOW + 300).into());
-    let token = jwt::encode(&s, None, &claims);
+    let token = sign::jwt(&s, None, &claims);
     let mut opts = VerifyOptions::default();
     assert!(
         verify(&Claim::new().token(token.as_str()), &keys, NOW, &opts).is_ok(),

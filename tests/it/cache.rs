@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 use tower::ServiceExt;
 use tower_identity::{
-    CacheOptions, CachingProvider, Identifier, Key, KeySet, ProviderError, Secret, TenantPolicy, from_async_fn,
+    Identifier, Key, KeySet, Secret, TenantPolicy, provider::CacheOptions, provider::CachingProvider,
+    provider::ProviderError, provider::from_async_fn,
 };
 
 /// A "database": tenants with their secrets, a lookup counter, a delay, and switches to fail or hang.

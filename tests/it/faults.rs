@@ -22,8 +22,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_identity::{
-    CacheOptions, CachingProvider, Identifier, Key, KeySet, Lookup, LookupResult, ProviderError, SecretProvider,
-    TenantPolicy, VerifiedIdentity, sign,
+    Identifier, Key, KeySet, SecretProvider, TenantPolicy, VerifiedIdentity, provider::CacheOptions,
+    provider::CachingProvider, provider::Lookup, provider::LookupResult, provider::ProviderError, sign,
 };
 
 use crate::support::{Server, client, client_h2, secret, tenant_layer};
@@ -318,7 +318,7 @@ async fn a_thousand_concurrent_first_requests_make_one_lookup() {
     // after 20 s), so every one of them is a concurrent first request.
     let source = {
         let (misses, lookups) = (misses.clone(), lookups.clone());
-        tower_identity::from_async_fn(move |tenant: Option<String>| {
+        tower_identity::provider::from_async_fn(move |tenant: Option<String>| {
             let (misses, lookups) = (misses.clone(), lookups.clone());
             async move {
                 lookups.fetch_add(1, Ordering::SeqCst);

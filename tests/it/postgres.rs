@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 use tower::ServiceExt;
-use tower_identity::CacheOptions;
-use tower_identity::postgres::{PostgresProvider, listen_for_changes};
+use tower_identity::provider::CacheOptions;
+use tower_identity::provider::postgres::{PostgresProvider, listen_for_changes};
 
 fn url() -> Option<String> {
     match std::env::var("TOWER_IDENTITY_PG_URL") {

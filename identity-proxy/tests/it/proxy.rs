@@ -352,7 +352,7 @@ async fn tenants_from_postgresql_with_immediate_revocation() {
         eprintln!("skipping: TOWER_IDENTITY_PG_URL is not set");
         return;
     };
-    let provider = tower_identity::postgres::PostgresProvider::connect(&url, 1).unwrap();
+    let provider = tower_identity::provider::postgres::PostgresProvider::connect(&url, 1).unwrap();
     provider.migrate().await.unwrap();
     let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
