@@ -74,6 +74,9 @@ use http_body::Body as _;
 use http_body_util::Full;
 use sha2::Sha256;
 use tower::{Layer, Service};
+#[path = "../tests/support/drive.rs"]
+mod drive;
+use drive::drive;
 use tower_identity::layer::body::RequestBody;
 use tower_identity::{
     Identifier, IdentityVerificationLayer, Key, KeySet, Role, Secret, Sources, TenantMap, claim::Claim, claim::IdStr,
@@ -516,26 +519,6 @@ impl<B> Proto<B> {
         *req.uri_mut() = self.uri.clone();
         *req.headers_mut() = self.headers.clone();
         req
-    }
-}
-
-/// Drives `svc` for one request by polling with a no-op waker: every
-/// service benchmarked here completes on the first poll.
-fn drive<S, R, RB>(svc: &mut S, req: R) -> Response<RB>
-where
-    S: Service<R, Response = Response<RB>>,
-    S::Error: Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    match svc.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        Poll::Ready(Err(e)) => panic!("service failed: {e:?}"),
-        Poll::Pending => panic!("service not ready on first poll"),
-    }
-    match pin!(svc.call(req)).poll(&mut cx) {
-        Poll::Ready(Ok(res)) => res,
-        Poll::Ready(Err(e)) => panic!("service failed: {e:?}"),
-        Poll::Pending => panic!("response future not ready on first poll; this bench polls by hand"),
     }
 }
 

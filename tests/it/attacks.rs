@@ -1,5 +1,5 @@
 //! Attack cases not covered elsewhere (see also tests/it/layer.rs, tests/it/jwt.rs,
-//! tests/it/body.rs, tests/proxy.rs and tests/it/examples.rs): each asserts the
+//! tests/it/body.rs, tests/it/examples.rs and identity-proxy/tests/it/proxy.rs): each asserts the
 //! status, the error code, that the inner service was not called, and that
 //! nothing sensitive is echoed.
 

@@ -6,10 +6,11 @@
 //! - `service`: the layer driven in process around a recording inner service;
 //! - `data`: the sha256-checked test data files;
 //! - `rng`: a deterministic xorshift generator;
-//! - `load_cases`: the mixed valid/forged request cases of the load tests.
+//! - `load_cases`: the mixed valid/forged request cases of the load tests;
+//! - `drive`: one request through a service by hand, with a no-op waker.
 //!
-//! `keys.rs`, `rng.rs` and `load_cases.rs` are self-contained, for test binaries of their own
-//! that include them with `#[path]`.
+//! `keys.rs`, `rng.rs`, `load_cases.rs` and `drive.rs` are self-contained, for test binaries
+//! (and benches) of their own that include them with `#[path]`.
 // Each helper serves some modules, which features may compile out.
 #![allow(dead_code, unused_imports)]
 
