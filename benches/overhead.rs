@@ -74,10 +74,13 @@ use http_body::Body as _;
 use http_body_util::Full;
 use sha2::Sha256;
 use tower::{Layer, Service};
-use tower_identity::body::RequestBody;
+#[path = "../tests/support/drive.rs"]
+mod drive;
+use drive::drive;
+use tower_identity::layer::body::RequestBody;
 use tower_identity::{
-    Claim, Clock, DEFAULT_BODY_LIMIT, IdStr, Identifier, IdentityVerificationLayer, Key, KeySet, Role, Secret, Sources,
-    SystemClock, TenantMap, VerifyOptions, jwt, sign, verify,
+    Identifier, IdentityVerificationLayer, Key, KeySet, Role, Secret, Sources, TenantMap, claim::Claim, claim::IdStr,
+    clock::Clock, clock::SystemClock, extract::DEFAULT_BODY_LIMIT, sign, verify::VerifyOptions, verify::verify,
 };
 
 const GROUP: &str = "overhead";
@@ -127,7 +130,7 @@ fn cases() -> Vec<Case> {
     // A JWT minted now from the system clock: the layer's default clock and
     // jsonwebtoken both validate it for the next 15 minutes.
     let (jwt_secret, now) = (Secret::text(JWT_SECRET).unwrap(), SystemClock.now());
-    let token = jwt::token(&jwt_secret, APP_ID, EMAIL, None, now, JWT_LIFETIME, []);
+    let token = sign::jwt_token(&jwt_secret, APP_ID, EMAIL, None, now, JWT_LIFETIME, []);
     let jwt_keys = KeySet::single(Key::jwt(jwt_secret.clone())).with_audience(APP_ID);
     let jwt_bearer = Proto::get("/", &[("authorization", &format!("Bearer {token}"))]);
     // JSON bodies of exactly 1 KiB and 64 KiB (the default body limit, which
@@ -414,7 +417,10 @@ fn assert_zero_copy(layer: &IdentityVerificationLayer, body: &Bytes) {
 /// synchronous cache hit. The TTL is longer than any bench run.
 #[cfg(feature = "cache")]
 fn warm_cache(tenant: &str) -> impl tower_identity::SecretProvider {
-    use tower_identity::{CacheOptions, CachingProvider, Lookup, SecretProvider, TenantPolicy, from_async_fn};
+    use tower_identity::{
+        SecretProvider, TenantPolicy, provider::CacheOptions, provider::CachingProvider, provider::Lookup,
+        provider::from_async_fn,
+    };
     let source = from_async_fn(|tenant: Option<String>| async move {
         Ok(tenant.map(|t| TenantPolicy::new(KeySet::single(Key::hmac(Identifier::UserId, tenant_secret(&t))))))
     });
@@ -513,26 +519,6 @@ impl<B> Proto<B> {
         *req.uri_mut() = self.uri.clone();
         *req.headers_mut() = self.headers.clone();
         req
-    }
-}
-
-/// Drives `svc` for one request by polling with a no-op waker: every
-/// service benchmarked here completes on the first poll.
-fn drive<S, R, RB>(svc: &mut S, req: R) -> Response<RB>
-where
-    S: Service<R, Response = Response<RB>>,
-    S::Error: Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    match svc.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        Poll::Ready(Err(e)) => panic!("service failed: {e:?}"),
-        Poll::Pending => panic!("service not ready on first poll"),
-    }
-    match pin!(svc.call(req)).poll(&mut cx) {
-        Poll::Ready(Ok(res)) => res,
-        Poll::Ready(Err(e)) => panic!("service failed: {e:?}"),
-        Poll::Pending => panic!("response future not ready on first poll; this bench polls by hand"),
     }
 }
 

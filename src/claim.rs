@@ -143,7 +143,7 @@ impl Claim {
     }
 
     /// Whether the claim carries a credential (a signature or a token).
-    pub fn has_credential(&self) -> bool {
+    pub(crate) fn has_credential(&self) -> bool {
         self.signature.is_some() || self.token.is_some()
     }
 
@@ -215,7 +215,7 @@ impl IdStr {
 
     /// An identifier sharing the bytes of a buffer (e.g. a slice of a request
     /// body), or `None` when they are not UTF-8.
-    pub fn from_utf8_bytes(bytes: bytes::Bytes) -> Option<IdStr> {
+    pub(crate) fn from_utf8_bytes(bytes: bytes::Bytes) -> Option<IdStr> {
         std::str::from_utf8(&bytes).ok()?;
         Some(IdStr(Repr::Bytes(bytes)))
     }

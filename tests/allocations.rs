@@ -27,8 +27,12 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::Full;
 use tower::{Layer, Service};
+#[path = "support/drive.rs"]
+mod drive;
 #[path = "support/keys.rs"]
 mod keys;
+
+use drive::drive;
 
 use keys::secret;
 use tower_identity::{
@@ -161,24 +165,6 @@ fn request(uri: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
 
 fn signed(sig: &str) -> Request<Full<Bytes>> {
     request("/", &[("x-user-id", USER), ("x-identity-signature", sig)])
-}
-
-/// `poll_ready` + `call` + one poll of the response future, by hand.
-fn drive<S, R, RB>(svc: &mut S, req: R) -> Response<RB>
-where
-    S: Service<R, Response = Response<RB>>,
-    S::Error: Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    match svc.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        other => panic!("not ready: {other:?}"),
-    }
-    match pin!(svc.call(req)).poll(&mut cx) {
-        Poll::Ready(Ok(res)) => res,
-        Poll::Ready(Err(e)) => panic!("service failed: {e:?}"),
-        Poll::Pending => panic!("response future not ready on first poll"),
-    }
 }
 
 /// Allocations for one request through `svc`, after one warm-up request

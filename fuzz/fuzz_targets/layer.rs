@@ -36,8 +36,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use libfuzzer_sys::fuzz_target;
 use tower_identity::{
-    ForwardHeaders, Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, LookupResult, Mode,
-    ProviderError, Role, Scheme, Secret, Sources, TenantMap, TenantPolicy, from_async_fn, jwt, sign,
+    Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, Role, Scheme, Secret, Sources,
+    TenantMap, TenantPolicy, layer::ForwardHeaders, provider::LookupResult, provider::ProviderError,
+    provider::from_async_fn, sign,
 };
 use tower_identity_fuzz::{
     ChunkBody, NOW, Recorder, call, check_body, check_extensions, check_response, debug_run, is_grpc, name,
@@ -97,8 +98,8 @@ fn credentials() -> &'static [(&'static [u8], String); 6] {
             (b"$HA", sign::hmac(&secret(A_USER), USER)),
             (b"$HE", sign::hmac(&secret(A_EMAIL), EMAIL)),
             (b"$TB", sign::timestamped_hmac(&secret(B_TS), USER, NOW)),
-            (b"$JC", jwt::token(&c, "app_c", EMAIL, Some("Jane"), NOW, 600, [])),
-            (b"$JA", jwt::token(&c, "app_a", EMAIL, None, NOW, 600, [])),
+            (b"$JC", sign::jwt_token(&c, "app_c", EMAIL, Some("Jane"), NOW, 600, [])),
+            (b"$JA", sign::jwt_token(&c, "app_a", EMAIL, None, NOW, 600, [])),
             (b"$HD", sign::hmac(&secret(D_OFF), USER)),
         ]
     })

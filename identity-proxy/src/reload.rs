@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tower_identity::postgres::{PostgresProvider, listen_for_changes};
-use tower_identity::{HotSwap, IdentityVerificationLayer, TenantMap};
+use tower_identity::provider::postgres::{PostgresProvider, listen_for_changes};
+use tower_identity::{IdentityVerificationLayer, TenantMap, provider::HotSwap};
 
 use crate::config::{self, PostgresSettings, Settings, Watched};
 use crate::routes;
@@ -18,7 +18,7 @@ pub fn identity_layer(settings: &Settings, tenants: HotSwap<TenantMap>) -> std::
     Ok(routes::layer(settings, postgres(pg)?))
 }
 
-fn postgres(pg: &PostgresSettings) -> std::io::Result<tower_identity::CachingProvider<PostgresProvider>> {
+fn postgres(pg: &PostgresSettings) -> std::io::Result<tower_identity::provider::CachingProvider<PostgresProvider>> {
     let db =
         PostgresProvider::connect(&pg.url, pg.max_connections).map_err(|e| std::io::Error::other(e.to_string()))?;
     let cached = db.cached(pg.cache.clone());

@@ -13,7 +13,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::ServiceExt;
-use tower_identity::body::ResponseBody;
+use tower_identity::layer::body::ResponseBody;
 use tower_identity::{IdentityVerification, IdentityVerificationLayer, SecretProvider};
 
 use crate::config::Settings;

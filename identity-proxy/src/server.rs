@@ -11,7 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tower_identity::HotSwap;
+use tower_identity::provider::HotSwap;
 
 use crate::config::Settings;
 use crate::reload::{self, Reloader};

@@ -45,7 +45,7 @@ impl<B> RequestBody<B> {
     }
 
     /// A body made of buffered bytes followed by trailers.
-    pub fn buffered_with_trailers(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+    pub(crate) fn buffered_with_trailers(data: Bytes, trailers: Option<HeaderMap>) -> Self {
         RequestBody { kind: RequestKind::Buffered { data: (!data.is_empty()).then_some(data), trailers } }
     }
 

@@ -9,7 +9,7 @@ use super::{Lookup, SecretProvider, TenantMap};
 /// same slot.
 ///
 /// ```
-/// use tower_identity::{HotSwap, Identifier, Key, KeySet, Secret, TenantMap};
+/// use tower_identity::{provider::HotSwap, Identifier, Key, KeySet, Secret, TenantMap};
 ///
 /// let keys = |s: &str| KeySet::single(Key::hmac(Identifier::UserId, Secret::text(s).unwrap()));
 /// let provider = HotSwap::new(TenantMap::new().tenant("acme", keys("first-secret-0123456789")));

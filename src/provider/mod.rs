@@ -254,7 +254,7 @@ impl<F> fmt::Debug for AsyncFnProvider<F> {
 /// slow providers in a cache to keep them off the hot path).
 ///
 /// ```
-/// use tower_identity::{from_async_fn, Identifier, Key, KeySet, ProviderError, Secret, TenantPolicy};
+/// use tower_identity::{provider::from_async_fn, Identifier, Key, KeySet, provider::ProviderError, Secret, TenantPolicy};
 ///
 /// let provider = from_async_fn(|tenant: Option<String>| async move {
 ///     // e.g. SELECT secret FROM tenants WHERE id = $1

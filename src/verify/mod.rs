@@ -4,7 +4,7 @@
 //! it; so can any other code:
 //!
 //! ```
-//! use tower_identity::{verify, Claim, Identifier, Key, KeySet, Secret, VerifyOptions};
+//! use tower_identity::{verify::verify, claim::Claim, Identifier, Key, KeySet, Secret, verify::VerifyOptions};
 //!
 //! let keys = KeySet::single(Key::hmac(Identifier::UserId, Secret::text("SECRET_KEY").unwrap()));
 //! let claim = Claim::new()

@@ -8,8 +8,9 @@ use std::time::Duration;
 use crate::support::*;
 use http::HeaderName;
 use tower_identity::{
-    ErrorCode, Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, ProviderError, Role, Scheme,
-    Secret, Sources, TenantMap, TenantPolicy, UnverifiedReason, from_async_fn, sign,
+    Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, Role, Scheme, Secret, Sources,
+    TenantMap, TenantPolicy, identity::UnverifiedReason, layer::ErrorCode, provider::ProviderError,
+    provider::from_async_fn, sign,
 };
 
 const MAX_AGE: u64 = 600;
@@ -479,7 +480,7 @@ async fn grpc_requests_get_grpc_statuses() {
 #[tokio::test]
 async fn custom_responder() {
     let layer = plain_layer(Mode::Required).responder(
-        |rejection: &tower_identity::Rejection, req: &tower_identity::RequestHead<'_>| {
+        |rejection: &tower_identity::layer::Rejection, req: &tower_identity::extract::RequestHead<'_>| {
             let mut res = http::Response::new(bytes::Bytes::from(format!(
                 "{{\"error\":\"identity_unverified\",\"path\":\"{}\"}}",
                 req.uri.path()
@@ -501,7 +502,7 @@ async fn secrets_never_appear_in_debug_output() {
     let layer = plain_layer(Mode::Required);
     let dbg = format!("{layer:?} {:?} {:?}", KeySet::single(Key::hmac(Identifier::UserId, secret())), secret());
     assert!(!dbg.contains(SECRET), "{dbg}");
-    let claim = tower_identity::Claim::new().user_id("u1").signature(sign::hmac(&secret(), "u1"));
+    let claim = tower_identity::claim::Claim::new().user_id("u1").signature(sign::hmac(&secret(), "u1"));
     let dbg = format!("{claim:?}");
     assert!(!dbg.contains(&sign::hmac(&secret(), "u1")), "{dbg}");
 }
@@ -511,7 +512,7 @@ async fn credential_headers_are_marked_sensitive_and_query_decoding_is_strict() 
     let layer = plain_layer(Mode::Required).sources(Sources::new().query_defaults());
     let sig = sign::hmac(&secret(), "u1");
     let svc = tower::ServiceBuilder::new().layer(layer.clone()).service(tower::service_fn(
-        |req: http::Request<tower_identity::body::RequestBody<http_body_util::Full<bytes::Bytes>>>| async move {
+        |req: http::Request<tower_identity::layer::body::RequestBody<http_body_util::Full<bytes::Bytes>>>| async move {
             let h = req.headers();
             assert!(h["x-identity-signature"].is_sensitive());
             assert!(!h["authorization"].is_sensitive(), "not an identity source here: left alone");
@@ -552,11 +553,13 @@ async fn forwarded_identity_headers_cannot_be_spoofed_in_any_mode() {
         for valid in [true, false] {
             let seen: Arc<Mutex<Option<http::HeaderMap>>> = Arc::default();
             let layer = plain_layer(mode)
-                .forward_identity_headers(tower_identity::ForwardHeaders::default())
+                .forward_identity_headers(tower_identity::layer::ForwardHeaders::default())
                 .strip_credentials(true);
             let svc = tower::ServiceBuilder::new().layer(layer).service(tower::service_fn({
                 let seen = seen.clone();
-                move |req: http::Request<tower_identity::body::RequestBody<http_body_util::Full<bytes::Bytes>>>| {
+                move |req: http::Request<
+                    tower_identity::layer::body::RequestBody<http_body_util::Full<bytes::Bytes>>,
+                >| {
                     *seen.lock().unwrap() = Some(req.headers().clone());
                     async {
                         Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
@@ -599,7 +602,7 @@ async fn forwarded_identity_headers_cannot_be_spoofed_in_any_mode() {
 #[tokio::test]
 async fn bypassed_requests_skip_verification_but_not_header_stripping() {
     let layer = plain_layer(Mode::Required)
-        .forward_identity_headers(tower_identity::ForwardHeaders::default())
+        .forward_identity_headers(tower_identity::layer::ForwardHeaders::default())
         .bypass(|req| req.uri.path() == "/healthz");
     let (a, rec) = send(&layer, get("/healthz", &[("x_verified_user_id", "admin")])).await;
     assert_eq!(a.status, 200);
@@ -875,8 +878,9 @@ async fn a_bad_tenant_is_refused_alike_from_every_source() {
 async fn internal_failures_are_grpc_status_13_for_grpc_requests() {
     let short =
         IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::UserId, Secret::text("short").unwrap())));
-    let panics =
-        IdentityVerificationLayer::new(|_: Option<&str>| -> tower_identity::LookupResult { panic!("provider bug") });
+    let panics = IdentityVerificationLayer::new(|_: Option<&str>| -> tower_identity::provider::LookupResult {
+        panic!("provider bug")
+    });
     let sig = sign::hmac(&secret(), "u1");
     for layer in [&short, &panics] {
         let req =
@@ -896,7 +900,7 @@ async fn bypassed_requests_keep_credentials_guarded() {
     let inner = {
         let seen = seen.clone();
         tower::service_fn(
-            move |req: http::Request<tower_identity::body::RequestBody<http_body_util::Full<bytes::Bytes>>>| {
+            move |req: http::Request<tower_identity::layer::body::RequestBody<http_body_util::Full<bytes::Bytes>>>| {
                 *seen.lock().unwrap() = Some(req.headers().clone());
                 std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<
                     bytes::Bytes,

@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::io::Write;
 use std::sync::OnceLock;
 
-use tower_identity::{Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Secret, Sources, jwt, sign};
+use tower_identity::{Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Secret, Sources, sign};
 use tracing_subscriber::filter::dynamic_filter_fn;
 use tracing_subscriber::prelude::*;
 
@@ -62,7 +62,8 @@ fn capture(f: impl FnOnce()) -> String {
 
 #[test]
 fn no_secret_signature_or_token_ever_reaches_the_logs() {
-    let token = jwt::token(&Secret::text(JWT_SECRET).unwrap(), "app", "jane@example.com", Some("Jane"), NOW, 600, []);
+    let token =
+        sign::jwt_token(&Secret::text(JWT_SECRET).unwrap(), "app", "jane@example.com", Some("Jane"), NOW, 600, []);
     let forged_token = format!("{}x", &token[..token.len() - 1]);
     let valid_sig = sign::hmac(&Secret::text(NEW).unwrap(), "u1");
     let ts_sig = sign::timestamped_hmac(&Secret::text(OLD).unwrap(), "u1", NOW);

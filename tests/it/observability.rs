@@ -2,7 +2,7 @@
 
 use crate::support::*;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use tower_identity::{IdentityVerificationLayer, Mode, ProviderError};
+use tower_identity::{IdentityVerificationLayer, Mode, provider::ProviderError};
 
 /// Runs `f` on a current-thread runtime with `recorder` as this thread's recorder.
 fn with_recorder(recorder: &DebuggingRecorder, f: impl std::future::Future<Output = ()>) {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 use tower::ServiceExt;
-use tower_identity::CacheOptions;
-use tower_identity::postgres::{PostgresProvider, listen_for_changes};
+use tower_identity::provider::CacheOptions;
+use tower_identity::provider::postgres::{PostgresProvider, listen_for_changes};
 
 fn url() -> Option<String> {
     match std::env::var("TOWER_IDENTITY_PG_URL") {
@@ -130,9 +130,9 @@ async fn revocation_is_seen_by_two_instances() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Within the 5 s guard, while its TTL is an hour: only NOTIFY can explain it.
     let seen_by_a = seen_by_a.expect("instance A never saw the revocation");
     println!("revocation seen by the listening instance after {seen_by_a:?} (its TTL is an hour)");
-    assert!(seen_by_a < Duration::from_secs(5));
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
     let (ans, rec) = send(&lb, tenant_request("pg-revoke", K1)).await;
     assert_rejected(&ans, &rec, 401, "signature_invalid", &[]);

@@ -14,10 +14,10 @@ use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
 use proptest::prelude::*;
 use tower::{Service, ServiceExt};
-use tower_identity::body::RequestBody;
+use tower_identity::layer::body::RequestBody;
 use tower_identity::{
-    Claim, Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Role, Secret, Sources, VerifyOptions, jwt, sign,
-    verify,
+    Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Role, Secret, Sources, claim::Claim, sign,
+    verify::VerifyOptions, verify::verify,
 };
 
 /// Identifiers as the verifier accepts them: no control characters, 1..=256 bytes.
@@ -69,7 +69,7 @@ proptest! {
     fn any_change_to_a_token_is_refused(email in "[a-z]{1,12}@[a-z]{1,8}\\.com", key in key_bytes(), pos in any::<prop::sample::Index>(), byte in any::<u8>()) {
         let secret = Secret::from_bytes(key).unwrap();
         let keys = KeySet::single(Key::jwt(secret.clone())).with_audience("app");
-        let token = jwt::token(&secret, "app", &email, None, NOW, 600, []);
+        let token = sign::jwt_token(&secret, "app", &email, None, NOW, 600, []);
         prop_assert!(verify(&Claim::new().token(token.as_str()), &keys, NOW, &options()).is_ok());
         let mut bytes = token.clone().into_bytes();
         let i = pos.index(bytes.len());

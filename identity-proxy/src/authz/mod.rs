@@ -27,7 +27,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tower_identity::{ForwardHeaders, IdentityVerificationLayer};
+use tower_identity::IdentityVerificationLayer;
+use tower_identity::layer::ForwardHeaders;
 
 use crate::config::ConfigError;
 use check::Checker;

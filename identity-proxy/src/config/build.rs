@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use tower_identity::jwt::JwtOptions;
+use tower_identity::verify::jwt::JwtOptions;
 use tower_identity::{
-    CacheOptions, ForwardHeaders, Identifier, Key, KeySet, Mode, Role, Scheme, Secret, SecretEncoding, Sources,
-    TenantMap, TenantPolicy, VerifyOptions,
+    Identifier, Key, KeySet, Mode, Role, Scheme, Secret, Sources, TenantMap, TenantPolicy, layer::ForwardHeaders,
+    provider::CacheOptions, secret::SecretEncoding, verify::VerifyOptions,
 };
 
 use super::file::{FileConfig, KeySection, PostgresSection, SourcesSection, TenantSection, VerifySection};
@@ -142,7 +142,7 @@ fn verify_options(v: &VerifySection) -> (VerifyOptions, usize) {
                 .leeway(v.jwt_leeway_secs.unwrap_or(0))
                 .require_iat(v.jwt_require_iat),
         );
-    (options, v.min_secret_len.unwrap_or(tower_identity::DEFAULT_MIN_SECRET_LEN))
+    (options, v.min_secret_len.unwrap_or(tower_identity::layer::DEFAULT_MIN_SECRET_LEN))
 }
 
 fn role(path: &Path, key: &str, name: &str) -> Result<Role, ConfigError> {

@@ -351,7 +351,7 @@ async fn migrate(url: &str) {
     static MIGRATED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     MIGRATED
         .get_or_init(|| async {
-            let provider = tower_identity::postgres::PostgresProvider::connect(url, 1).unwrap();
+            let provider = tower_identity::provider::postgres::PostgresProvider::connect(url, 1).unwrap();
             provider.migrate().await.unwrap();
         })
         .await;
