@@ -123,8 +123,8 @@ pub use mode::Mode;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use provider::postgres;
 pub use provider::{
-    AsyncFnProvider, HotSwap, Lookup, LookupFuture, LookupResult, ProviderError, SecretProvider, TenantMap,
-    TenantPolicy, from_async_fn,
+    AsyncFnProvider, HotSwap, KeyUse, Lookup, LookupFuture, LookupResult, ProviderError, SecretProvider, TenantMap,
+    TenantMapError, TenantPolicy, from_async_fn,
 };
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
