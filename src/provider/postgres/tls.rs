@@ -158,13 +158,13 @@ fn verifier(mode: SslMode, root: Option<&str>) -> Result<Arc<dyn ServerCertVerif
             .build()
             .map_err(|e| ProviderError::with_source("cannot use sslrootcert", e))
     };
+    let algorithms = provider.signature_verification_algorithms;
     Ok(match (mode, roots) {
         (SslMode::VerifyFull, Some(roots)) => webpki(roots)?,
-        (_, Some(roots)) => Arc::new(ChainOnly(webpki(roots)?)),
         (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
             return Err(ProviderError::new("sslmode=verify-ca and verify-full need sslrootcert=<PEM file>"));
         }
-        (_, None) => Arc::new(Unchecked(provider.signature_verification_algorithms)),
+        (_, roots) => Arc::new(Lenient { chain: roots.map(webpki).transpose()?, algorithms }),
     })
 }
 
@@ -182,53 +182,18 @@ fn read_roots(path: &str) -> Result<RootCertStore, ProviderError> {
     Ok(roots)
 }
 
-/// `prefer` and `require` without `sslrootcert`: the connection is
-/// encrypted, the certificate is not checked (libpq's behaviour), but the
-/// handshake's signatures still are.
+/// The certificate check of every mode but `verify-full` (which is
+/// rustls's own): with `chain`, the certificate must lead to a root of
+/// `sslrootcert` but the host name is not compared (`verify-ca`, and libpq's
+/// `prefer`/`require` with `sslrootcert`); without, it is not checked
+/// (`prefer`, `require`). The handshake's signatures are always checked.
 #[derive(Debug)]
-struct Unchecked(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
+struct Lenient {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
-/// `verify-ca` (and `prefer`/`require` with `sslrootcert`): the chain must
-/// lead to a root of `sslrootcert`; the host name is not compared.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -237,8 +202,9 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
         // webpki checks the chain first and the name last: a name error means the chain is good.
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -252,7 +218,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -261,11 +227,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
