@@ -450,13 +450,12 @@ fn tenant_sig(tenant: &str) -> String {
 
 /// `n` tenants, each with its own secret.
 fn tenants(n: usize) -> TenantMap {
-    (0..n)
-        .map(|i| {
-            let t = tenant_name(i);
-            let keys = KeySet::single(Key::hmac(Identifier::UserId, tenant_secret(&t)));
-            (t, keys.into())
-        })
-        .collect()
+    TenantMap::from_tenants((0..n).map(|i| {
+        let t = tenant_name(i);
+        let keys = KeySet::single(Key::hmac(Identifier::UserId, tenant_secret(&t)));
+        (t, keys)
+    }))
+    .expect("one secret per tenant")
 }
 
 fn flip_one_bit(sig: &str) -> String {

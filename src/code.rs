@@ -28,7 +28,7 @@ use http::{HeaderValue, StatusCode};
 /// | `body_encoding_unsupported` | 415 | a `Content-Encoding` body where the identity is read from the body |
 /// | `body_unreadable` | 400 | the body ended early or failed while being read |
 /// | `provider_unavailable` | 503 | the secret provider failed; retry later |
-/// | `misconfigured` | 500 | the tenant's keys break the key policy (e.g. a too-short secret) |
+/// | `misconfigured` | 500 | the tenant's keys break the key policy (e.g. a too-short secret, or a secret another tenant uses under another scheme) |
 /// | `internal_error` | 500 | the secret provider panicked (the request is refused, the service keeps serving) |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -273,12 +273,11 @@ fn header_hmac_reject_path() {
 
 #[test]
 fn tenant_map_accept_path() {
-    let tenants: TenantMap = (0..1000)
-        .map(|i| {
-            let s = Secret::text(&format!("tenant-{i:04}-secret-0123456789")).unwrap();
-            (format!("tenant-{i:04}"), KeySet::single(Key::hmac(Identifier::UserId, s)).into())
-        })
-        .collect();
+    let tenants = TenantMap::from_tenants((0..1000).map(|i| {
+        let s = Secret::text(&format!("tenant-{i:04}-secret-0123456789")).unwrap();
+        (format!("tenant-{i:04}"), KeySet::single(Key::hmac(Identifier::UserId, s)))
+    }))
+    .unwrap();
     let sig = sign::hmac(&Secret::text("tenant-0420-secret-0123456789").unwrap(), USER);
     let layer = IdentityVerificationLayer::new(tenants)
         .sources(Sources::new().header(Role::Tenant, HeaderName::from_static("x-tenant-id")));

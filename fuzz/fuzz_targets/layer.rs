@@ -69,23 +69,26 @@ fn tenants() -> &'static TenantMap {
         .unwrap();
         TenantMap::new()
             .untenanted(a.clone())
-            .tenant("app_a", a)
-            .tenant(
+            .and_then(|m| m.tenant("app_a", a))
+            .and_then(|m| m.tenant(
                 "app_b",
                 TenantPolicy::new(KeySet::single(Key::timestamped_hmac(Identifier::UserId, secret(B_TS)).with_id("b")))
                     .with_mode(Mode::Optional),
-            )
-            .tenant(
+            ))
+            .and_then(|m| m.tenant(
                 "app_c",
                 TenantPolicy::new(KeySet::single(Key::jwt(secret(C_JWT)).with_id("c")).with_audience("app_c"))
                     .with_mode(Mode::ReportOnly),
-            )
-            .tenant(
+            ))
+            .and_then(|m| m.tenant(
                 "app_off",
                 TenantPolicy::new(KeySet::single(Key::hmac(Identifier::UserId, secret(D_OFF)).with_id("d")))
                     .with_mode(Mode::Off),
-            )
-            .tenant("app_short", KeySet::single(Key::hmac(Identifier::UserId, secret("too-short")).with_id("short")))
+            ))
+            .and_then(|m| {
+                m.tenant("app_short", KeySet::single(Key::hmac(Identifier::UserId, secret("too-short")).with_id("short")))
+            })
+            .expect("no secret serves two schemes")
     })
 }
 

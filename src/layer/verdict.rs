@@ -100,6 +100,13 @@ fn judge(config: &Config, extracted: &mut Extracted, lookup: LookupResult) -> (V
         (Some(failure), _) => failure,
         (None, _) if !claim.has_credential() => Failure::Missing,
         (None, None) => Failure::Invalid,
+        (None, Some(policy)) if policy.is_misconfigured() => {
+            tracing::error!(
+                tenant = claim.tenant.as_deref(),
+                "identity: the provider refused the tenant's keys (see its log); refusing to verify"
+            );
+            return (Verdict::Reject(ErrorCode::Misconfigured), cause(None));
+        }
         (None, Some(policy)) if policy.keys().shortest_secret() < config.min_secret_len => {
             tracing::error!(
                 tenant = claim.tenant.as_deref(),

@@ -8,8 +8,8 @@ use std::time::Duration;
 use crate::support::*;
 use tower::ServiceExt;
 use tower_identity::{
-    Identifier, Key, KeySet, Secret, TenantPolicy, provider::CacheOptions, provider::CachingProvider,
-    provider::ProviderError, provider::from_async_fn,
+    Identifier, Key, KeySet, Secret, SecretProvider, TenantPolicy, provider::CacheOptions, provider::CachingProvider,
+    provider::Lookup, provider::ProviderError, provider::from_async_fn,
 };
 
 /// A "database": tenants with their secrets, a lookup counter, a delay, and switches to fail or hang.
@@ -159,4 +159,39 @@ async fn revocation_is_seen_by_every_instance_within_the_ttl_or_at_once_on_inval
     assert_eq!(send(&lb, tenant_request("acme", rotated)).await.0.status, 200);
     b.invalidate_all();
     assert_eq!(send(&lb, tenant_request("acme", rotated)).await.0.status, 200);
+}
+
+fn nobody(_: Option<&str>) -> tower_identity::provider::LookupResult {
+    Ok(None)
+}
+
+#[tokio::test]
+async fn unknown_long_tenant_names_stay_within_the_byte_bound() {
+    let max_bytes = 1024 * 1024;
+    let options = CacheOptions::default().max_bytes(max_bytes).negative_ttl(Duration::from_secs(600));
+    let provider = CachingProvider::new(nobody, options);
+    // 2,000 unknown tenants with 8 KiB names: 16 MiB of names sent.
+    for i in 0..2000 {
+        let name = format!("{i:08}-{}", "x".repeat(8192));
+        let Lookup::Pending(lookup) = provider.lookup(Some(&name)) else { panic!("a miss") };
+        assert!(lookup.await.unwrap().is_none());
+    }
+    let held = provider.cached_bytes();
+    println!("2000 unknown 8 KiB tenant names: the cache holds {held} bytes (bound {max_bytes})");
+    assert!(held <= max_bytes, "{held} > {max_bytes}");
+    assert!(held > max_bytes / 2, "the negative cache is in use: {held}");
+}
+
+#[tokio::test]
+async fn the_byte_bound_also_bounds_the_number_of_tenants() {
+    let options = CacheOptions::default().max_tenants(100).max_bytes(1024 * 1024);
+    let provider = CachingProvider::new(nobody, options);
+    for i in 0..1000 {
+        let Lookup::Pending(lookup) = provider.lookup(Some(&format!("t{i}"))) else { panic!("a miss") };
+        assert!(lookup.await.unwrap().is_none());
+    }
+    // Every entry weighs at least max_bytes / max_tenants.
+    assert!(provider.cached_bytes() <= 1024 * 1024);
+    let hits = (0..1000).filter(|i| matches!(provider.lookup(Some(&format!("t{i}"))), Lookup::Ready(_))).count();
+    assert!((1..=100).contains(&hits), "{hits} tenants cached, at most 100");
 }

@@ -70,10 +70,14 @@ async fn mode_table() {
     for (mode, case, expected) in table {
         // Once as the layer's mode, once as a tenant override of an opposite layer mode.
         let tenant_layer = IdentityVerificationLayer::new(
-            TenantMap::new().untenanted(
-                TenantPolicy::new(KeySet::single(Key::timestamped_hmac(Identifier::UserId, secret()).with_id("k1")))
+            TenantMap::new()
+                .untenanted(
+                    TenantPolicy::new(KeySet::single(
+                        Key::timestamped_hmac(Identifier::UserId, secret()).with_id("k1"),
+                    ))
                     .with_mode(mode),
-            ),
+                )
+                .unwrap(),
         )
         .mode(if mode == Mode::Off { Mode::Required } else { Mode::Off })
         .clock(|| NOW)
@@ -360,10 +364,16 @@ async fn signed_links_in_query_parameters() {
 async fn tenants() {
     let acme = Secret::text("acme-secret-0123456789").unwrap();
     let globex = Secret::text("globex-secret-0123456789").unwrap();
-    let tenants = TenantMap::new().tenant("acme", KeySet::single(Key::hmac(Identifier::UserId, acme.clone()))).tenant(
-        "globex",
-        TenantPolicy::new(KeySet::single(Key::hmac(Identifier::UserId, globex.clone()))).with_mode(Mode::Optional),
-    );
+    let tenants = TenantMap::new()
+        .tenant("acme", KeySet::single(Key::hmac(Identifier::UserId, acme.clone())))
+        .and_then(|m| {
+            m.tenant(
+                "globex",
+                TenantPolicy::new(KeySet::single(Key::hmac(Identifier::UserId, globex.clone())))
+                    .with_mode(Mode::Optional),
+            )
+        })
+        .unwrap();
     let layer = IdentityVerificationLayer::new(tenants)
         .sources(Sources::new().header(Role::Tenant, HeaderName::from_static("x-app-id")));
     let req = |tenant: &str, s: &Secret| {
@@ -783,7 +793,7 @@ async fn an_ambiguous_tenant_is_refused_in_every_mode() {
         ),
     ];
     for mode in [Mode::Off, Mode::ReportOnly, Mode::Optional, Mode::Required] {
-        let tenants = TenantMap::new().tenant("acme", TenantPolicy::new(acme.clone()).with_mode(mode));
+        let tenants = TenantMap::new().tenant("acme", TenantPolicy::new(acme.clone()).with_mode(mode)).unwrap();
         let sources =
             Sources::new().header(Role::Tenant, HeaderName::from_static("x-app-id")).query(Role::Tenant, "app");
         let layer = IdentityVerificationLayer::new(tenants).mode(mode).sources(sources);
@@ -858,7 +868,7 @@ async fn a_bad_tenant_is_refused_alike_from_every_source() {
         .form(Role::Tenant, "app")
         .json(Role::Tenant, "/app");
     for mode in [Mode::Off, Mode::ReportOnly] {
-        let tenants = TenantMap::new().tenant("acme", TenantPolicy::new(acme.clone()).with_mode(mode));
+        let tenants = TenantMap::new().tenant("acme", TenantPolicy::new(acme.clone()).with_mode(mode)).unwrap();
         let layer = IdentityVerificationLayer::new(tenants).mode(mode).sources(sources.clone());
         for (name, req, code) in &cases {
             let mut copy = get(&req.uri().to_string(), &[]);

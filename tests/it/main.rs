@@ -36,6 +36,7 @@ mod observability;
 mod postgres;
 #[cfg(feature = "jwt")]
 mod properties;
+mod shared_secret;
 #[cfg(feature = "jwt")]
 mod signing_snippets;
 mod vectors;

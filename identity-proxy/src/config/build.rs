@@ -220,7 +220,9 @@ fn forward_headers(path: &Path, names: &BTreeMap<String, String>) -> Result<Forw
 fn postgres(path: &Path, pg: &PostgresSection, watched: &mut Watched) -> Result<PostgresSettings, ConfigError> {
     let url = read_secret_source(path, "postgres", ("url_env", &pg.url_env), ("url_file", &pg.url_file), watched)?;
     let url = zeroize::Zeroizing::new(url);
-    url.parse::<tokio_postgres::Config>().map_err(|_| err(path, "postgres", "the connection URL is not valid"))?;
+    // Reads the sslrootcert file too; the message never holds the URL (it may hold a password).
+    tower_identity::provider::postgres::ConnectOptions::from_url(&url)
+        .map_err(|e| err(path, "postgres", format!("the connection URL cannot be used: {e}")))?;
     let defaults = CacheOptions::default();
     let secs = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_secs);
     let cache = defaults
@@ -274,10 +276,13 @@ fn tenants(
             policy = policy.with_mode(parse_mode(path, &format!("{tkey}.mode"), m)?);
         }
         out.keys.push((tenant.id.clone(), tenant.audience.clone(), set));
+        // A secret shared with another tenant under another scheme: the
+        // error names both tenants and keys by id, never the secret.
         out.map = match &tenant.id {
             Some(id) => out.map.tenant(id.as_str(), policy),
             None => out.map.untenanted(policy),
-        };
+        }
+        .map_err(|e| err(path, "tenants", e.to_string()))?;
     }
     Ok(out)
 }
