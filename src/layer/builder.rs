@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::collect::{BodyBudget, DEFAULT_MAX_BUFFERED_BODY_BYTES};
 use super::config::Config;
 use super::forward::ForwardHeaders;
 use super::reject::{DefaultResponder, Responder};
@@ -60,6 +61,7 @@ impl IdentityVerificationLayer {
                 strip_credentials: false,
                 log_identifiers: false,
                 bypass: None,
+                body_budget: BodyBudget::new(DEFAULT_MAX_BUFFERED_BODY_BYTES),
                 metrics: Default::default(),
             }),
         }
@@ -101,10 +103,26 @@ impl IdentityVerificationLayer {
         self
     }
 
-    /// Longest accepted identifier in bytes (default 256).
+    /// Longest accepted identifier and tenant name, in bytes (default 256).
+    /// A longer tenant name is refused (`credential_malformed`, in every mode)
+    /// before it is looked up, cached, counted or logged.
     pub fn max_identifier_len(mut self, len: usize) -> Self {
         let options = &mut self.config_mut().options;
         *options = options.clone().max_identifier_len(len);
+        self
+    }
+
+    /// The most bytes of request bodies buffered for identity extraction at
+    /// once, across every request of every service this layer (and its
+    /// clones) builds (default 32 MiB). Before reading a body, a request
+    /// reserves its announced `Content-Length` (or the body limit when none
+    /// is announced); when that would pass the budget it is answered 503
+    /// `overloaded` with `Retry-After`, in every mode, without reading the
+    /// body. The reservation is given back when the buffered body is dropped
+    /// (the request finished, was refused, or was cancelled). Requests whose
+    /// bodies are not read take nothing from it.
+    pub fn max_buffered_body_bytes(mut self, bytes: usize) -> Self {
+        self.config_mut().body_budget = BodyBudget::new(bytes);
         self
     }
 
@@ -182,6 +200,7 @@ impl fmt::Debug for IdentityVerificationLayer {
             .field("forward", &self.config.forward)
             .field("strip_credentials", &self.config.strip_credentials)
             .field("bypass", &self.config.bypass.is_some())
+            .field("max_buffered_body_bytes", &self.config.body_budget.max())
             .finish_non_exhaustive()
     }
 }

@@ -14,8 +14,8 @@ use super::body::{RequestBody, ResponseBody};
 use super::collect::precheck;
 use super::config::Config;
 use super::future::{Pending, ResponseFuture};
-use super::verdict::{Resolved, refuse_tenant, resolve};
-use crate::extract::{Extracted, RequestHead, is_grpc, mark_credentials, strip_claim_headers};
+use super::verdict::{Resolved, overloaded, refuse_tenant, resolve};
+use crate::extract::{Extracted, RequestHead, is_grpc, mark_credentials, strip_claim};
 
 /// The service built by [`IdentityVerificationLayer`](super::IdentityVerificationLayer).
 ///
@@ -70,10 +70,11 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
         if config.bypass.as_ref().is_some_and(|bypass| bypass(&RequestHead::of(&req))) {
-            guard_bypassed(config, req.headers_mut());
+            guard_bypassed(config, &mut req);
             return ResponseFuture::inner(self.inner.call(req.map(RequestBody::new)));
         }
-        let mut extracted = Extracted::from_head(&config.sources, &mut req);
+        let tenant_cap = config.options.get_max_identifier_len();
+        let mut extracted = Extracted::from_head(&config.sources, tenant_cap, &mut req);
         if let Some(failure) = extracted.tenant_error() {
             return ResponseFuture::done(refuse_tenant(config, &RequestHead::of(&req), failure));
         }
@@ -82,10 +83,13 @@ where
         if let Some(kind) = body_kind {
             match precheck(req.headers(), config.sources.get_body_limit()) {
                 Err(failure) => extracted.fail(failure),
-                Ok(()) => {
+                Ok(most) => {
+                    let Some(reservation) = config.body_budget.reserve(most) else {
+                        return ResponseFuture::done(overloaded(config, &RequestHead::of(&req)));
+                    };
                     let (parts, body) = req.into_parts();
                     let pending = self.pending(Request::from_parts(parts, ()), extracted);
-                    return ResponseFuture::buffering(body, kind, pending);
+                    return ResponseFuture::buffering(body, kind, reservation, pending);
                 }
             }
         }
@@ -101,13 +105,13 @@ where
 /// A bypassed request is not verified, but its credentials are still guarded
 /// (flagged sensitive, or stripped) and no identity is claimed on the layer's
 /// behalf (forwarded identity headers are removed).
-fn guard_bypassed(config: &Config, headers: &mut http::HeaderMap) {
-    mark_credentials(&config.sources, headers);
+fn guard_bypassed<B>(config: &Config, req: &mut Request<B>) {
+    mark_credentials(&config.sources, req.headers_mut());
     if config.strip_credentials {
-        strip_claim_headers(&config.sources, headers);
+        strip_claim(&config.sources, req);
     }
     if let Some(forward) = &config.forward {
-        forward.strip(headers);
+        forward.strip(req.headers_mut());
     }
 }
 

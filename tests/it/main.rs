@@ -13,6 +13,8 @@ mod support;
 mod attacks;
 #[cfg(all(feature = "axum", feature = "json"))]
 mod body;
+#[cfg(feature = "json")]
+mod budget;
 #[cfg(feature = "cache")]
 mod cache;
 #[cfg(all(feature = "axum", feature = "json"))]
@@ -21,6 +23,8 @@ mod examples;
 mod faults;
 #[cfg(feature = "axum")]
 mod frameworks;
+#[cfg(all(feature = "json", feature = "jwt"))]
+mod hardening;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod layer;
@@ -28,6 +32,8 @@ mod layer;
 mod log_hygiene;
 #[cfg(all(feature = "metrics", feature = "jwt"))]
 mod observability;
+#[cfg(all(feature = "metrics", feature = "jwt"))]
+mod oracle;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "jwt")]

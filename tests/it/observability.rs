@@ -53,3 +53,35 @@ fn verdict_counters_by_key_id_and_would_reject() {
     assert_eq!(count("rejected", "provider_unavailable", ""), 1);
     assert_eq!(histogram_samples, 6, "one verification time per verification");
 }
+
+/// Attacker-chosen tenant names do not grow the metric series: a tenant the
+/// provider does not know is `tenant="unknown"`, and one longer than the cap
+/// is refused before it is counted under its name.
+#[test]
+fn random_tenant_names_leave_the_series_count_bounded() {
+    use tower_identity::provider::TenantMap;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let mut rng = Rng::new(13);
+    with_recorder(&recorder, async {
+        let layer = tenant_layer(TenantMap::new().tenant("acme", rotating_keys())).mode(Mode::ReportOnly);
+        for i in 0..3000 {
+            // Mostly names under the cap, every 20th up to 200 KB.
+            let len = if i % 20 == 0 { 1 + rng.below(200_000) } else { 1 + rng.below(300) } as usize;
+            let name: String = (0..len).map(|_| char::from(b'a' + rng.below(26) as u8)).collect();
+            let secret = if i % 2 == 0 { NEW } else { "forged-secret-0123456789" };
+            send(&layer, tenant_request(&name, secret)).await;
+        }
+        send(&layer, tenant_request("acme", NEW)).await;
+    });
+    let snapshot = snapshotter.snapshot().into_vec();
+    let mut tenants: Vec<String> = snapshot
+        .iter()
+        .flat_map(|(key, ..)| key.key().labels().filter(|l| l.key() == "tenant").map(|l| l.value().to_owned()))
+        .collect();
+    tenants.sort();
+    tenants.dedup();
+    println!("{} series, tenant labels {tenants:?}", snapshot.len());
+    assert!(tenants.iter().all(|t| ["", "acme", "unknown"].contains(&t.as_str())), "{tenants:?}");
+    assert!(snapshot.len() <= 8, "{} series", snapshot.len());
+}
