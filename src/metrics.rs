@@ -9,8 +9,11 @@
 //!
 //! `key_id` tells an operator when an old key is no longer used;
 //! `outcome="unverified", reason=<code>` counts report-only would-rejects.
-//! The `tenant` label has one value per tenant: with very many tenants,
-//! drop it in the recorder or aggregate upstream.
+//! The `tenant` label has one value per tenant the provider knows, `unknown`
+//! for any other name a request sends (and when the provider failed), and is
+//! empty when the request names none: attacker-chosen names never become
+//! series. With very many tenants, drop it in the recorder or aggregate
+//! upstream.
 
 #[cfg(feature = "metrics")]
 mod imp {

@@ -148,11 +148,15 @@ impl IdentityVerificationLayer {
         self
     }
 
-    /// Removes the claim headers before forwarding: the credential
-    /// (signature, timestamp, token, and `Authorization` when it is a token
-    /// source) and the claimed identifiers (user id, email, visitor id), so
-    /// the upstream sees only what the layer proved. Off by default; when
-    /// kept, credential headers are marked sensitive.
+    /// Removes the claim before forwarding: the credential (signature,
+    /// timestamp, token, and `Authorization` when it is a token source) and
+    /// the claimed identifiers (user id, email, visitor id), from the headers
+    /// they are read from in every spelling (`x_identity_signature`) and from
+    /// the query parameters they are read from (the rest of the query kept as
+    /// sent, in order), so the upstream sees only what the layer proved and
+    /// its access log holds nothing to replay. Bodies are forwarded byte for
+    /// byte, body fields included. Off by default; when kept, credential
+    /// headers are marked sensitive.
     pub fn strip_credentials(mut self, strip: bool) -> Self {
         self.config_mut().strip_credentials = strip;
         self
