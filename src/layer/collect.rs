@@ -15,7 +15,7 @@ use http_body::Body;
 use crate::extract::is_encoded;
 use crate::verify::Failure;
 
-/// Default [`BodyBudget`]: 32 MiB.
+/// Default of [`max_buffered_body_bytes`](super::IdentityVerificationLayer::max_buffered_body_bytes): 32 MiB.
 pub const DEFAULT_MAX_BUFFERED_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// Whether the layer can read this body at all, from its headers alone: not
