@@ -74,7 +74,7 @@ pub(crate) struct Cause {
 pub(crate) enum TenantName<'a> {
     /// The request named no tenant.
     None,
-    /// A tenant the provider knows (or, when it failed, could not tell).
+    /// A tenant the provider knows.
     Known(&'a str),
     /// A tenant the provider does not know.
     Unknown,

@@ -85,3 +85,26 @@ fn random_tenant_names_leave_the_series_count_bounded() {
     assert!(tenants.iter().all(|t| ["", "acme", "unknown"].contains(&t.as_str())), "{tenants:?}");
     assert!(snapshot.len() <= 8, "{} series", snapshot.len());
 }
+
+/// A provider may answer for any name (one key set for every tenant): then
+/// every name is "known", and a layer still counts under a bounded number of
+/// label sets, the rest as `tenant="other"`.
+#[test]
+fn a_provider_that_knows_every_name_still_leaves_the_series_bounded() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let mut rng = Rng::new(7);
+    with_recorder(&recorder, async {
+        let layer = tenant_layer(rotating_keys()).mode(Mode::ReportOnly);
+        for _ in 0..5000 {
+            let name: String = (0..16).map(|_| char::from(b'a' + rng.below(26) as u8)).collect();
+            send(&layer, tenant_request(&name, "forged-secret-0123456789")).await;
+        }
+    });
+    let snapshot = snapshotter.snapshot().into_vec();
+    let other =
+        snapshot.iter().any(|(key, ..)| key.key().labels().any(|l| l.key() == "tenant" && l.value() == "other"));
+    println!("{} series", snapshot.len());
+    assert!(other, "label sets past the bound are counted as other");
+    assert!(snapshot.len() <= 4096 + 8, "{} series", snapshot.len());
+}
