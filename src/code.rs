@@ -11,8 +11,9 @@ use http::{HeaderValue, StatusCode};
 /// The stable, documented error codes sent in rejection bodies.
 ///
 /// Codes name the class of failure only: they never echo the credential,
-/// the identifier, the tenant or the secret. An unknown tenant answers
-/// [`SignatureInvalid`](ErrorCode::SignatureInvalid), like a bad signature.
+/// the identifier, the tenant or the secret. An unknown tenant answers what a
+/// known tenant with a wrong key would: [`SignatureInvalid`](ErrorCode::SignatureInvalid)
+/// for a well-formed credential, `credential_malformed` for a malformed one.
 ///
 /// | code | status | meaning |
 /// | --- | --- | --- |
