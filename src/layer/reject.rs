@@ -140,6 +140,7 @@ mod tests {
             ErrorCode::BodyEncodingUnsupported,
             ErrorCode::BodyUnreadable,
             ErrorCode::ProviderUnavailable,
+            ErrorCode::Overloaded,
             ErrorCode::Misconfigured,
             ErrorCode::Internal,
         ] {

@@ -148,7 +148,8 @@ impl fmt::Debug for Lookup {
 ///
 /// `tenant` is the tenant key read from the request, or `None` when the
 /// request names none (single-tenant setups). Return `Ok(None)` for an
-/// unknown tenant: the layer answers it exactly like an invalid signature.
+/// unknown tenant: the layer answers it exactly as it answers a known tenant
+/// whose key does not match (same code, body, metrics and work).
 ///
 /// Built in: [`KeySet`] and [`TenantPolicy`] (one static tenant),
 /// [`TenantMap`] (many static tenants), [`from_async_fn`] (an async closure),

@@ -20,9 +20,10 @@ use tower_identity::{
     verify::VerifyOptions, verify::verify,
 };
 
-/// Identifiers as the verifier accepts them: no control characters, 1..=256 bytes.
+/// Identifiers as the verifier accepts them: no control characters, no
+/// whitespace at either end, 1..=256 bytes.
 fn identifier() -> impl Strategy<Value = String> {
-    "[^\\p{Cc}]{1,64}".prop_filter("at most 256 bytes", |s| s.len() <= 256)
+    "[^\\p{Cc}]{1,64}".prop_filter("at most 256 bytes, no edge whitespace", |s| s.len() <= 256 && s.trim() == s)
 }
 
 fn key_bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -48,6 +49,18 @@ proptest! {
         let claim = Claim::new().user_id(id.as_str()).signature(sign::timestamped_hmac(&secret, &id, ts));
         let opts = options().max_age(u64::MAX).future_skew(u64::MAX);
         prop_assert_eq!(verify(&claim, &timed, NOW, &opts).unwrap().signed_at(), Some(ts));
+    }
+
+    #[test]
+    fn identifiers_with_edge_whitespace_are_refused_though_signed(
+        id in identifier(), key in key_bytes(), pad in "[\\p{White_Space}]{1,3}", leading in any::<bool>(),
+    ) {
+        let secret = Secret::from_bytes(key).unwrap();
+        let keys = KeySet::single(Key::hmac(Identifier::UserId, secret.clone()));
+        let padded = if leading { format!("{pad}{id}") } else { format!("{id}{pad}") };
+        let claim = Claim::new().user_id(padded.as_str()).signature(sign::hmac(&secret, &padded));
+        let refused = verify(&claim, &keys, NOW, &options()).unwrap_err();
+        prop_assert!(matches!(refused, tower_identity::verify::Failure::Malformed(_)), "{:?}", refused);
     }
 
     #[test]
