@@ -93,7 +93,8 @@ fn random_tenant_names_leave_the_series_count_bounded() {
     use tower_identity::provider::TenantMap;
     let layer = tenant_layer(TenantMap::new().tenant("acme", rotating_keys()).unwrap()).mode(Mode::ReportOnly);
     // Mostly names under the cap, every 20th up to 200 KB; half of them signed with a real key.
-    let len = |i: usize, rng: &mut Rng| 1 + if i % 20 == 0 { rng.below(200_000) } else { rng.below(300) } as usize;
+    let len =
+        |i: usize, rng: &mut Rng| 1 + if i.is_multiple_of(20) { rng.below(200_000) } else { rng.below(300) } as usize;
     let series = random_tenants(layer, 3000, len, |i| if i % 2 == 0 { NEW } else { FORGED }, Some("acme"));
     let mut tenants = series.clone();
     tenants.sort();
