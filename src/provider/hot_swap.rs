@@ -15,7 +15,7 @@ use super::{Lookup, SecretProvider, TenantMap};
 /// let provider = HotSwap::new(TenantMap::new().tenant("acme", keys("first-secret-0123456789"))?);
 /// let handle = provider.clone(); // give `provider` to the layer, keep the handle
 /// handle.store(TenantMap::new().tenant("acme", keys("rotated-secret-0123456789"))?);
-/// # Ok::<(), tower_identity::TenantMapError>(())
+/// # Ok::<(), tower_identity::provider::TenantMapError>(())
 /// ```
 pub struct HotSwap<P = TenantMap> {
     current: std::sync::Arc<arc_swap::ArcSwap<P>>,
