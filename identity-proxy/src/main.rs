@@ -3,7 +3,11 @@
 //! repository, and the README's sidecar section.
 #![forbid(unsafe_code)]
 
+mod admin;
 mod config;
+mod connection;
+mod live;
+mod logging;
 mod reload;
 mod routes;
 mod server;
@@ -91,13 +95,6 @@ impl Target {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let Some(path) = cli.config.clone() else {
         eprintln!("error: --config FILE (or IDENTITY_PROXY_CONFIG) is required");
         return ExitCode::from(2);
@@ -109,6 +106,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    logging::init(settings.log_format);
     match cli.command {
         None => serve(settings, path, cli.listen, cli.upstream),
         Some(Command::Sign { target, key, name, lifetime }) => {

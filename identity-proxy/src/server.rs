@@ -1,5 +1,6 @@
-//! The server: the listener, one task per connection with its deadlines, and
-//! a graceful shutdown on SIGTERM or Ctrl-C.
+//! The server: the client-facing listener and the admin listener, one task
+//! per connection under its deadlines ([`connection`](crate::connection)),
+//! and a graceful shutdown on SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,46 +8,51 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use arc_swap::ArcSwap;
+use http::Request;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tower_identity::HotSwap;
+use tokio::sync::watch;
 
+use crate::admin::{self, AdminRoutes};
 use crate::config::Settings;
-use crate::reload::{self, Reloader};
-use crate::routes::{self, Routes, Verified};
-use crate::upstream::Upstream;
+use crate::connection::{self, Activity};
+use crate::live::{Current, Live, Provider};
+use crate::reload::Reloader;
+use crate::routes;
 
-/// What every connection shares.
-struct Shared {
-    svc: Verified,
-    routes: Arc<Routes>,
-    builder: auto::Builder<TokioExecutor>,
-    header_read_timeout: Duration,
+/// What a listener answers.
+#[derive(Clone)]
+enum Site {
+    /// Clients: the proxied routes of the current configuration.
+    Public(Current),
+    /// Operators: metrics and readiness.
+    Admin(Arc<AdminRoutes>),
 }
 
-/// Runs the proxy until SIGTERM or Ctrl-C, reloading keys on SIGHUP and when
-/// the config or secret files change. `listen` and `upstream` are the command
-/// line's overrides, applied again by every reload.
+/// Runs the proxy until SIGTERM or Ctrl-C, reloading the configuration on
+/// SIGHUP and when the config or secret files change. `listen` and
+/// `upstream` are the command line's overrides, applied again by every reload.
 pub async fn run(
     settings: Settings,
     config_path: PathBuf,
     listen: Option<String>,
     upstream: Option<String>,
 ) -> std::io::Result<()> {
-    let provider = HotSwap::new(settings.tenants.clone());
-    let identity_layer = reload::identity_layer(&settings, provider.clone())?;
-    let upstream_client = Upstream::new(&settings.upstream, settings.upstream_protocol, settings.upstream_timeout);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout);
-    let shared = Arc::new(Shared {
-        svc: tower::Layer::layer(&identity_layer, upstream_client),
-        routes: Arc::new(Routes::new(&settings)),
-        builder,
-        header_read_timeout: settings.header_read_timeout,
-    });
-
+    let metrics = admin::recorder(&settings);
+    let provider = Provider::new(&settings)?;
+    let current: Current = Arc::new(ArcSwap::from_pointee(Live::new(&settings, &provider, metrics.clone())));
+    let draining = Arc::new(AtomicBool::new(false));
+    let (shutdown, stop) = watch::channel(());
+    if let Some(addr) = &settings.admin.listen {
+        let listener = TcpListener::bind(addr).await?;
+        tracing::info!(addr = %listener.local_addr()?, "admin endpoints on http://{}", listener.local_addr()?);
+        let routes = AdminRoutes::new(&settings, metrics.clone(), provider.clone(), draining.clone());
+        let site = Site::Admin(Arc::new(routes));
+        tokio::spawn(accept(listener, site, current.clone(), stop.clone()));
+    }
     let listener = TcpListener::bind(&settings.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(
@@ -57,75 +63,64 @@ pub async fn run(
         keys = settings.key_count,
         "identity-proxy listening on http://{addr}"
     );
-    let reloader = Reloader {
-        watched: settings.watched.clone(),
-        poll: settings.reload_poll,
-        config_path,
-        listen,
-        upstream,
-        provider,
-    };
+    let grace = settings.shutdown_grace;
+    let reloader = Reloader::new(settings, config_path, listen, upstream, provider, current.clone(), metrics);
     tokio::spawn(reloader.run());
+    tokio::spawn(accept(listener, Site::Public(current.clone()), current, stop));
 
-    let graceful = GracefulShutdown::new();
-    accept_until_shutdown(listener, &shared, &graceful).await;
-    tracing::info!(grace_secs = settings.shutdown_grace.as_secs(), "shutting down: finishing in-flight requests");
+    shutdown_signal().await;
+    draining.store(true, Ordering::Relaxed);
+    tracing::info!(grace_secs = grace.as_secs(), "shutting down: finishing in-flight requests");
+    shutdown.send_replace(());
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(settings.shutdown_grace) => tracing::warn!("grace period over; closing remaining connections"),
+        () = shutdown.closed() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
     Ok(())
 }
 
-/// Accepts connections until the shutdown signal, then closes the listener.
-async fn accept_until_shutdown(listener: TcpListener, shared: &Arc<Shared>, graceful: &GracefulShutdown) {
-    let mut shutdown = std::pin::pin!(shutdown_signal());
+/// Accepts connections for `site` until the shutdown (`stop`), then closes the listener.
+async fn accept(listener: TcpListener, site: Site, current: Current, mut stop: watch::Receiver<()>) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => serve(stream, peer, shared.clone(), graceful),
+                Ok((stream, peer)) => serve(stream, peer, site.clone(), &current, stop.clone()),
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            () = &mut shutdown => return,
+            _ = stop.changed() => return,
         }
     }
 }
 
-/// Serves one connection in its own task, watched for the graceful shutdown.
-fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, graceful: &GracefulShutdown) {
+/// Serves one connection in its own task, with the connection settings of
+/// the configuration current when it was accepted.
+fn serve(stream: TcpStream, peer: SocketAddr, site: Site, current: &Current, stop: watch::Receiver<()>) {
     let _ = stream.set_nodelay(true);
-    let started = Arc::new(AtomicBool::new(false));
-    let first = started.clone();
-    let (svc, routes) = (shared.svc.clone(), shared.routes.clone());
-    let service = hyper::service::service_fn(move |req| {
-        first.store(true, Ordering::Relaxed);
-        routes::handle(svc.clone(), routes.clone(), peer, req)
-    });
-    let conn = graceful.watch(shared.builder.serve_connection(TokioIo::new(stream), service).into_owned());
-    let first_request_deadline = shared.header_read_timeout;
-    tokio::spawn(async move {
-        // hyper's header_read_timeout starts only once the protocol is
-        // known, and HTTP/2 has none: a client that sends nothing, or
-        // the HTTP/2 preface a byte at a time, would hold the
-        // connection forever. Its first request must start in time.
-        let mut conn = std::pin::pin!(conn);
-        let result = tokio::select! {
-            result = conn.as_mut() => result,
-            () = tokio::time::sleep(first_request_deadline) => {
-                if !started.load(Ordering::Relaxed) {
-                    tracing::debug!(%peer, "no request within header_read_timeout; closing the connection");
-                    return;
-                }
-                conn.await
-            }
-        };
-        if let Err(error) = result {
-            tracing::debug!(%error, "connection ended with an error");
+    let live = current.load_full();
+    let activity = Activity::new();
+    let requests = activity.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let in_flight = requests.begin();
+        let site = site.clone();
+        async move {
+            let res = match site {
+                Site::Public(current) => routes::handle(current.load_full(), peer, req).await?,
+                Site::Admin(admin) => admin.answer(req.uri().path()).await,
+            };
+            // The request is in flight until its response body is done.
+            Ok::<_, std::convert::Infallible>(res.map(|body| {
+                body.map_frame(move |frame| {
+                    let _ = &in_flight;
+                    frame
+                })
+            }))
         }
     });
+    let conn = live.builder.serve_connection(TokioIo::new(stream), service).into_owned();
+    tokio::spawn(connection::drive(conn, activity, live.deadlines, stop));
 }
 
 /// SIGTERM or Ctrl-C.

@@ -1,0 +1,122 @@
+//! What a reload replaces at once: the identity layer over the upstream, the
+//! public routes and the connection settings, swapped atomically so that a
+//! request sees either the old configuration or the new one, never a mix.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_identity::postgres::{PostgresProvider, listen_for_changes};
+use tower_identity::{CachingProvider, HotSwap, IdentityVerificationLayer, SecretProvider, TenantMap};
+
+use crate::config::{PostgresSettings, Settings};
+use crate::connection::Deadlines;
+use crate::routes::{self, Routes, Verified};
+use crate::upstream::Upstream;
+
+/// The current configuration, replaced whole by each reload.
+pub type Current = Arc<ArcSwap<Live>>;
+
+/// Everything a request or a new connection reads from the configuration.
+pub struct Live {
+    pub svc: Verified,
+    pub routes: Routes,
+    /// How new connections are served (HTTP/1 and HTTP/2 settings).
+    pub builder: auto::Builder<TokioExecutor>,
+    pub deadlines: Deadlines,
+}
+
+impl Live {
+    /// The live state for `settings` around `provider`; `metrics` is the
+    /// process's recorder, when `/metrics` is served.
+    pub fn new(settings: &Settings, provider: &Provider, metrics: Option<PrometheusHandle>) -> Live {
+        let upstream = Upstream::new(&settings.upstream, settings.upstream_protocol, settings.upstream_timeout);
+        let c = &settings.connections;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(c.keep_alive_interval)
+            .keep_alive_timeout(c.keep_alive_timeout)
+            .max_concurrent_streams(c.max_concurrent_streams);
+        let deadlines = Deadlines {
+            first_request: settings.header_read_timeout,
+            idle: c.idle_timeout,
+            max_age: c.max_age,
+            grace: settings.shutdown_grace,
+        };
+        Live {
+            svc: tower::Layer::layer(&provider.layer(settings), upstream),
+            routes: Routes::new(settings, metrics),
+            builder,
+            deadlines,
+        }
+    }
+}
+
+/// Where the keys come from: the file's tenants (replaced by each reload), or
+/// PostgreSQL, cached (kept across reloads; its settings need a restart).
+#[derive(Clone)]
+pub enum Provider {
+    File(HotSwap<TenantMap>),
+    Postgres { cached: CachingProvider<PostgresProvider>, db: PostgresProvider },
+}
+
+impl Provider {
+    /// The provider the settings name.
+    pub fn new(settings: &Settings) -> std::io::Result<Provider> {
+        match &settings.postgres {
+            None => Ok(Provider::File(HotSwap::new(settings.tenants.clone()))),
+            Some(pg) => postgres(pg),
+        }
+    }
+
+    /// Takes the file's new tenants (PostgreSQL's come from the database).
+    pub fn store(&self, settings: &Settings) {
+        if let Provider::File(tenants) = self {
+            tenants.store(settings.tenants.clone());
+        }
+    }
+
+    /// The identity layer of `settings` over this provider.
+    pub fn layer(&self, settings: &Settings) -> IdentityVerificationLayer {
+        match self {
+            Provider::File(tenants) => routes::layer(settings, tenants.clone()),
+            Provider::Postgres { cached, .. } => routes::layer(settings, cached.clone()),
+        }
+    }
+
+    /// Whether the provider can serve: PostgreSQL answers a lookup (past the
+    /// cache) within `timeout`. The file's tenants always can.
+    pub async fn ready(&self, timeout: Duration) -> bool {
+        let Provider::Postgres { db, .. } = self else { return true };
+        let answer = match db.lookup(None) {
+            tower_identity::Lookup::Ready(result) => result,
+            tower_identity::Lookup::Pending(future) => match tokio::time::timeout(timeout, future).await {
+                Ok(result) => result,
+                Err(_) => return false,
+            },
+            _ => return false,
+        };
+        answer.is_ok()
+    }
+}
+
+fn postgres(pg: &PostgresSettings) -> std::io::Result<Provider> {
+    let db =
+        PostgresProvider::connect(&pg.url, pg.max_connections).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let cached = db.clone().cached(pg.cache.clone());
+    if pg.listen_notify {
+        listen_for_changes(&pg.url, cached.clone());
+    }
+    tracing::info!(
+        ttl_secs = pg.cache.ttl.as_secs(),
+        listen_notify = pg.listen_notify,
+        "tenants and keys from PostgreSQL"
+    );
+    Ok(Provider::Postgres { cached, db })
+}
