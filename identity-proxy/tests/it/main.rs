@@ -10,6 +10,7 @@ mod load_cases;
 #[path = "../../../tests/support/rng.rs"]
 mod rng;
 
+mod connections;
 mod load;
 mod process;
 mod proxy;
