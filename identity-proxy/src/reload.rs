@@ -60,7 +60,7 @@ impl Fixed {
 }
 
 /// Reloads the configuration into `current`, reading it as at start-up
-/// (same path, same command-line overrides).
+/// (same path, same command-line overrides). Made inside the runtime.
 pub struct Reloader {
     watched: Watched,
     poll: Option<Duration>,
@@ -71,6 +71,10 @@ pub struct Reloader {
     current: Current,
     metrics: Option<PrometheusHandle>,
     fixed: Fixed,
+    /// Installed when the reloader is made, before the proxy says it listens:
+    /// a SIGHUP that arrives earlier would end the process.
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Reloader {
@@ -87,14 +91,26 @@ impl Reloader {
     ) -> Reloader {
         let fixed = Fixed::of(&settings);
         let (watched, poll) = (settings.watched, settings.reload_poll);
-        Reloader { watched, poll, config_path, listen, upstream, provider, current, metrics, fixed }
+        Reloader {
+            watched,
+            poll,
+            config_path,
+            listen,
+            upstream,
+            provider,
+            current,
+            metrics,
+            fixed,
+            #[cfg(unix)]
+            hup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+        }
     }
 
     /// Reloads on SIGHUP and when a watched file changes, forever. A bad new
     /// configuration is refused with a log line; the old one keeps serving.
     pub async fn run(mut self) {
         #[cfg(unix)]
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut hup = self.hup.take();
         loop {
             #[cfg(unix)]
             let hangup = hangup(hup.as_mut());

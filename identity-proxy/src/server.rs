@@ -55,17 +55,11 @@ pub async fn run(
     }
     let listener = TcpListener::bind(&settings.listen).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(
-        %addr,
-        upstream = %settings.upstream,
-        mode = %settings.mode,
-        tenants = settings.tenant_count,
-        keys = settings.key_count,
-        "identity-proxy listening on http://{addr}"
-    );
-    let grace = settings.shutdown_grace;
+    let (grace, tenants, keys) = (settings.shutdown_grace, settings.tenant_count, settings.key_count);
+    let (up, mode) = (settings.upstream.clone(), settings.mode);
     let reloader = Reloader::new(settings, config_path, listen, upstream, provider, current.clone(), metrics);
     tokio::spawn(reloader.run());
+    tracing::info!(%addr, upstream = %up, %mode, tenants, keys, "identity-proxy listening on http://{addr}");
     tokio::spawn(accept(listener, Site::Public(current.clone()), current, stop));
 
     shutdown_signal().await;

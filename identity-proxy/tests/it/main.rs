@@ -12,5 +12,7 @@ mod rng;
 
 mod connections;
 mod load;
+mod operations;
 mod process;
 mod proxy;
+mod readme;
