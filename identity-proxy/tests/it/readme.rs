@@ -98,3 +98,19 @@ fn the_readmes_sign_and_check_examples_print_what_it_says() {
     }
     assert_eq!(runs, 2);
 }
+
+#[test]
+fn the_reference_configuration_runs_with_the_variables_it_names() {
+    let text = std::fs::read_to_string(repository().join("examples/identity-proxy.toml")).unwrap();
+    let env: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix('#').map(|l| l.trim().trim_end_matches('\\').trim()))
+        .skip_while(|l| !l.starts_with("export "))
+        .take_while(|l| !l.starts_with("cargo run"))
+        .map(|l| l.strip_prefix("export ").unwrap_or(l))
+        .filter_map(|pair| pair.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    assert_eq!(env.len(), 5, "{env:?}");
+    let out = command(&["--config", "examples/identity-proxy.toml", "check"], &env).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "configuration OK: 3 tenants, 5 keys\n");
+}
