@@ -422,7 +422,7 @@ impl std::str::FromStr for Scheme {
     type Err = ParseNameError;
 
     /// Parses `hmac`, `timestamped_hmac` or `jwt` (the names of
-    /// [`Scheme::name`]; `jwt` only with the `jwt` feature). The HMAC schemes
+    /// [`Scheme::as_str`]; `jwt` only with the `jwt` feature). The HMAC schemes
     /// sign the user id; [`Scheme::with_identifier`] binds them to another
     /// identifier.
     fn from_str(s: &str) -> Result<Scheme, ParseNameError> {

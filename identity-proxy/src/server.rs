@@ -1,5 +1,5 @@
 //! The server: the client-facing listener and the admin listener, one task
-//! per connection under its deadlines ([`connection`](crate::connection)),
+//! per connection under its deadlines ([`crate::connection`]),
 //! and a graceful shutdown on SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
