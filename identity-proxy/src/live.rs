@@ -58,6 +58,23 @@ impl Live {
     }
 }
 
+/// What installs a new configuration: the provider it keeps, the live
+/// state it replaces, the process's metrics recorder.
+pub struct Swap {
+    pub provider: Provider,
+    pub current: Current,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl Swap {
+    /// Gives the provider the new tenants, then swaps in the new live state;
+    /// requests already running finish with the old one.
+    pub fn install(&self, settings: &Settings) {
+        self.provider.store(settings);
+        self.current.store(Arc::new(Live::new(settings, &self.provider, self.metrics.clone())));
+    }
+}
+
 /// Where the keys come from: the file's tenants (replaced by each reload), or
 /// PostgreSQL, cached (kept across reloads; its settings need a restart).
 #[derive(Clone)]

@@ -99,7 +99,8 @@ fn main() -> ExitCode {
         eprintln!("error: --config FILE (or IDENTITY_PROXY_CONFIG) is required");
         return ExitCode::from(2);
     };
-    let settings = match config::load(&path, std::env::vars(), cli.listen.as_deref(), cli.upstream.as_deref()) {
+    let origin = reload::Origin { path, listen: cli.listen, upstream: cli.upstream };
+    let settings = match origin.load() {
         Ok(s) => s,
         Err(error) => {
             eprintln!("error: invalid configuration: {error}");
@@ -108,7 +109,7 @@ fn main() -> ExitCode {
     };
     logging::init(settings.log_format);
     match cli.command {
-        None => serve(settings, path, cli.listen, cli.upstream),
+        None => serve(settings, origin),
         Some(Command::Sign { target, key, name, lifetime }) => {
             let ids = target.ids();
             let signed = tools::sign_cmd(
@@ -140,7 +141,7 @@ fn usage_error(error: &str) -> ExitCode {
 }
 
 /// Runs the proxy on a multi-threaded runtime until it shuts down.
-fn serve(settings: config::Settings, path: PathBuf, listen: Option<String>, upstream: Option<String>) -> ExitCode {
+fn serve(settings: config::Settings, origin: reload::Origin) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(error) => {
@@ -148,7 +149,7 @@ fn serve(settings: config::Settings, path: PathBuf, listen: Option<String>, upst
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(settings, path, listen, upstream)) {
+    match runtime.block_on(server::run(settings, origin)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");

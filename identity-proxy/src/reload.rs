@@ -8,10 +8,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusHandle;
-
-use crate::config::{self, Settings, Watched};
-use crate::live::{Current, Live, Provider};
+use crate::config::{self, ConfigError, Settings, Watched};
+use crate::live::Swap;
 
 /// What a reload cannot apply: the settings read once at start-up.
 #[derive(PartialEq)]
@@ -59,17 +57,28 @@ impl Fixed {
     }
 }
 
-/// Reloads the configuration into `current`, reading it as at start-up
-/// (same path, same command-line overrides). Made inside the runtime.
+/// Where the configuration is read from: the file and the command line's
+/// overrides of `listen` and `upstream`, applied again by every reload.
+pub struct Origin {
+    pub path: PathBuf,
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+}
+
+impl Origin {
+    /// Reads and checks the configuration, with the environment's overrides.
+    pub fn load(&self) -> Result<Settings, ConfigError> {
+        config::load(&self.path, std::env::vars(), self.listen.as_deref(), self.upstream.as_deref())
+    }
+}
+
+/// Reloads the configuration into the live state, reading it as at start-up.
+/// Made inside the runtime.
 pub struct Reloader {
     watched: Watched,
     poll: Option<Duration>,
-    config_path: PathBuf,
-    listen: Option<String>,
-    upstream: Option<String>,
-    provider: Provider,
-    current: Current,
-    metrics: Option<PrometheusHandle>,
+    origin: Origin,
+    swap: Swap,
     fixed: Fixed,
     /// Installed when the reloader is made, before the proxy says it listens:
     /// a SIGHUP that arrives earlier would end the process.
@@ -78,28 +87,15 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// A reloader of what `settings` (read from `config_path` with the
-    /// overrides `listen` and `upstream`) configured.
-    pub fn new(
-        settings: Settings,
-        config_path: PathBuf,
-        listen: Option<String>,
-        upstream: Option<String>,
-        provider: Provider,
-        current: Current,
-        metrics: Option<PrometheusHandle>,
-    ) -> Reloader {
+    /// A reloader of what `settings` (read from `origin`) configured, into `swap`.
+    pub fn new(settings: Settings, origin: Origin, swap: Swap) -> Reloader {
         let fixed = Fixed::of(&settings);
         let (watched, poll) = (settings.watched, settings.reload_poll);
         Reloader {
             watched,
             poll,
-            config_path,
-            listen,
-            upstream,
-            provider,
-            current,
-            metrics,
+            origin,
+            swap,
             fixed,
             #[cfg(unix)]
             hup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
@@ -125,9 +121,7 @@ impl Reloader {
     }
 
     fn reload(&mut self, reason: &str) {
-        let loaded =
-            config::load(&self.config_path, std::env::vars(), self.listen.as_deref(), self.upstream.as_deref());
-        match loaded {
+        match self.origin.load() {
             Ok(new) => self.apply(reason, new),
             Err(error) => {
                 // Remember the new modification times so a broken file is not retried in a loop.
@@ -141,8 +135,7 @@ impl Reloader {
 
     /// Swaps in the new configuration; requests already running finish with the old one.
     fn apply(&mut self, reason: &str, new: Settings) {
-        self.provider.store(&new);
-        self.current.store(std::sync::Arc::new(Live::new(&new, &self.provider, self.metrics.clone())));
+        self.swap.install(&new);
         self.watched = new.watched.clone();
         self.poll = new.reload_poll;
         tracing::info!(reason, mode = %new.mode, tenants = new.tenant_count, keys = new.key_count, "reloaded the configuration");

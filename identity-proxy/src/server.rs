@@ -3,7 +3,6 @@
 //! and a graceful shutdown on SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,8 +18,8 @@ use tokio::sync::watch;
 use crate::admin::{self, AdminRoutes};
 use crate::config::Settings;
 use crate::connection::{self, Activity};
-use crate::live::{Current, Live, Provider};
-use crate::reload::Reloader;
+use crate::live::{Current, Live, Provider, Swap};
+use crate::reload::{Origin, Reloader};
 use crate::routes;
 
 /// What a listener answers.
@@ -32,15 +31,10 @@ enum Site {
     Admin(Arc<AdminRoutes>),
 }
 
-/// Runs the proxy until SIGTERM or Ctrl-C, reloading the configuration on
-/// SIGHUP and when the config or secret files change. `listen` and
-/// `upstream` are the command line's overrides, applied again by every reload.
-pub async fn run(
-    settings: Settings,
-    config_path: PathBuf,
-    listen: Option<String>,
-    upstream: Option<String>,
-) -> std::io::Result<()> {
+/// Runs the proxy until SIGTERM or Ctrl-C, reloading the configuration (from
+/// `origin`, as `settings` was read) on SIGHUP and when the config or secret
+/// files change.
+pub async fn run(settings: Settings, origin: Origin) -> std::io::Result<()> {
     let metrics = admin::recorder(&settings);
     let provider = Provider::new(&settings)?;
     let current: Current = Arc::new(ArcSwap::from_pointee(Live::new(&settings, &provider, metrics.clone())));
@@ -57,7 +51,8 @@ pub async fn run(
     let addr = listener.local_addr()?;
     let (grace, tenants, keys) = (settings.shutdown_grace, settings.tenant_count, settings.key_count);
     let (up, mode) = (settings.upstream.clone(), settings.mode);
-    let reloader = Reloader::new(settings, config_path, listen, upstream, provider, current.clone(), metrics);
+    let swap = Swap { provider, current: current.clone(), metrics };
+    let reloader = Reloader::new(settings, origin, swap);
     tokio::spawn(reloader.run());
     tracing::info!(%addr, upstream = %up, %mode, tenants, keys, "identity-proxy listening on http://{addr}");
     tokio::spawn(accept(listener, Site::Public(current.clone()), current, stop));
