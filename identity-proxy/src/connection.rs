@@ -10,10 +10,13 @@
 //!   requests in flight given `grace` to finish;
 //! - the server shuts down: closed gracefully.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http_body::{Body, Frame, SizeHint};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -67,6 +70,37 @@ impl Drop for InFlight {
         if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             *since = Instant::now();
         }
+    }
+}
+
+/// A response body that keeps its request in flight until it is done (or
+/// dropped), with the inner body's size and end unchanged, so that hyper
+/// still sends a `Content-Length` where it can.
+pub struct Tracked<B> {
+    inner: B,
+    _in_flight: InFlight,
+}
+
+impl<B> Tracked<B> {
+    pub fn new(inner: B, in_flight: InFlight) -> Tracked<B> {
+        Tracked { inner, _in_flight: in_flight }
+    }
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::Request;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
@@ -17,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::admin::{self, AdminRoutes};
 use crate::config::Settings;
-use crate::connection::{self, Activity};
+use crate::connection::{self, Activity, Tracked};
 use crate::live::{Current, Live, Provider, Swap};
 use crate::reload::{Origin, Reloader};
 use crate::routes;
@@ -100,12 +99,7 @@ fn serve(stream: TcpStream, peer: SocketAddr, site: Site, current: &Current, sto
                 Site::Admin(admin) => admin.answer(req.uri().path()).await,
             };
             // The request is in flight until its response body is done.
-            Ok::<_, std::convert::Infallible>(res.map(|body| {
-                body.map_frame(move |frame| {
-                    let _ = &in_flight;
-                    frame
-                })
-            }))
+            Ok::<_, std::convert::Infallible>(res.map(|body| Tracked::new(body, in_flight)))
         }
     });
     let conn = live.builder.serve_connection(TokioIo::new(stream), service).into_owned();
