@@ -83,7 +83,7 @@ fn reload(proxy: &Proxy, text: &str, n: usize) {
     std::fs::write(proxy.dir.join("proxy.toml"), text).unwrap();
     proxy.signal("HUP");
     for _ in 0..200 {
-        if proxy.log().iter().filter(|l| l.contains("reloaded the configuration")).count() >= n {
+        if proxy.log().iter().filter(|l| l.contains("reloaded")).count() >= n {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
