@@ -2,7 +2,7 @@
 //! file changes: every setting that can change without dropping connections
 //! (mode, sources, forwarded headers, verification options, tenants and keys,
 //! the upstream, timeouts, connection limits) is applied at once by swapping
-//! the [`Live`] state; the others (listen addresses, the admin endpoints, the
+//! the [`Live`](crate::live::Live) state; the others (listen addresses, the admin endpoints, the
 //! log format, PostgreSQL) are named in a log line saying a restart is needed.
 
 use std::path::PathBuf;
