@@ -74,10 +74,13 @@ use http_body::Body as _;
 use http_body_util::Full;
 use sha2::Sha256;
 use tower::{Layer, Service};
-use tower_identity::body::RequestBody;
+#[path = "../tests/support/drive.rs"]
+mod drive;
+use drive::drive;
+use tower_identity::layer::body::RequestBody;
 use tower_identity::{
-    Claim, Clock, DEFAULT_BODY_LIMIT, IdStr, Identifier, IdentityVerificationLayer, Key, KeySet, Role, Secret, Sources,
-    SystemClock, TenantMap, VerifyOptions, jwt, sign, verify,
+    Identifier, IdentityVerificationLayer, Key, KeySet, Role, Secret, Sources, TenantMap, claim::Claim, claim::IdStr,
+    clock::Clock, clock::SystemClock, extract::DEFAULT_BODY_LIMIT, sign, verify::VerifyOptions, verify::verify,
 };
 
 const GROUP: &str = "overhead";
@@ -103,6 +106,7 @@ const RATIOS: &[(&str, &str, &str, &str)] = &[
     ("header_hmac / axum from_fn", "layer/header_hmac", "peer/axum_from_fn_hmac", "<= 0.5"),
     ("reject / accept", "layer/reject_invalid", "layer/header_hmac", "<= 1.0"),
     ("tenants_100000 / tenants_1", "layer/tenants_100000", "layer/tenants_1", "<= 1.1"),
+    ("unknown tenant / known tenant, bad signature", "layer/tenant_unknown", "layer/tenant_known_bad", "<= 1.1"),
     ("in axum: layer / from_fn", "axum/layer_header_hmac", "peer/axum_from_fn_hmac", ""),
     ("jwt verify / jsonwebtoken decode", "part/jwt_verify", "peer/jsonwebtoken_decode", "<= 0.5"),
     ("jwt_bearer / jsonwebtoken decode", "layer/jwt_bearer", "peer/jsonwebtoken_decode", ""),
@@ -121,13 +125,22 @@ fn cases() -> Vec<Case> {
     let tenant =
         |t: &str| Proto::get("/", &[(TENANT_HEADER, t), ("x-user-id", USER), ("x-identity-signature", &tenant_sig(t))]);
     let tenant_sources = Sources::new().header(Role::Tenant, HeaderName::from_static(TENANT_HEADER));
+    // A forged signature for a known tenant, and the same for a tenant of the
+    // same name length that does not exist: the same answer, in the same time.
+    let one_tenant = || IdentityVerificationLayer::new(tenants(1)).sources(tenant_sources.clone()).layer(bare());
+    let forged = |t: &str| {
+        Proto::get(
+            "/",
+            &[(TENANT_HEADER, t), ("x-user-id", USER), ("x-identity-signature", &flip_one_bit(&tenant_sig(t)))],
+        )
+    };
     let axum_proto = |p: Proto<Full<Bytes>>| p.with_body(axum::body::Body::empty);
     let query = Proto::get(&format!("/?user_id={USER}&signature={sig}"), &[]);
     let bearer = Proto::get("/", &[("authorization", &format!("Bearer {BEARER}"))]);
     // A JWT minted now from the system clock: the layer's default clock and
     // jsonwebtoken both validate it for the next 15 minutes.
     let (jwt_secret, now) = (Secret::text(JWT_SECRET).unwrap(), SystemClock.now());
-    let token = jwt::token(&jwt_secret, APP_ID, EMAIL, None, now, JWT_LIFETIME, []);
+    let token = sign::jwt_token(&jwt_secret, APP_ID, EMAIL, None, now, JWT_LIFETIME, []);
     let jwt_keys = KeySet::single(Key::jwt(jwt_secret.clone())).with_audience(APP_ID);
     let jwt_bearer = Proto::get("/", &[("authorization", &format!("Bearer {token}"))]);
     // JSON bodies of exactly 1 KiB and 64 KiB (the default body limit, which
@@ -177,6 +190,8 @@ fn cases() -> Vec<Case> {
             tenant(&tenant_name(31_337)),
         ),
         case("layer/reject_invalid", Some("bare"), 401, hmac_layer.layer(bare()), header(&flip_one_bit(&sig))),
+        case("layer/tenant_known_bad", Some("bare/tenant"), 401, one_tenant(), forged(&tenant_name(0))),
+        case("layer/tenant_unknown", Some("bare/tenant"), 401, one_tenant(), forged(&tenant_name(999_999))),
         case(
             "layer/jwt_bearer",
             Some("bare/jwt"),
@@ -414,7 +429,10 @@ fn assert_zero_copy(layer: &IdentityVerificationLayer, body: &Bytes) {
 /// synchronous cache hit. The TTL is longer than any bench run.
 #[cfg(feature = "cache")]
 fn warm_cache(tenant: &str) -> impl tower_identity::SecretProvider {
-    use tower_identity::{CacheOptions, CachingProvider, Lookup, SecretProvider, TenantPolicy, from_async_fn};
+    use tower_identity::{
+        SecretProvider, TenantPolicy, provider::CacheOptions, provider::CachingProvider, provider::Lookup,
+        provider::from_async_fn,
+    };
     let source = from_async_fn(|tenant: Option<String>| async move {
         Ok(tenant.map(|t| TenantPolicy::new(KeySet::single(Key::hmac(Identifier::UserId, tenant_secret(&t))))))
     });
@@ -444,13 +462,12 @@ fn tenant_sig(tenant: &str) -> String {
 
 /// `n` tenants, each with its own secret.
 fn tenants(n: usize) -> TenantMap {
-    (0..n)
-        .map(|i| {
-            let t = tenant_name(i);
-            let keys = KeySet::single(Key::hmac(Identifier::UserId, tenant_secret(&t)));
-            (t, keys.into())
-        })
-        .collect()
+    TenantMap::from_tenants((0..n).map(|i| {
+        let t = tenant_name(i);
+        let keys = KeySet::single(Key::hmac(Identifier::UserId, tenant_secret(&t)));
+        (t, keys)
+    }))
+    .expect("one secret per tenant")
 }
 
 fn flip_one_bit(sig: &str) -> String {
@@ -513,26 +530,6 @@ impl<B> Proto<B> {
         *req.uri_mut() = self.uri.clone();
         *req.headers_mut() = self.headers.clone();
         req
-    }
-}
-
-/// Drives `svc` for one request by polling with a no-op waker: every
-/// service benchmarked here completes on the first poll.
-fn drive<S, R, RB>(svc: &mut S, req: R) -> Response<RB>
-where
-    S: Service<R, Response = Response<RB>>,
-    S::Error: Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    match svc.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        Poll::Ready(Err(e)) => panic!("service failed: {e:?}"),
-        Poll::Pending => panic!("service not ready on first poll"),
-    }
-    match pin!(svc.call(req)).poll(&mut cx) {
-        Poll::Ready(Ok(res)) => res,
-        Poll::Ready(Err(e)) => panic!("service failed: {e:?}"),
-        Poll::Pending => panic!("response future not ready on first poll; this bench polls by hand"),
     }
 }
 

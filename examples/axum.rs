@@ -58,7 +58,8 @@ pub fn globex_signature(email: &str) -> String {
 fn tenants() -> TenantMap {
     let acme = Key::hmac(Identifier::UserId, Secret::text(ACME_SECRET).expect("valid secret")).with_id("acme-2026");
     let globex = Key::hmac(Identifier::Email, Secret::hex(GLOBEX_SECRET_HEX).expect("valid hex secret"));
-    TenantMap::new().tenant(ACME, KeySet::single(acme)).tenant(GLOBEX, KeySet::single(globex))
+    TenantMap::from_tenants([(ACME, KeySet::single(acme)), (GLOBEX, KeySet::single(globex))])
+        .expect("no secret serves two schemes")
 }
 
 /// The app. One layer value, cloned per route group with its own mode or sources.

@@ -87,7 +87,7 @@ pub fn token(user_id: &str, lifetime: u64) -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let claims = serde_json::json!({ "sub": user_id, "iat": now, "exp": now + lifetime });
     let claims = claims.as_object().expect("an object");
-    tower_identity::jwt::encode(&Secret::text(SECRET).expect("a valid secret"), None, claims)
+    tower_identity::sign::jwt(&Secret::text(SECRET).expect("a valid secret"), None, claims)
 }
 
 #[tokio::main]

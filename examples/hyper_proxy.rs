@@ -46,9 +46,10 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
-use tower_identity::body::RequestBody;
+use tower_identity::layer::body::RequestBody;
 use tower_identity::{
-    ForwardHeaders, Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Secret, remove_hop_by_hop, sign,
+    Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Secret, layer::ForwardHeaders, layer::remove_hop_by_hop,
+    sign,
 };
 
 /// The demo secret. In production it comes from your secret store.

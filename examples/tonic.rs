@@ -26,27 +26,19 @@
 //! ## Exemption
 //!
 //! The layer is installed server-wide with `Server::builder().layer(...)`,
-//! wrapped in [`VerifyExcept`], which sends requests for the listed gRPC
-//! services straight to the router, skipping verification entirely (no claim
-//! extraction, no key lookup; a second layer in `Mode::Off` would still do
-//! both), and every other request through `IdentityVerificationLayer`. A
-//! service added later is therefore verified unless it is exempted by name:
-//! the server fails closed. The router matches the same literal path, so an
-//! exempt prefix reaches only that service.
+//! and its [`bypass`](IdentityVerificationLayer::bypass) predicate lets the
+//! requests for the listed gRPC services through without any verification
+//! (no claim extraction, no key lookup; a second layer in `Mode::Off` would
+//! still do both). A service added later is therefore verified unless it is
+//! exempted by name: the server fails closed. The router matches the same
+//! literal path, so an exempt prefix reaches only that service.
 //!
 //! The alternative, wrapping each protected service in the layer, fails open
-//! for a service added without it, and needs a newtype: tonic's `add_service`
-//! wants `NamedService`, which the layer's service does not implement.
+//! for a service added without it.
 //!
 //! `tests/it/examples.rs` drives this server over 127.0.0.1 with a tonic client.
 #![allow(dead_code)] // `main` is unused when tests/it/examples.rs includes this file.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, ready};
-
-use http::{Request, Response};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::metadata::MetadataValue;
@@ -55,11 +47,7 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::{Health, HealthServer, SERVICE_NAME as HEALTH};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
-use tower::{Layer, Service};
-use tower_identity::body::{RequestBody, ResponseBody};
-use tower_identity::{
-    Identifier, IdentityVerification, IdentityVerificationLayer, Key, KeySet, Secret, VerifiedIdentity, sign,
-};
+use tower_identity::{Identifier, IdentityVerificationLayer, Key, KeySet, Secret, VerifiedIdentity, sign};
 
 /// The demo secret. In production it comes from your secret store.
 pub const DEMO_SECRET: &str = "grpc-demo-secret-do-not-use-in-production";
@@ -104,72 +92,17 @@ impl Health for WhoAmI {
     }
 }
 
-/// [`IdentityVerificationLayer`] for every request except those of the named
-/// gRPC services, which bypass it completely.
-#[derive(Clone)]
-pub struct VerifyExcept {
-    layer: IdentityVerificationLayer,
-    /// `/{service}/` path prefixes.
-    exempt: Arc<[String]>,
-}
-
-impl VerifyExcept {
-    /// Verifies everything but the gRPC services named in `services`
-    /// (full names, e.g. `grpc.health.v1.Health`).
-    pub fn new(layer: IdentityVerificationLayer, services: &[&str]) -> Self {
-        VerifyExcept { layer, exempt: services.iter().map(|s| format!("/{s}/")).collect() }
-    }
-}
-
-impl<S: Clone> Layer<S> for VerifyExcept {
-    type Service = VerifyExceptService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        VerifyExceptService { verified: self.layer.layer(inner.clone()), bypass: inner, exempt: self.exempt.clone() }
-    }
-}
-
-/// The service built by [`VerifyExcept`].
-#[derive(Clone)]
-pub struct VerifyExceptService<S> {
-    verified: IdentityVerification<S>,
-    bypass: S,
-    exempt: Arc<[String]>,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B, ResBody> Service<Request<B>> for VerifyExceptService<S>
-where
-    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Clone,
-    S::Future: Send + 'static,
-    IdentityVerification<S>: Service<Request<B>, Response = Response<ResponseBody<ResBody>>, Error = S::Error>,
-    <IdentityVerification<S> as Service<Request<B>>>::Future: Send + 'static,
-{
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        ready!(self.bypass.poll_ready(cx))?;
-        self.verified.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let path = req.uri().path();
-        if self.exempt.iter().any(|prefix| path.starts_with(prefix.as_str())) {
-            let response = self.bypass.call(req.map(RequestBody::new));
-            Box::pin(async move { Ok(response.await?.map(ResponseBody::inner)) })
-        } else {
-            Box::pin(self.verified.call(req))
-        }
-    }
+/// `layer` with the requests for the gRPC services named in `services`
+/// (full names, e.g. `grpc.health.v1.Health`) let through unverified.
+pub fn verify_except(layer: IdentityVerificationLayer, services: &[&str]) -> IdentityVerificationLayer {
+    let exempt: Box<[String]> = services.iter().map(|s| format!("/{s}/")).collect();
+    layer.bypass(move |req| exempt.iter().any(|prefix| req.uri.path().starts_with(prefix.as_str())))
 }
 
 /// Serves whoami (verified) and the health service (exempt) on `listener`.
 pub async fn serve(listener: TcpListener) -> Result<(), tonic::transport::Error> {
     let keys = KeySet::single(Key::hmac(Identifier::UserId, Secret::text(DEMO_SECRET).expect("valid secret")));
-    let layer = VerifyExcept::new(IdentityVerificationLayer::new(keys), &[HEALTH]);
+    let layer = verify_except(IdentityVerificationLayer::new(keys), &[HEALTH]);
 
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_service_status("whoami", ServingStatus::Serving).await;

@@ -143,7 +143,7 @@ impl Claim {
     }
 
     /// Whether the claim carries a credential (a signature or a token).
-    pub fn has_credential(&self) -> bool {
+    pub(crate) fn has_credential(&self) -> bool {
         self.signature.is_some() || self.token.is_some()
     }
 
@@ -201,6 +201,8 @@ pub struct IdStr(Repr);
 #[derive(Clone)]
 enum Repr {
     Header(HeaderValue),
+    // Slices of a buffered body or a token: only the body and JWT readers make them.
+    #[cfg_attr(not(any(feature = "json", feature = "jwt")), allow(dead_code))]
     Bytes(bytes::Bytes),
     Shared(Arc<str>),
     Static(&'static str),
@@ -215,7 +217,8 @@ impl IdStr {
 
     /// An identifier sharing the bytes of a buffer (e.g. a slice of a request
     /// body), or `None` when they are not UTF-8.
-    pub fn from_utf8_bytes(bytes: bytes::Bytes) -> Option<IdStr> {
+    #[cfg_attr(not(any(feature = "json", feature = "jwt")), allow(dead_code))]
+    pub(crate) fn from_utf8_bytes(bytes: bytes::Bytes) -> Option<IdStr> {
         std::str::from_utf8(&bytes).ok()?;
         Some(IdStr(Repr::Bytes(bytes)))
     }

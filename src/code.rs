@@ -11,8 +11,9 @@ use http::{HeaderValue, StatusCode};
 /// The stable, documented error codes sent in rejection bodies.
 ///
 /// Codes name the class of failure only: they never echo the credential,
-/// the identifier, the tenant or the secret. An unknown tenant answers
-/// [`SignatureInvalid`](ErrorCode::SignatureInvalid), like a bad signature.
+/// the identifier, the tenant or the secret. An unknown tenant answers what a
+/// known tenant with a wrong key would: [`SignatureInvalid`](ErrorCode::SignatureInvalid)
+/// for a well-formed credential, `credential_malformed` for a malformed one.
 ///
 /// | code | status | meaning |
 /// | --- | --- | --- |
@@ -28,7 +29,8 @@ use http::{HeaderValue, StatusCode};
 /// | `body_encoding_unsupported` | 415 | a `Content-Encoding` body where the identity is read from the body |
 /// | `body_unreadable` | 400 | the body ended early or failed while being read |
 /// | `provider_unavailable` | 503 | the secret provider failed; retry later |
-/// | `misconfigured` | 500 | the tenant's keys break the key policy (e.g. a too-short secret) |
+/// | `overloaded` | 503 | the layer's budget for buffered bodies is in use; retry later (the body was not read) |
+/// | `misconfigured` | 500 | the tenant's keys break the key policy (e.g. a too-short secret, or a secret another tenant uses under another scheme) |
 /// | `internal_error` | 500 | the secret provider panicked (the request is refused, the service keeps serving) |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -57,6 +59,8 @@ pub enum ErrorCode {
     BodyUnreadable,
     /// `provider_unavailable`
     ProviderUnavailable,
+    /// `overloaded`
+    Overloaded,
     /// `misconfigured`
     Misconfigured,
     /// `internal_error`
@@ -114,6 +118,7 @@ codes! {
     BodyEncodingUnsupported => "body_encoding_unsupported", UNSUPPORTED_MEDIA_TYPE, 3, "Encoded request bodies cannot carry an identity.";
     BodyUnreadable => "body_unreadable", BAD_REQUEST, 3, "The request body could not be read.";
     ProviderUnavailable => "provider_unavailable", SERVICE_UNAVAILABLE, 14, "Identity verification is temporarily unavailable.";
+    Overloaded => "overloaded", SERVICE_UNAVAILABLE, 14, "Too many identity bodies are being read; retry later.";
     Misconfigured => "misconfigured", INTERNAL_SERVER_ERROR, 13, "Identity verification is misconfigured.";
     Internal => "internal_error", INTERNAL_SERVER_ERROR, 13, "Identity verification failed internally.";
 }

@@ -180,18 +180,17 @@ impl Key {
         &self.secret
     }
 
-    /// Whether two keys are the same HMAC key. HMAC pads short keys with
-    /// zeros and hashes long ones, so `S` and `S\0` (or a long key and its
-    /// SHA-256) are one key: compare what HMAC computes, in constant time.
-    fn same_hmac_key(&self, other: &Key) -> bool {
+    /// A digest of the HMAC key this key computes with, keyed by that key:
+    /// equal for keys HMAC treats as one (it pads short keys with zeros and
+    /// hashes long ones, so `S` and `S\0`, or a long key and its SHA-256,
+    /// are one key). Used to refuse one secret serving two schemes, in one
+    /// key set or across tenants.
+    pub(crate) fn fingerprint(&self) -> Fingerprint {
         use hmac::Mac;
-        use subtle::ConstantTimeEq;
         const PROBE: &[u8] = b"tower-identity key equivalence probe";
-        let mut a = self.mac.clone();
-        let mut b = other.mac.clone();
-        a.update(PROBE);
-        b.update(PROBE);
-        bool::from(a.finalize().into_bytes().as_slice().ct_eq(b.finalize().into_bytes().as_slice()))
+        let mut mac = self.mac.clone();
+        mac.update(PROBE);
+        Fingerprint(mac.finalize().into_bytes().into())
     }
 
     /// Whether checking this key reads the time: a validity window, a timestamp or a token lifetime.
@@ -214,6 +213,30 @@ impl fmt::Debug for Key {
             .field("not_before", &self.not_before)
             .field("not_after", &self.not_after)
             .finish()
+    }
+}
+
+/// A key's [`Key::fingerprint`]. Compared in constant time; its `Debug`
+/// shows nothing of it.
+#[derive(Clone, Copy, Eq)]
+pub(crate) struct Fingerprint([u8; 32]);
+
+impl std::hash::Hash for Fingerprint {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl PartialEq for Fingerprint {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(self.0.ct_eq(&other.0))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Fingerprint([REDACTED])")
     }
 }
 
@@ -275,7 +298,7 @@ impl KeySet {
                 {
                     return Err(KeySetError::DuplicateKeyId(x.to_string()));
                 }
-                if a.scheme != b.scheme && a.same_hmac_key(b) {
+                if a.scheme != b.scheme && a.fingerprint() == b.fingerprint() {
                     return Err(KeySetError::SecretSharedAcrossSchemes { first: a.scheme, second: b.scheme });
                 }
             }
@@ -283,6 +306,16 @@ impl KeySet {
         let shortest_secret = keys.iter().map(|k| k.secret.len()).min().unwrap_or(usize::MAX);
         let needs_time = keys.iter().any(Key::needs_time);
         Ok(KeySet(Arc::new(KeySetInner { keys, shortest_secret, needs_time, audience: None })))
+    }
+
+    /// A key set without keys (nothing verifies against it).
+    pub(crate) fn empty() -> KeySet {
+        KeySet(Arc::new(KeySetInner {
+            keys: Box::new([]),
+            shortest_secret: usize::MAX,
+            needs_time: false,
+            audience: None,
+        }))
     }
 
     /// A key set of one key.

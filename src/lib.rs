@@ -15,7 +15,7 @@
 //! 1. **extract** the claim (tenant, identifiers, signature) from headers or
 //!    query parameters ([`Sources`]);
 //! 2. **resolve** the tenant's keys from a [`SecretProvider`];
-//! 3. **verify** in constant time with the pure [`verify()`] function;
+//! 3. **verify** in constant time with the pure [`verify::verify`](verify::verify()) function;
 //! 4. **decide** by [`Mode`]: insert the [`VerifiedIdentity`] (or, for a
 //!    request let through unverified, its [`IdentityOutcome`]) into the
 //!    request extensions, or answer 401 (a gRPC status for gRPC requests)
@@ -45,9 +45,9 @@
 //! | scheme | signed message | signature |
 //! | --- | --- | --- |
 //! | [`Scheme::Hmac`] | the user id, email or visitor id, as sent | 64 hex characters (either case) |
-//! | [`Scheme::TimestampedHmac`] | `{identifier}-{unix_ts}` | `<64 hex>-<unix_ts>`, within [`VerifyOptions::max_age`] |
+//! | [`Scheme::TimestampedHmac`] | `{identifier}-{unix_ts}` | `<64 hex>-<unix_ts>`, within [`verify::VerifyOptions::max_age`] |
 //!
-//! Secrets are UTF-8 text (default), hex or base64 ([`SecretEncoding`]). A
+//! Secrets are UTF-8 text (default), hex or base64 ([`secret::SecretEncoding`]). A
 //! key is bound to one scheme, and a [`KeySet`] refuses a secret shared by
 //! two schemes. Key sets hold several keys for rotation; the matching key's
 //! id is reported in [`VerifiedIdentity::key_id`].
@@ -62,9 +62,9 @@
 //!
 //! 401 with `{"error": "<code>", "message": "<text>"}`, a `WWW-Authenticate`
 //! challenge and `Cache-Control: no-store`; codes are listed on
-//! [`ErrorCode`]. A failing provider gets 503 with `Retry-After`, never a
+//! [`layer::ErrorCode`]. A failing provider gets 503 with `Retry-After`, never a
 //! pass. gRPC requests get a trailers-only response with `grpc-status` 16
-//! (or 14). Replace the [`Responder`] to change the format.
+//! (or 14). Replace the [`layer::Responder`] to change the format.
 //!
 //! ## Browser widgets (CORS)
 //!
@@ -82,9 +82,9 @@
 //! - `base64` (default): base64-encoded secrets.
 //! - `jwt` (default): HS256 JWT verification ([`verify::jwt`]) and minting ([`sign`]).
 //! - `json` (default): identities in JSON request bodies.
-//! - `cache`: [`CachingProvider`] (moka, tokio).
+//! - `cache`: [`provider::CachingProvider`] (moka, tokio).
 //! - `metrics`: counters and histograms through the `metrics` facade ([`metrics`]).
-//! - `postgres`: [`postgres::PostgresProvider`] (tokio-postgres, deadpool) with LISTEN/NOTIFY invalidation.
+//! - `postgres`: [`provider::postgres::PostgresProvider`] (tokio-postgres, deadpool) with LISTEN/NOTIFY invalidation.
 //! - `tonic`: `NamedService` for [`IdentityVerification`], to wrap a single
 //!   tonic service: `Server::builder().add_service(layer.layer(svc))`.
 //!
@@ -114,43 +114,18 @@ pub mod secret;
 pub mod sign;
 pub mod verify;
 
-// Root re-exports, kept while users move to the module paths.
-pub use claim::{Claim, IdStr, Role};
-pub use clock::{Clock, SystemClock};
-pub use code::ErrorCode;
-pub use extract::{DEFAULT_BODY_LIMIT, RequestHead, Sources};
-pub use identity::{IdentityOutcome, Unsigned, UnverifiedReason, VerifiedIdentity};
-pub use key::ParseNameError;
-pub use key::{Identifier, Key, KeySet, KeySetError, Scheme};
-pub use layer::body;
-pub use layer::remove_hop_by_hop;
-pub use layer::{
-    DEFAULT_MIN_SECRET_LEN, DefaultResponder, ForwardHeaders, IdentityVerification, IdentityVerificationLayer,
-    Rejection, Responder, ResponseFuture,
-};
+// The root holds what most users name: the layer and its service, what
+// handlers read, modes, keys and providers. Everything else is reached
+// through its module (`layer::ForwardHeaders`, `verify::verify`,
+// `provider::CachingProvider`, ...).
+pub use claim::Role;
+pub use extract::Sources;
+pub use identity::{IdentityOutcome, VerifiedIdentity};
+pub use key::{Identifier, Key, KeySet, Scheme};
+pub use layer::{IdentityVerification, IdentityVerificationLayer};
 pub use mode::Mode;
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use provider::postgres;
-pub use provider::{
-    AsyncFnProvider, HotSwap, Lookup, LookupFuture, LookupResult, ProviderError, SecretProvider, TenantMap,
-    TenantPolicy, from_async_fn,
-};
-#[cfg(feature = "cache")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
-pub use provider::{CacheOptions, CachingProvider};
-pub use secret::{Secret, SecretEncoding, SecretError};
-pub use verify::{Failure, Malformed, VerifyOptions, verify};
-
-/// HS256 JWT (feature `jwt`): moved to [`verify::jwt`] (verification) and
-/// [`sign`] (minting); these paths stay while users move.
-#[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub mod jwt {
-    pub use crate::identity::SignedClaims;
-    pub use crate::sign::{jwt as encode, jwt_token as token};
-    pub use crate::verify::jwt::{JwtOptions, verify_jws};
-}
+pub use provider::{SecretProvider, TenantMap, TenantPolicy};
+pub use secret::Secret;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

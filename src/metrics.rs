@@ -9,8 +9,12 @@
 //!
 //! `key_id` tells an operator when an old key is no longer used;
 //! `outcome="unverified", reason=<code>` counts report-only would-rejects.
-//! The `tenant` label has one value per tenant: with very many tenants,
-//! drop it in the recorder or aggregate upstream.
+//! The `tenant` label has one value per tenant the provider knows, `unknown`
+//! for any other name a request sends (and when the provider failed), and is
+//! empty when the request names none: attacker-chosen names never become
+//! series. A layer counts under at most 4096 label sets; past them (a
+//! provider that answers for any name), new ones are `tenant="other"`. With
+//! very many tenants, drop the label in the recorder or aggregate upstream.
 
 #[cfg(feature = "metrics")]
 mod imp {
@@ -19,8 +23,10 @@ mod imp {
     use std::sync::RwLock;
     use std::time::Duration;
 
-    /// Most label sets a layer keeps handles for; past it (attacker-chosen
-    /// tenant names), verdicts go through the facade's own lookup.
+    /// Most label sets a layer counts verdicts under. Tenants the provider
+    /// does not know are all `unknown`, but a provider may answer for any
+    /// name: past this many label sets, new ones are counted under
+    /// `tenant="other"`, so no traffic can make the series unbounded.
     const MAX_CACHED: usize = 4096;
 
     /// Counter and histogram handles a layer registered, so that a request
@@ -64,13 +70,15 @@ mod imp {
                     counter.increment(1);
                     return;
                 }
-                let counter = verdict_counter(outcome, reason, tenant, key_id, scheme);
+                let counter = match self.verdicts.write() {
+                    Ok(mut map) if map.len() < MAX_CACHED => {
+                        let counter = verdict_counter(outcome, reason, tenant, key_id, scheme);
+                        map.insert(key.clone(), counter.clone());
+                        counter
+                    }
+                    _ => verdict_counter(outcome, reason, "other", key_id, scheme),
+                };
                 counter.increment(1);
-                if let Ok(mut map) = self.verdicts.write()
-                    && map.len() < MAX_CACHED
-                {
-                    map.insert(key.clone(), counter);
-                }
             });
         }
 

@@ -27,8 +27,12 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::Full;
 use tower::{Layer, Service};
+#[path = "support/drive.rs"]
+mod drive;
 #[path = "support/keys.rs"]
 mod keys;
+
+use drive::drive;
 
 use keys::secret;
 use tower_identity::{
@@ -163,24 +167,6 @@ fn signed(sig: &str) -> Request<Full<Bytes>> {
     request("/", &[("x-user-id", USER), ("x-identity-signature", sig)])
 }
 
-/// `poll_ready` + `call` + one poll of the response future, by hand.
-fn drive<S, R, RB>(svc: &mut S, req: R) -> Response<RB>
-where
-    S: Service<R, Response = Response<RB>>,
-    S::Error: Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    match svc.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        other => panic!("not ready: {other:?}"),
-    }
-    match pin!(svc.call(req)).poll(&mut cx) {
-        Poll::Ready(Ok(res)) => res,
-        Poll::Ready(Err(e)) => panic!("service failed: {e:?}"),
-        Poll::Pending => panic!("response future not ready on first poll"),
-    }
-}
-
 /// Allocations for one request through `svc`, after one warm-up request
 /// (first calls may register tracing callsites and the like).
 fn per_request<S, RB>(svc: &mut S, make: impl Fn() -> Request<Full<Bytes>>, status: u16) -> Vec<usize>
@@ -287,12 +273,11 @@ fn header_hmac_reject_path() {
 
 #[test]
 fn tenant_map_accept_path() {
-    let tenants: TenantMap = (0..1000)
-        .map(|i| {
-            let s = Secret::text(&format!("tenant-{i:04}-secret-0123456789")).unwrap();
-            (format!("tenant-{i:04}"), KeySet::single(Key::hmac(Identifier::UserId, s)).into())
-        })
-        .collect();
+    let tenants = TenantMap::from_tenants((0..1000).map(|i| {
+        let s = Secret::text(&format!("tenant-{i:04}-secret-0123456789")).unwrap();
+        (format!("tenant-{i:04}"), KeySet::single(Key::hmac(Identifier::UserId, s)))
+    }))
+    .unwrap();
     let sig = sign::hmac(&Secret::text("tenant-0420-secret-0123456789").unwrap(), USER);
     let layer = IdentityVerificationLayer::new(tenants)
         .sources(Sources::new().header(Role::Tenant, HeaderName::from_static("x-tenant-id")));

@@ -44,9 +44,11 @@ fn tenants() -> TenantMap {
     ])
     .unwrap()
     .with_audience("acme");
-    TenantMap::new()
-        .tenant("acme", acme)
-        .tenant("globex", KeySet::single(Key::hmac(Identifier::UserId, text(GLOBEX_HMAC))))
+    TenantMap::from_tenants([
+        ("acme", acme),
+        ("globex", KeySet::single(Key::hmac(Identifier::UserId, text(GLOBEX_HMAC)))),
+    ])
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -71,7 +71,7 @@ fn layer(mode: Mode, small_limit: bool) -> IdentityVerificationLayer {
         .form(Role::Signature, "user_hash")
         .form(Role::Metadata, "meta")
         .form(Role::Tenant, "app")
-        .body_limit(if small_limit { 32 } else { tower_identity::DEFAULT_BODY_LIMIT });
+        .body_limit(if small_limit { 32 } else { tower_identity::extract::DEFAULT_BODY_LIMIT });
     IdentityVerificationLayer::new(keys).mode(mode).sources(sources).clock(|| NOW)
 }
 

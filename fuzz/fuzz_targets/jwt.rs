@@ -1,4 +1,4 @@
-//! HS256 JWT parsing and verification: `jwt::verify_jws` and `verify` with a token.
+//! HS256 JWT parsing and verification: `verify::jwt::verify_jws` and `verify` with a token.
 //!
 //! Tokens are raw strings or built from fuzzer-chosen headers and payloads,
 //! signed with one of the key set's secrets (or a stranger's) by an HMAC
@@ -22,8 +22,8 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
-use tower_identity::jwt::{JwtOptions, verify_jws};
-use tower_identity::{Claim, Identifier, Key, KeySet, Scheme, Secret, VerifyOptions, verify};
+use tower_identity::verify::jwt::{JwtOptions, verify_jws};
+use tower_identity::{Identifier, Key, KeySet, Scheme, Secret, claim::Claim, verify::VerifyOptions, verify::verify};
 use tower_identity_fuzz::{NOW, b64url, hmac_sha256};
 
 const AUDIENCE: &str = "app_1";

@@ -36,8 +36,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use libfuzzer_sys::fuzz_target;
 use tower_identity::{
-    ForwardHeaders, Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, LookupResult, Mode,
-    ProviderError, Role, Scheme, Secret, Sources, TenantMap, TenantPolicy, from_async_fn, jwt, sign,
+    Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, Role, Scheme, Secret, Sources,
+    TenantMap, TenantPolicy, layer::ForwardHeaders, provider::LookupResult, provider::ProviderError,
+    provider::from_async_fn, sign,
 };
 use tower_identity_fuzz::{
     ChunkBody, NOW, Recorder, call, check_body, check_extensions, check_response, debug_run, is_grpc, name,
@@ -68,23 +69,26 @@ fn tenants() -> &'static TenantMap {
         .unwrap();
         TenantMap::new()
             .untenanted(a.clone())
-            .tenant("app_a", a)
-            .tenant(
+            .and_then(|m| m.tenant("app_a", a))
+            .and_then(|m| m.tenant(
                 "app_b",
                 TenantPolicy::new(KeySet::single(Key::timestamped_hmac(Identifier::UserId, secret(B_TS)).with_id("b")))
                     .with_mode(Mode::Optional),
-            )
-            .tenant(
+            ))
+            .and_then(|m| m.tenant(
                 "app_c",
                 TenantPolicy::new(KeySet::single(Key::jwt(secret(C_JWT)).with_id("c")).with_audience("app_c"))
                     .with_mode(Mode::ReportOnly),
-            )
-            .tenant(
+            ))
+            .and_then(|m| m.tenant(
                 "app_off",
                 TenantPolicy::new(KeySet::single(Key::hmac(Identifier::UserId, secret(D_OFF)).with_id("d")))
                     .with_mode(Mode::Off),
-            )
-            .tenant("app_short", KeySet::single(Key::hmac(Identifier::UserId, secret("too-short")).with_id("short")))
+            ))
+            .and_then(|m| {
+                m.tenant("app_short", KeySet::single(Key::hmac(Identifier::UserId, secret("too-short")).with_id("short")))
+            })
+            .expect("no secret serves two schemes")
     })
 }
 
@@ -97,8 +101,8 @@ fn credentials() -> &'static [(&'static [u8], String); 6] {
             (b"$HA", sign::hmac(&secret(A_USER), USER)),
             (b"$HE", sign::hmac(&secret(A_EMAIL), EMAIL)),
             (b"$TB", sign::timestamped_hmac(&secret(B_TS), USER, NOW)),
-            (b"$JC", jwt::token(&c, "app_c", EMAIL, Some("Jane"), NOW, 600, [])),
-            (b"$JA", jwt::token(&c, "app_a", EMAIL, None, NOW, 600, [])),
+            (b"$JC", sign::jwt_token(&c, "app_c", EMAIL, Some("Jane"), NOW, 600, [])),
+            (b"$JA", sign::jwt_token(&c, "app_a", EMAIL, None, NOW, 600, [])),
             (b"$HD", sign::hmac(&secret(D_OFF), USER)),
         ]
     })

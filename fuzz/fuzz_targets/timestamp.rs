@@ -16,7 +16,10 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use tower_identity::{Claim, Failure, Identifier, Key, KeySet, Malformed, Secret, VerifyOptions, verify};
+use tower_identity::{
+    Identifier, Key, KeySet, Secret, claim::Claim, verify::Failure, verify::Malformed, verify::VerifyOptions,
+    verify::verify,
+};
 use tower_identity_fuzz::{NOW, canonical_timestamp, hmac_hex};
 
 const USER_SECRET: &str = "timestamped-user-secret-0123456789";
@@ -64,11 +67,8 @@ fuzz_target!(|input: Input| {
         ts.trim().parse::<u64>().unwrap_or(NOW)
     };
     let now = base.saturating_add_signed(i64::from(offset));
-    let opts = if flags & 64 != 0 {
-        VerifyOptions::default().max_age(10).future_skew(0)
-    } else {
-        VerifyOptions::default()
-    };
+    let opts =
+        if flags & 64 != 0 { VerifyOptions::default().max_age(10).future_skew(0) } else { VerifyOptions::default() };
 
     let secret = if visitor { VISITOR_SECRET } else { USER_SECRET };
     let mut tag = hmac_hex(secret.as_bytes(), format!("{identifier}-{ts}").as_bytes());

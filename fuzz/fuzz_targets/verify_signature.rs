@@ -11,7 +11,10 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use tower_identity::{Claim, Failure, Identifier, Key, KeySet, Malformed, Scheme, Secret, VerifyOptions, sign, verify};
+use tower_identity::{
+    Identifier, Key, KeySet, Scheme, Secret, claim::Claim, sign, verify::Failure, verify::Malformed,
+    verify::VerifyOptions, verify::verify,
+};
 use tower_identity_fuzz::{NOW, canonical_timestamp, hmac_hex};
 
 #[derive(Arbitrary, Debug)]
@@ -286,7 +289,9 @@ fuzz_target!(|input: Input| {
             let signed_at = identity.signed_at();
             assert_eq!(signed_at.is_some(), matches!(key.scheme(), Scheme::TimestampedHmac { .. }));
             if let Some(ts) = signed_at {
-                assert!(ts <= now.saturating_add(opts.get_future_skew()) && now.saturating_sub(ts) <= opts.get_max_age());
+                assert!(
+                    ts <= now.saturating_add(opts.get_future_skew()) && now.saturating_sub(ts) <= opts.get_max_age()
+                );
             }
             // Only the signed identifier is proven; the others are unsigned.
             for which in [Identifier::UserId, Identifier::Email, Identifier::VisitorId] {

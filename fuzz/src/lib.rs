@@ -18,7 +18,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame};
-use tower_identity::body::{RequestBody, ResponseBody};
+use tower_identity::layer::body::{RequestBody, ResponseBody};
 use tower_identity::{IdentityOutcome, VerifiedIdentity};
 use tower_service::Service;
 

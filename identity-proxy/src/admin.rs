@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tower_identity::body::ResponseBody;
+use tower_identity::layer::body::ResponseBody;
 
 use crate::config::Settings;
 use crate::live::Provider;

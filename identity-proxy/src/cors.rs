@@ -22,7 +22,7 @@ use http::header::{
 };
 use http::{HeaderMap, Request, Response, StatusCode};
 use serde::Deserialize;
-use tower_identity::body::ResponseBody;
+use tower_identity::layer::body::ResponseBody;
 use tower_identity::{Role, Sources};
 
 use crate::config::ConfigError;

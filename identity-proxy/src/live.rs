@@ -11,8 +11,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
-use tower_identity::postgres::{PostgresProvider, listen_for_changes};
-use tower_identity::{CachingProvider, HotSwap, IdentityVerificationLayer, SecretProvider, TenantMap};
+use tower_identity::provider::postgres::{PostgresProvider, listen_for_changes};
+use tower_identity::provider::{CachingProvider, HotSwap};
+use tower_identity::{IdentityVerificationLayer, SecretProvider, TenantMap};
 
 use crate::authz::Checks;
 use crate::config::{PostgresSettings, Settings};
@@ -134,8 +135,8 @@ impl Provider {
     pub async fn ready(&self, timeout: Duration) -> bool {
         let Provider::Postgres { db, .. } = self else { return true };
         let answer = match db.lookup(None) {
-            tower_identity::Lookup::Ready(result) => result,
-            tower_identity::Lookup::Pending(future) => match tokio::time::timeout(timeout, future).await {
+            tower_identity::provider::Lookup::Ready(result) => result,
+            tower_identity::provider::Lookup::Pending(future) => match tokio::time::timeout(timeout, future).await {
                 Ok(result) => result,
                 Err(_) => return false,
             },

@@ -93,7 +93,7 @@ impl Target {
     }
 
     fn now(&self) -> u64 {
-        self.now.unwrap_or_else(|| tower_identity::Clock::now(&tower_identity::SystemClock))
+        self.now.unwrap_or_else(|| tower_identity::clock::Clock::now(&tower_identity::clock::SystemClock))
     }
 }
 

@@ -25,7 +25,7 @@ use http_body_util::Empty;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
-use tower_identity::body::RequestBody;
+use tower_identity::layer::body::RequestBody;
 use tower_identity::{IdentityVerification, VerifiedIdentity};
 
 use crate::live::Current;

@@ -12,8 +12,9 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceExt;
-use tower_identity::body::ResponseBody;
-use tower_identity::{ForwardHeaders, IdentityVerification, IdentityVerificationLayer, SecretProvider};
+use tower_identity::layer::ForwardHeaders;
+use tower_identity::layer::body::ResponseBody;
+use tower_identity::{IdentityVerification, IdentityVerificationLayer, SecretProvider};
 
 use crate::admin::text;
 use crate::config::Settings;

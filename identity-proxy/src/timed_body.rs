@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use tower_identity::ForwardHeaders;
+use tower_identity::layer::ForwardHeaders;
 
 /// Why a request body failed: the client's connection, or the body deadline.
 #[derive(Debug)]

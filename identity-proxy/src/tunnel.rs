@@ -28,7 +28,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::{CloseFrame, Frame};
 
 use http_body_util::BodyExt;
-use tower_identity::body::ResponseBody;
+use tower_identity::layer::body::ResponseBody;
 
 use crate::revocation::{CloseReason, Closing, Head, Open, Revalidator, Watch};
 use crate::upstream::ProxyBody;

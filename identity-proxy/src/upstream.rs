@@ -18,8 +18,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::Service;
-use tower_identity::body::RequestBody;
-use tower_identity::remove_hop_by_hop;
+use tower_identity::layer::body::RequestBody;
+use tower_identity::layer::remove_hop_by_hop;
 
 use crate::config::UpstreamProtocol;
 use crate::timed_body::{BodyTimedOut, TimedBody};

@@ -104,14 +104,38 @@ pub(super) fn read(sources: &Sources, headers: &mut HeaderMap, out: &mut Extract
     }
 }
 
+/// The roles whose headers and query parameters `strip_credentials` removes:
+/// the credential and the claimed identifiers. The tenant and metadata stay:
+/// they prove nothing and claim nothing.
+pub(super) const STRIPPED: [Role; 6] =
+    [Role::Signature, Role::Timestamp, Role::Token, Role::UserId, Role::Email, Role::VisitorId];
+
 /// Removes the headers that carry credentials and claimed identifiers: the
 /// signature, timestamp and token headers, `Authorization` when it is a token
-/// source, and the user id, email and visitor id headers. The tenant and
-/// metadata headers stay: they prove nothing and claim nothing.
-pub(super) fn strip_claim_headers(sources: &Sources, headers: &mut HeaderMap) {
+/// source, and the user id, email and visitor id headers, in every spelling
+/// (`x_identity_signature`, `X.Identity.Signature`: some servers and CGI-style
+/// upstreams read them as one name).
+pub(crate) fn strip_claim_headers(sources: &Sources, headers: &mut HeaderMap) {
     let bearer = sources.reads_bearer().then_some(&AUTHORIZATION);
-    let roles = [Role::Signature, Role::Timestamp, Role::Token, Role::UserId, Role::Email, Role::VisitorId];
-    for name in roles.map(|r| sources.header_name(r)).into_iter().chain([bearer]).flatten() {
+    let names = STRIPPED.map(|r| sources.header_name(r)).into_iter().chain([bearer]).flatten();
+    // The configured spellings go without a copy of their names ...
+    for name in names.clone() {
         headers.remove(name);
     }
+    // ... the others (sent only to slip past a proxy) are found by a scan that
+    // allocates only when it finds one.
+    let other_spelling = |k: &HeaderName| {
+        sources.header_lengths & length_bit(k) != 0 && names.clone().any(|n| same_name(k.as_str(), n.as_str()))
+    };
+    let doomed: Vec<HeaderName> = headers.keys().filter(|k| other_spelling(k)).cloned().collect();
+    for name in doomed {
+        headers.remove(&name);
+    }
+}
+
+/// Whether two header names are the same once `_` and `.` read as `-`
+/// (header names are already lowercase).
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
+    let norm = |c: u8| if c == b'_' || c == b'.' { b'-' } else { c };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| norm(x) == norm(y))
 }

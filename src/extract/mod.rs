@@ -5,9 +5,10 @@
 //! the buffered body. One rule for every source: a role sent twice under the
 //! same name (a repeated header or parameter, a duplicate JSON key or form
 //! field) is a conflict, and a role found at two places (two sources, two
-//! JSON paths) must carry the same value. A bad tenant (ambiguous, or not
-//! UTF-8) from any source leaves no policy to choose, so the request is
-//! refused whatever the mode.
+//! JSON paths) must carry the same value. A bad tenant (ambiguous, not
+//! UTF-8, longer than the cap, or with control characters or edge whitespace)
+//! from any source leaves no policy to choose, so the request is refused
+//! whatever the mode, before any lookup.
 
 mod content_type;
 mod head;
@@ -26,18 +27,18 @@ pub use sources::{DEFAULT_BODY_LIMIT, Sources};
 
 pub(crate) use content_type::{BodyKind, is_encoded};
 pub(crate) use head::{RequestPredicate, is_grpc};
-pub(crate) use headers::mark_credentials;
+pub(crate) use headers::{mark_credentials, same_name};
 pub(crate) use strip_query::strip_credentials;
 
 use crate::claim::{Claim, IdStr, Role};
-use crate::verify::Failure;
+use crate::verify::{DEFAULT_MAX_IDENTIFIER_LEN, Failure, check_value};
 
 const ROLES: usize = Role::ALL.len();
 
 /// A claim as read from a request, with the first problem met while reading
 /// it. The tenant is kept even when another role failed, so that the tenant's
 /// mode still decides; a problem with the tenant itself has its own channel.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Extracted {
     pub(crate) claim: Claim,
     /// The first failure met, for the mode to decide on.
@@ -45,13 +46,27 @@ pub(crate) struct Extracted {
     /// The tenant itself is ambiguous or unreadable: no policy (and no mode)
     /// can be chosen, so the request is refused in every mode.
     tenant_error: Option<Failure>,
+    /// The longest tenant name read, in bytes (the identifier cap).
+    tenant_cap: usize,
+}
+
+impl Default for Extracted {
+    fn default() -> Self {
+        Extracted::new(DEFAULT_MAX_IDENTIFIER_LEN)
+    }
 }
 
 impl Extracted {
+    /// Nothing read yet; tenant names longer than `tenant_cap` bytes will be refused.
+    pub(crate) fn new(tenant_cap: usize) -> Extracted {
+        Extracted { claim: Claim::default(), error: None, tenant_error: None, tenant_cap }
+    }
+
     /// Reads the claim from the request head (headers, then the query),
-    /// flagging credential headers as sensitive.
-    pub(crate) fn from_head<B>(sources: &Sources, req: &mut Request<B>) -> Extracted {
-        let mut out = Extracted::default();
+    /// flagging credential headers as sensitive. Tenant names longer than
+    /// `tenant_cap` bytes are refused.
+    pub(crate) fn from_head<B>(sources: &Sources, tenant_cap: usize, req: &mut Request<B>) -> Extracted {
+        let mut out = Extracted::new(tenant_cap);
         headers::read(sources, req.headers_mut(), &mut out);
         protocol::read(sources, req.headers(), &mut out);
         urlencoded::read_query(sources, req.uri(), &mut out);
@@ -92,7 +107,17 @@ impl Extracted {
     }
 
     /// `role`'s value, found at one more place: it must agree with the others.
+    /// A tenant name is checked here, whatever its source: it chooses the
+    /// policy, and is looked up, cached, counted and logged, so a long or
+    /// ambiguous one goes no further.
     fn put(&mut self, role: Role, value: IdStr) {
+        if role == Role::Tenant
+            && let Err(failure) = check_value(&value, self.tenant_cap)
+        {
+            self.claim.tenant = None;
+            self.fail_role(role, failure);
+            return;
+        }
         let slot = self.claim.slot(role);
         match slot {
             Some(existing) if *existing != value => {
@@ -119,7 +144,7 @@ mod tests {
         let mut req = Request::new(());
         *req.headers_mut() = headers.clone();
         *req.uri_mut() = uri.clone();
-        let out = Extracted::from_head(sources, &mut req);
+        let out = Extracted::from_head(sources, DEFAULT_MAX_IDENTIFIER_LEN, &mut req);
         match out.tenant_error() {
             Some(failure) => Err(failure),
             None => Ok(out),

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use http::Uri;
 
+use super::headers::STRIPPED;
 use super::{Extracted, ROLES, Sources};
 use crate::claim::{IdStr, Role};
 use crate::verify::{Failure, Malformed};
@@ -42,6 +43,29 @@ pub(super) fn read(names: &[Option<Box<str>>; ROLES], input: &[u8], out: &mut Ex
             None => out.fail_role(role, Failure::Malformed(Malformed::NotUtf8)),
         }
     }
+}
+
+/// Removes the query parameters of the stripped roles (credential and claimed
+/// identifiers) from `uri`, keeping every other parameter byte for byte and in
+/// order. A URI without one is left as is, without allocating.
+pub(super) fn strip_query(sources: &Sources, uri: &mut Uri) {
+    let Some(query) = uri.query().filter(|_| sources.reads_query()) else { return };
+    let stripped = |pair: &&str| {
+        let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+        decode_component(key.as_bytes())
+            .is_some_and(|key| STRIPPED.iter().any(|r| sources.query[r.index()].as_deref() == Some(&*key)))
+    };
+    if !query.split('&').any(|pair| stripped(&pair)) {
+        return;
+    }
+    let kept: Vec<&str> = query.split('&').filter(|pair| !stripped(pair)).collect();
+    let path = uri.path();
+    let rebuilt = if kept.is_empty() { path.to_owned() } else { format!("{path}?{}", kept.join("&")) };
+    let mut parts = std::mem::take(uri).into_parts();
+    // Kept pairs are slices of a valid query, so this parses; should it not,
+    // the URI loses its path and query rather than keep a credential.
+    parts.path_and_query = rebuilt.parse().ok();
+    *uri = Uri::from_parts(parts).unwrap_or_default();
 }
 
 /// Decodes one urlencoded component: `+` is a space, `%XX` a byte, and the

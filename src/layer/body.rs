@@ -9,6 +9,8 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use super::collect::Reservation;
+
 pin_project! {
     /// The request body the inner service receives: the original body,
     /// streamed through untouched, or the bytes the layer buffered (for body
@@ -24,12 +26,13 @@ pin_project! {
     enum RequestKind<B> {
         /// The original body.
         Stream { #[pin] body: B },
-        /// Buffered bytes (and the trailers that followed them, if any).
-        Buffered { data: Option<Bytes>, trailers: Option<HeaderMap> },
+        /// Buffered bytes (and the trailers that followed them, if any), and
+        /// their share of the layer's body budget, given back with the body.
+        Buffered { data: Option<Bytes>, trailers: Option<HeaderMap>, reservation: Option<Reservation> },
         /// The bytes read so far, then the rest of the original body (a body
         /// the layer stopped reading at its limit, forwarded in a mode that
         /// does not reject).
-        Replay { data: Option<Bytes>, rest: Pin<Box<B>> },
+        Replay { data: Option<Bytes>, rest: Pin<Box<B>>, reservation: Reservation },
     }
 }
 
@@ -45,13 +48,22 @@ impl<B> RequestBody<B> {
     }
 
     /// A body made of buffered bytes followed by trailers.
-    pub fn buffered_with_trailers(data: Bytes, trailers: Option<HeaderMap>) -> Self {
-        RequestBody { kind: RequestKind::Buffered { data: (!data.is_empty()).then_some(data), trailers } }
+    pub(crate) fn buffered_with_trailers(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+        Self::buffered_kind(data, trailers, None)
+    }
+
+    /// Bytes the layer buffered, holding their share of its body budget.
+    pub(crate) fn reserved(data: Bytes, trailers: Option<HeaderMap>, reservation: Reservation) -> Self {
+        Self::buffered_kind(data, trailers, Some(reservation))
+    }
+
+    fn buffered_kind(data: Bytes, trailers: Option<HeaderMap>, reservation: Option<Reservation>) -> Self {
+        RequestBody { kind: RequestKind::Buffered { data: (!data.is_empty()).then_some(data), trailers, reservation } }
     }
 
     /// The bytes read so far, then the rest of the original body.
-    pub(crate) fn replay(read: Bytes, rest: Pin<Box<B>>) -> Self {
-        RequestBody { kind: RequestKind::Replay { data: (!read.is_empty()).then_some(read), rest } }
+    pub(crate) fn replay(read: Bytes, rest: Pin<Box<B>>, reservation: Reservation) -> Self {
+        RequestBody { kind: RequestKind::Replay { data: (!read.is_empty()).then_some(read), rest, reservation } }
     }
 }
 
@@ -106,11 +118,11 @@ impl<B: Body> Body for RequestBody<B> {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project().kind.project() {
             RequestKindProj::Stream { body } => poll_inner(body, cx),
-            RequestKindProj::Buffered { data, trailers } => match data.take() {
+            RequestKindProj::Buffered { data, trailers, .. } => match data.take() {
                 Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
                 None => Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t)))),
             },
-            RequestKindProj::Replay { data, rest } => match data.take() {
+            RequestKindProj::Replay { data, rest, .. } => match data.take() {
                 Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
                 None => poll_inner(rest.as_mut(), cx),
             },
@@ -120,8 +132,8 @@ impl<B: Body> Body for RequestBody<B> {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             RequestKind::Stream { body } => body.is_end_stream(),
-            RequestKind::Buffered { data, trailers } => data.is_none() && trailers.is_none(),
-            RequestKind::Replay { data, rest } => data.is_none() && rest.is_end_stream(),
+            RequestKind::Buffered { data, trailers, .. } => data.is_none() && trailers.is_none(),
+            RequestKind::Replay { data, rest, .. } => data.is_none() && rest.is_end_stream(),
         }
     }
 
@@ -129,7 +141,7 @@ impl<B: Body> Body for RequestBody<B> {
         match &self.kind {
             RequestKind::Stream { body } => body.size_hint(),
             RequestKind::Buffered { data, .. } => full_hint(data),
-            RequestKind::Replay { data, rest } => {
+            RequestKind::Replay { data, rest, .. } => {
                 let read = data.as_ref().map_or(0, |d| d.len() as u64);
                 let rest = rest.size_hint();
                 let mut hint = SizeHint::new();

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::collect::{BodyBudget, DEFAULT_MAX_BUFFERED_BODY_BYTES};
 use super::config::Config;
 use super::forward::ForwardHeaders;
 use super::reject::{DefaultResponder, Responder};
@@ -61,6 +62,7 @@ impl IdentityVerificationLayer {
                 log_identifiers: false,
                 bypass: None,
                 pass_cors_preflight: false,
+                body_budget: BodyBudget::new(DEFAULT_MAX_BUFFERED_BODY_BYTES),
                 metrics: Default::default(),
             }),
         }
@@ -102,10 +104,26 @@ impl IdentityVerificationLayer {
         self
     }
 
-    /// Longest accepted identifier in bytes (default 256).
+    /// Longest accepted identifier and tenant name, in bytes (default 256).
+    /// A longer tenant name is refused (`credential_malformed`, in every mode)
+    /// before it is looked up, cached, counted or logged.
     pub fn max_identifier_len(mut self, len: usize) -> Self {
         let options = &mut self.config_mut().options;
         *options = options.clone().max_identifier_len(len);
+        self
+    }
+
+    /// The most bytes of request bodies buffered for identity extraction at
+    /// once, across every request of every service this layer (and its
+    /// clones) builds (default 32 MiB). Before reading a body, a request
+    /// reserves its announced `Content-Length` (or the body limit when none
+    /// is announced); when that would pass the budget it is answered 503
+    /// `overloaded` with `Retry-After`, in every mode, without reading the
+    /// body. The reservation is given back when the buffered body is dropped
+    /// (the request finished, was refused, or was cancelled). Requests whose
+    /// bodies are not read take nothing from it.
+    pub fn max_buffered_body_bytes(mut self, bytes: usize) -> Self {
+        self.config_mut().body_budget = BodyBudget::new(bytes);
         self
     }
 
@@ -131,11 +149,15 @@ impl IdentityVerificationLayer {
         self
     }
 
-    /// Removes the claim headers and query parameters before forwarding:
-    /// the credential (signature, timestamp, token, and `Authorization` when
-    /// it is a token source) and the claimed identifiers (user id, email,
-    /// visitor id), so the upstream sees only what the layer proved. Off by
-    /// default; when kept, credential headers are marked sensitive.
+    /// Removes the claim before forwarding: the credential (signature,
+    /// timestamp, token, and `Authorization` when it is a token source) and
+    /// the claimed identifiers (user id, email, visitor id), from the headers
+    /// they are read from in every spelling (`x_identity_signature`) and from
+    /// the query parameters they are read from (the rest of the query kept as
+    /// sent, in order), so the upstream sees only what the layer proved and
+    /// its access log holds nothing to replay. Bodies are forwarded byte for
+    /// byte, body fields included. Off by default; when kept, credential
+    /// headers are marked sensitive.
     /// (Credential entries of `Sec-WebSocket-Protocol` are removed either way.)
     pub fn strip_credentials(mut self, strip: bool) -> Self {
         self.config_mut().strip_credentials = strip;
@@ -202,6 +224,7 @@ impl fmt::Debug for IdentityVerificationLayer {
             .field("strip_credentials", &self.config.strip_credentials)
             .field("bypass", &self.config.bypass.is_some())
             .field("pass_cors_preflight", &self.config.pass_cors_preflight)
+            .field("max_buffered_body_bytes", &self.config.body_budget.max())
             .finish_non_exhaustive()
     }
 }

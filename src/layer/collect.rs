@@ -1,7 +1,10 @@
-//! Buffering a body that carries the identity: its frames become the whole
-//! body, or stop at the limit, or fail.
+//! Buffering a body that carries the identity: a share of the layer's
+//! [`BodyBudget`] first, then its frames become the whole body, or stop at the
+//! limit, or fail.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -12,19 +15,66 @@ use http_body::Body;
 use crate::extract::is_encoded;
 use crate::verify::Failure;
 
+/// Default of [`max_buffered_body_bytes`](super::IdentityVerificationLayer::max_buffered_body_bytes): 32 MiB.
+pub const DEFAULT_MAX_BUFFERED_BODY_BYTES: usize = 32 * 1024 * 1024;
+
 /// Whether the layer can read this body at all, from its headers alone: not
 /// encoded, and not announced larger than the limit. A body it cannot read is
 /// a failure for the mode to decide on (413/415 when enforcing); report-only
-/// and off let the original body stream through untouched.
-pub(crate) fn precheck(headers: &HeaderMap, limit: usize) -> Result<(), Failure> {
+/// and off let the original body stream through untouched. `Ok` is the most
+/// the body can take: its announced length, else the limit.
+pub(crate) fn precheck(headers: &HeaderMap, limit: usize) -> Result<usize, Failure> {
     if is_encoded(headers) {
         return Err(Failure::BodyEncoded);
     }
     let announced: Option<u64> = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
-    if announced.is_some_and(|len| len > limit as u64) {
-        return Err(Failure::BodyTooLarge);
+    match announced {
+        Some(len) if len > limit as u64 => Err(Failure::BodyTooLarge),
+        // At most `limit`, so it fits in a usize.
+        Some(len) => Ok(len as usize),
+        None => Ok(limit),
     }
-    Ok(())
+}
+
+/// The bytes all requests through one layer may hold in buffered bodies at
+/// once, shared by every service the layer (and its clones) builds. A request
+/// reserves the most its body can take before reading it, and holds the
+/// reservation until its buffered body is dropped.
+#[derive(Debug)]
+pub(crate) struct BodyBudget {
+    max: usize,
+    used: AtomicUsize,
+}
+
+impl BodyBudget {
+    pub(crate) fn new(max: usize) -> Arc<BodyBudget> {
+        Arc::new(BodyBudget { max, used: AtomicUsize::new(0) })
+    }
+
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Reserves `bytes`, or `None` when that would pass the budget.
+    pub(crate) fn reserve(self: &Arc<Self>, bytes: usize) -> Option<Reservation> {
+        let fits = |used: usize| used.checked_add(bytes).filter(|&total| total <= self.max);
+        self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, fits).ok()?;
+        Some(Reservation { budget: self.clone(), bytes })
+    }
+}
+
+/// A share of a [`BodyBudget`], given back when dropped: when the buffered
+/// body is dropped, or the request is refused or cancelled while being read.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    budget: Arc<BodyBudget>,
+    bytes: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// The frames read so far.

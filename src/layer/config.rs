@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::extract::{RequestPredicate, Sources};
+use crate::layer::collect::BodyBudget;
 use crate::layer::forward::ForwardHeaders;
 use crate::layer::reject::Responder;
 use crate::mode::Mode;
@@ -26,6 +27,8 @@ pub(crate) struct Config {
     pub(crate) bypass: Option<RequestPredicate>,
     /// Whether CORS preflights pass as anonymous (`pass_cors_preflight`).
     pub(crate) pass_cors_preflight: bool,
+    /// Bytes of bodies buffered at once, shared by every service of the layer.
+    pub(crate) body_budget: Arc<BodyBudget>,
     /// Metric handles registered on first use (feature `metrics`).
     pub(crate) metrics: crate::metrics::Handles,
 }

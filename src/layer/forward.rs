@@ -4,6 +4,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::claim::IdStr;
+use crate::extract::same_name;
 use crate::identity::{IdentityOutcome, VerifiedIdentity};
 
 /// The headers a proxy adds for its upstream.
@@ -128,13 +129,6 @@ impl ForwardHeaders {
             headers.insert(self.key_id.clone(), key_id);
         }
     }
-}
-
-/// Whether two header names are the same once `_` and `.` read as `-`
-/// (header names are already lowercase).
-fn same_name(a: &str, b: &str) -> bool {
-    let norm = |c: u8| if c == b'_' || c == b'.' { b'-' } else { c };
-    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| norm(x) == norm(y))
 }
 
 #[cfg(test)]

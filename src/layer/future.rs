@@ -17,7 +17,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::{RequestBody, ResponseBody};
-use super::collect::{Collect, Collected};
+use super::collect::{Collect, Collected, Reservation};
 use super::config::Config;
 use super::verdict::{Resolved, apply, decide, provider_panicked, refuse_tenant, reject, resolve};
 use crate::code::ErrorCode;
@@ -43,6 +43,8 @@ struct Buffering<S, B> {
     body: Pin<Box<B>>,
     kind: BodyKind,
     collect: Collect,
+    /// The body's share of the layer's budget, handed on with the body.
+    reservation: Reservation,
     pending: Pending<S, Request<()>>,
 }
 
@@ -82,8 +84,13 @@ where
         ResponseFuture { state: State::done(response) }
     }
 
-    pub(crate) fn buffering(body: B, kind: BodyKind, pending: Pending<S, Request<()>>) -> Self {
-        let buffering = Buffering { body: Box::pin(body), kind, collect: Collect::default(), pending };
+    pub(crate) fn buffering(
+        body: B,
+        kind: BodyKind,
+        reservation: Reservation,
+        pending: Pending<S, Request<()>>,
+    ) -> Self {
+        let buffering = Buffering { body: Box::pin(body), kind, collect: Collect::default(), reservation, pending };
         ResponseFuture { state: State::Buffering { buffering: Some(Box::new(buffering)) } }
     }
 
@@ -146,7 +153,8 @@ where
     let buffering = slot.as_mut().expect("ResponseFuture polled after completion");
     let limit = buffering.pending.config.sources.get_body_limit();
     let collected = ready!(buffering.collect.poll(buffering.body.as_mut(), limit, cx));
-    let Buffering { body, kind, pending: Pending { inner, req, mut extracted, config }, .. } = *taken(slot);
+    let Buffering { body, kind, reservation, pending: Pending { inner, req, mut extracted, config }, .. } =
+        *taken(slot);
     let (parts, ()) = req.into_parts();
     let body = match collected {
         Collected::Failed => {
@@ -159,14 +167,14 @@ where
         }
         Collected::OverLimit(read) => {
             extracted.fail(Failure::BodyTooLarge);
-            RequestBody::replay(read, body)
+            RequestBody::replay(read, body, reservation)
         }
         Collected::Whole { bytes, trailers } => {
             extracted.add_body(&config.sources, kind, &bytes);
             if let Some(failure) = extracted.tenant_error() {
                 return Poll::Ready(State::done(refuse_tenant(&config, &RequestHead::of_parts(&parts), failure)));
             }
-            RequestBody::buffered_with_trailers(bytes, trailers)
+            RequestBody::reserved(bytes, trailers, reservation)
         }
     };
     let req = Request::from_parts(parts, body);

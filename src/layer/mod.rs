@@ -30,6 +30,7 @@ mod verdict;
 
 pub use body::{RequestBody, ResponseBody};
 pub use builder::{DEFAULT_MIN_SECRET_LEN, IdentityVerificationLayer};
+pub use collect::DEFAULT_MAX_BUFFERED_BODY_BYTES;
 pub use forward::{ForwardHeaders, remove_hop_by_hop};
 pub use future::ResponseFuture;
 pub use reject::{DefaultResponder, Rejection, Responder};

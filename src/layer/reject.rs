@@ -44,7 +44,7 @@ impl Rejection {
     /// The HTTP response: the code's status, a JSON body
     /// `{"error": "<code>", "message": "<text>"}`, `Cache-Control: no-store`,
     /// a `WWW-Authenticate` challenge on 401 and `Retry-After` on 503.
-    pub fn http_response(&self) -> Response<Bytes> {
+    pub(crate) fn http_response(&self) -> Response<Bytes> {
         let mut res = Response::new(Bytes::from_static(self.code.json_body().as_bytes()));
         *res.status_mut() = self.code.status();
         // Sized for the three headers: a default map would allocate room for six.
@@ -66,7 +66,7 @@ impl Rejection {
 
     /// The gRPC response: trailers-only (HTTP 200, `grpc-status` and a generic
     /// `grpc-message` in the headers, empty body).
-    pub fn grpc_response(&self) -> Response<Bytes> {
+    pub(crate) fn grpc_response(&self) -> Response<Bytes> {
         let mut res = Response::new(Bytes::new());
         *res.headers_mut() = HeaderMap::with_capacity(4);
         let h = res.headers_mut();
@@ -86,7 +86,7 @@ impl Rejection {
 /// ```
 /// use bytes::Bytes;
 /// use http::{Response, StatusCode};
-/// use tower_identity::{Rejection, RequestHead};
+/// use tower_identity::{layer::Rejection, extract::RequestHead};
 ///
 /// let responder = |rejection: &Rejection, _req: &RequestHead<'_>| {
 ///     let mut res = rejection.default_response();
@@ -95,7 +95,7 @@ impl Rejection {
 ///     }
 ///     res
 /// };
-/// # let _: &dyn tower_identity::Responder = &responder;
+/// # let _: &dyn tower_identity::layer::Responder = &responder;
 /// ```
 pub trait Responder: Send + Sync + 'static {
     /// The response for `rejection`.
@@ -140,6 +140,7 @@ mod tests {
             ErrorCode::BodyEncodingUnsupported,
             ErrorCode::BodyUnreadable,
             ErrorCode::ProviderUnavailable,
+            ErrorCode::Overloaded,
             ErrorCode::Misconfigured,
             ErrorCode::Internal,
         ] {

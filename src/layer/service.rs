@@ -14,7 +14,7 @@ use super::body::{RequestBody, ResponseBody};
 use super::collect::precheck;
 use super::config::Config;
 use super::future::{Pending, ResponseFuture};
-use super::verdict::{Resolved, Verdict, apply, refuse_tenant, resolve};
+use super::verdict::{Resolved, Verdict, apply, overloaded, refuse_tenant, resolve};
 use crate::extract::{Extracted, RequestHead, is_grpc, mark_credentials, strip_credentials};
 
 /// The service built by [`IdentityVerificationLayer`](super::IdentityVerificationLayer).
@@ -76,7 +76,8 @@ where
         if config.pass_cors_preflight && crate::cors::is_preflight(req.method(), req.headers()) {
             return ResponseFuture::inner(self.inner.call(pass_preflight(config, req)));
         }
-        let mut extracted = Extracted::from_head(&config.sources, &mut req);
+        let tenant_cap = config.options.get_max_identifier_len();
+        let mut extracted = Extracted::from_head(&config.sources, tenant_cap, &mut req);
         if let Some(failure) = extracted.tenant_error() {
             return ResponseFuture::done(refuse_tenant(config, &RequestHead::of(&req), failure));
         }
@@ -85,10 +86,13 @@ where
         if let Some(kind) = body_kind {
             match precheck(req.headers(), config.sources.get_body_limit()) {
                 Err(failure) => extracted.fail(failure),
-                Ok(()) => {
+                Ok(most) => {
+                    let Some(reservation) = config.body_budget.reserve(most) else {
+                        return ResponseFuture::done(overloaded(config, &RequestHead::of(&req)));
+                    };
                     let (parts, body) = req.into_parts();
                     let pending = self.pending(Request::from_parts(parts, ()), extracted);
-                    return ResponseFuture::buffering(body, kind, pending);
+                    return ResponseFuture::buffering(body, kind, reservation, pending);
                 }
             }
         }

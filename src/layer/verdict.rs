@@ -17,7 +17,7 @@ use crate::extract::{Extracted, RequestHead, is_grpc, strip_credentials};
 use crate::identity::{IdentityOutcome, UnverifiedReason, VerifiedIdentity};
 use crate::mode::Mode;
 use crate::provider::{Lookup, LookupFuture, LookupResult, TenantPolicy};
-use crate::verify::{Failure, check};
+use crate::verify::{Failure, check, unknown_tenant};
 
 /// The outcome of asking the provider: decided now, or a lookup to wait for.
 #[allow(clippy::large_enum_variant)] // a short-lived return value; boxing would allocate per request
@@ -67,13 +67,56 @@ pub(crate) struct Cause {
     failure: Option<Failure>,
 }
 
+/// The tenant as metrics and logs name it. A tenant the provider does not
+/// know is attacker-chosen text: it is one label value (`unknown`) and is
+/// never logged, so random names grow neither metric series nor log lines.
+#[derive(Clone, Copy)]
+pub(crate) enum TenantName<'a> {
+    /// The request named no tenant.
+    None,
+    /// A tenant the provider knows.
+    Known(&'a str),
+    /// A tenant the provider does not know.
+    Unknown,
+}
+
+impl<'a> TenantName<'a> {
+    fn of(tenant: Option<&'a str>, known: bool) -> TenantName<'a> {
+        match tenant {
+            None => TenantName::None,
+            Some(tenant) if known => TenantName::Known(tenant),
+            Some(_) => TenantName::Unknown,
+        }
+    }
+
+    /// The `tenant` metric label.
+    fn label(self) -> Option<&'a str> {
+        match self {
+            TenantName::None => None,
+            TenantName::Known(tenant) => Some(tenant),
+            TenantName::Unknown => Some("unknown"),
+        }
+    }
+
+    /// The `tenant` field of log events.
+    fn log(self) -> Option<&'a str> {
+        match self {
+            TenantName::Unknown => Some("<unknown>"),
+            other => other.label(),
+        }
+    }
+}
+
 /// The verdict for a request whose claim was extracted and whose tenant was
 /// looked up; records it.
 pub(crate) fn decide(config: &Config, extracted: &mut Extracted, lookup: LookupResult) -> Verdict {
+    // A provider that failed cannot say whether the tenant exists: counted
+    // and logged as unknown too (the name is capped, but attacker-chosen).
+    let known = matches!(lookup, Ok(Some(_)));
     let (verdict, cause) = judge(config, extracted, lookup);
     let tenant = match &verdict {
-        Verdict::Verified(identity) => identity.tenant(),
-        _ => extracted.claim.tenant.as_deref(),
+        Verdict::Verified(identity) => TenantName::of(identity.tenant(), true),
+        _ => TenantName::of(extracted.claim.tenant.as_deref(), known),
     };
     record(config, tenant, cause, &verdict);
     verdict
@@ -84,7 +127,7 @@ fn judge(config: &Config, extracted: &mut Extracted, lookup: LookupResult) -> (V
     let policy = match lookup {
         Ok(policy) => policy,
         Err(error) => {
-            tracing::warn!(tenant = claim.tenant.as_deref(), %error, "identity: secret provider failed; answering 503");
+            tracing::warn!(%error, "identity: secret provider failed; answering 503");
             return (Verdict::Reject(ErrorCode::ProviderUnavailable), Cause::default());
         }
     };
@@ -99,7 +142,14 @@ fn judge(config: &Config, extracted: &mut Extracted, lookup: LookupResult) -> (V
     let failure = match (extracted.error, &policy) {
         (Some(failure), _) => failure,
         (None, _) if !claim.has_credential() => Failure::Missing,
-        (None, None) => Failure::Invalid,
+        (None, None) => unknown(config, claim),
+        (None, Some(policy)) if policy.is_misconfigured() => {
+            tracing::error!(
+                tenant = claim.tenant.as_deref(),
+                "identity: the provider refused the tenant's keys (see its log); refusing to verify"
+            );
+            return (Verdict::Reject(ErrorCode::Misconfigured), cause(None));
+        }
         (None, Some(policy)) if policy.keys().shortest_secret() < config.min_secret_len => {
             tracing::error!(
                 tenant = claim.tenant.as_deref(),
@@ -126,6 +176,17 @@ fn judge(config: &Config, extracted: &mut Extracted, lookup: LookupResult) -> (V
     (by_mode(mode, failure), cause(Some(failure)))
 }
 
+/// An unknown tenant's failure: the same checks, time and metrics as a known
+/// tenant's wrong key (see `verify::unknown_tenant`), so that neither the
+/// answer nor its timing tells which tenants exist.
+fn unknown(config: &Config, claim: &crate::claim::Claim) -> Failure {
+    let now = if crate::verify::unknown_needs_time(claim) { config.clock.now() } else { 0 };
+    let timer = crate::metrics::Timer::start();
+    let failure = unknown_tenant(claim, now, &config.options);
+    config.metrics.verification_time("unknown", timer.elapsed());
+    failure
+}
+
 /// The mode table for a failed check (see [`Mode`]).
 fn by_mode(mode: Mode, failure: Failure) -> Verdict {
     match failure {
@@ -138,30 +199,31 @@ fn by_mode(mode: Mode, failure: Failure) -> Verdict {
 /// One event (and one counter) per verdict: tenant, scheme, key id, outcome
 /// and reason, never a secret, signature or token; the identifier only with
 /// `log_identifiers`.
-pub(crate) fn record(config: &Config, tenant: Option<&str>, cause: Cause, verdict: &Verdict) {
+pub(crate) fn record(config: &Config, tenant: TenantName<'_>, cause: Cause, verdict: &Verdict) {
     let off = cause.mode == Some(Mode::Off);
+    let (label, tenant) = (tenant.label(), tenant.log());
     match verdict {
         Verdict::Verified(identity) => record_verified(config, identity),
         Verdict::Anonymous if off => {
-            config.metrics.verdict("anonymous", "off", tenant, None, "none");
+            config.metrics.verdict("anonymous", "off", label, None, "none");
             tracing::debug!(tenant, mode = "off", outcome = "anonymous", "identity: verification off");
         }
         Verdict::Anonymous => {
-            config.metrics.verdict("anonymous", "none", tenant, None, "none");
+            config.metrics.verdict("anonymous", "none", label, None, "none");
             tracing::debug!(tenant, outcome = "anonymous", "identity: anonymous");
         }
         Verdict::Unverified(UnverifiedReason::WouldReject(code)) => {
             let reason = code.as_str();
-            config.metrics.verdict("unverified", reason, tenant, None, "none");
+            config.metrics.verdict("unverified", reason, label, None, "none");
             tracing::info!(tenant, outcome = "unverified", reason, "identity: would reject (report-only)");
         }
         Verdict::Unverified(_) => {
-            config.metrics.verdict("unverified", "off", tenant, None, "none");
+            config.metrics.verdict("unverified", "off", label, None, "none");
             tracing::debug!(tenant, mode = "off", outcome = "unverified", "identity: verification off");
         }
         Verdict::Reject(code) => {
             let reason = code.as_str();
-            config.metrics.verdict("rejected", reason, tenant, None, "none");
+            config.metrics.verdict("rejected", reason, label, None, "none");
             match cause.failure {
                 Some(failure) => {
                     tracing::debug!(tenant, outcome = "rejected", reason, detail = %failure, "identity: rejected");
@@ -225,7 +287,16 @@ pub(crate) fn reject(config: &Config, head: &RequestHead<'_>, code: ErrorCode) -
 /// (and so no mode) applies, so it is refused in every mode.
 pub(crate) fn refuse_tenant(config: &Config, head: &RequestHead<'_>, failure: Failure) -> Response<Bytes> {
     tracing::debug!(reason = %failure, "identity: rejected before lookup");
+    config.metrics.verdict("rejected", failure.code().as_str(), None, None, "none");
     reject(config, head, failure.code())
+}
+
+/// The body budget is in use: the request is refused (503, `Retry-After`)
+/// before its body is read, in every mode.
+pub(crate) fn overloaded(config: &Config, head: &RequestHead<'_>) -> Response<Bytes> {
+    tracing::debug!("identity: the body budget is in use; answering 503");
+    config.metrics.verdict("rejected", ErrorCode::Overloaded.as_str(), None, None, "none");
+    reject(config, head, ErrorCode::Overloaded)
 }
 
 /// The secret provider panicked: the request is refused (500), never passed.

@@ -21,8 +21,14 @@ pub struct CacheOptions {
     pub ttl: Duration,
     /// How long an unknown tenant is remembered as unknown. Default 5 s.
     pub negative_ttl: Duration,
-    /// Most tenants kept. Default 100,000.
+    /// Most tenants kept (known and unknown together). Default 100,000.
     pub max_tenants: u64,
+    /// Most bytes the cached tenants may hold, counted as each tenant
+    /// name's length plus a fixed per-entry overhead. Default 64 MiB. This
+    /// bounds the negative cache whatever names clients send: a flood of
+    /// long unknown tenant names evicts older entries instead of growing
+    /// memory.
+    pub max_bytes: u64,
     /// A lookup taking longer fails (503). Default 2 s.
     pub lookup_timeout: Duration,
     /// When the source fails, keep serving the last good policy for this
@@ -36,6 +42,7 @@ impl Default for CacheOptions {
             ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(5),
             max_tenants: 100_000,
+            max_bytes: 64 * 1024 * 1024,
             lookup_timeout: Duration::from_secs(2),
             serve_stale_for: None,
         }
@@ -58,6 +65,11 @@ impl CacheOptions {
         self.max_tenants = n;
         self
     }
+    /// Sets [`max_bytes`](Self::max_bytes).
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
     /// Sets [`lookup_timeout`](Self::lookup_timeout).
     pub fn lookup_timeout(mut self, timeout: Duration) -> Self {
         self.lookup_timeout = timeout;
@@ -78,6 +90,18 @@ struct Entry {
 }
 
 struct PerEntry;
+
+/// What one cached tenant is counted as besides its name: moka's entry,
+/// its queue and timer nodes, the `Arc` header and the `Entry` itself.
+const ENTRY_OVERHEAD: u64 = 256;
+
+/// The weight of a cached tenant: its bytes, and at least the share of
+/// [`CacheOptions::max_bytes`] that one of [`CacheOptions::max_tenants`]
+/// entries may take, so that one capacity bounds both the bytes and the count.
+fn weigher(options: &CacheOptions) -> impl Fn(&Arc<str>, &Entry) -> u32 + Send + Sync + 'static {
+    let floor = options.max_bytes / options.max_tenants.max(1);
+    move |name, _| u32::try_from((name.len() as u64 + ENTRY_OVERHEAD).max(floor)).unwrap_or(u32::MAX)
+}
 
 impl<K> Expiry<K, Entry> for PerEntry {
     fn expire_after_create(&self, _key: &K, value: &Entry, _now: Instant) -> Option<Duration> {
@@ -105,13 +129,15 @@ struct Inner<P> {
 /// - lookups time out ([`CacheOptions::lookup_timeout`]); errors fail
 ///   closed (503) unless [`serve_stale_for`](CacheOptions::serve_stale_for)
 ///   allows the last good policy;
-/// - the cache is bounded ([`CacheOptions::max_tenants`]).
+/// - the cache is bounded in entries and in bytes
+///   ([`CacheOptions::max_tenants`], [`CacheOptions::max_bytes`]), however
+///   many and however long the unknown tenant names clients send.
 ///
 /// Lookups that miss need a tokio runtime (for the timeout).
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_identity::{from_async_fn, CacheOptions, CachingProvider, IdentityVerificationLayer};
+/// use tower_identity::{provider::from_async_fn, provider::CacheOptions, provider::CachingProvider, IdentityVerificationLayer};
 ///
 /// let database = from_async_fn(|tenant: Option<String>| async move {
 ///     // SELECT … FROM identity_keys WHERE tenant_id = $1
@@ -145,7 +171,11 @@ impl<P> fmt::Debug for CachingProvider<P> {
 impl<P: SecretProvider> CachingProvider<P> {
     /// Caches `provider`'s answers.
     pub fn new(provider: P, options: CacheOptions) -> Self {
-        let named = moka::sync::Cache::builder().max_capacity(options.max_tenants).expire_after(PerEntry).build();
+        let named = moka::sync::Cache::builder()
+            .max_capacity(options.max_bytes)
+            .weigher(weigher(&options))
+            .expire_after(PerEntry)
+            .build();
         let unnamed = moka::sync::Cache::builder().max_capacity(1).expire_after(PerEntry).build();
         let last_good = options.serve_stale_for.map(|stale| {
             moka::sync::Cache::builder().max_capacity(options.max_tenants).time_to_live(options.ttl + stale).build()
@@ -174,6 +204,13 @@ impl<P: SecretProvider> CachingProvider<P> {
         if let Some(last) = &self.inner.last_good {
             last.invalidate_all();
         }
+    }
+
+    /// The bytes the cached tenants are counted as (see
+    /// [`CacheOptions::max_bytes`]), after applying pending evictions.
+    pub fn cached_bytes(&self) -> u64 {
+        self.inner.named.run_pending_tasks();
+        self.inner.named.weighted_size() + self.inner.unnamed.entry_count() * ENTRY_OVERHEAD
     }
 
     /// The wrapped provider.
@@ -308,7 +345,8 @@ mod tests {
         assert_eq!(provider.inflight_len(), 0);
     }
 
-    #[tokio::test]
+    // On a paused clock, so the bound is the timers', not the machine's load.
+    #[tokio::test(start_paused = true)]
     async fn every_waiter_is_bounded_by_the_timeout() {
         let timeout = Duration::from_millis(200);
         let provider = CachingProvider::new(
@@ -317,12 +355,13 @@ mod tests {
         );
         let Lookup::Pending(first) = provider.lookup(Some("t")) else { panic!("a miss") };
         let Lookup::Pending(second) = provider.lookup(Some("t")) else { panic!("a miss") };
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
         let first = tokio::spawn(first);
         tokio::time::sleep(Duration::from_millis(100)).await;
         first.abort(); // the request that started the lookup goes away
         assert!(second.await.is_err());
-        assert!(started.elapsed() < timeout + Duration::from_millis(150), "{:?}", started.elapsed());
+        // The second waiter, first polled at 100 ms, gives up at its own timeout.
+        assert_eq!(started.elapsed(), Duration::from_millis(100) + timeout);
         assert_eq!(provider.inflight_len(), 0);
     }
 }

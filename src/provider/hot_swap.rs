@@ -9,12 +9,13 @@ use super::{Lookup, SecretProvider, TenantMap};
 /// same slot.
 ///
 /// ```
-/// use tower_identity::{HotSwap, Identifier, Key, KeySet, Secret, TenantMap};
+/// use tower_identity::{provider::HotSwap, Identifier, Key, KeySet, Secret, TenantMap};
 ///
 /// let keys = |s: &str| KeySet::single(Key::hmac(Identifier::UserId, Secret::text(s).unwrap()));
-/// let provider = HotSwap::new(TenantMap::new().tenant("acme", keys("first-secret-0123456789")));
+/// let provider = HotSwap::new(TenantMap::new().tenant("acme", keys("first-secret-0123456789"))?);
 /// let handle = provider.clone(); // give `provider` to the layer, keep the handle
-/// handle.store(TenantMap::new().tenant("acme", keys("rotated-secret-0123456789")));
+/// handle.store(TenantMap::new().tenant("acme", keys("rotated-secret-0123456789"))?);
+/// # Ok::<(), tower_identity::TenantMapError>(())
 /// ```
 pub struct HotSwap<P = TenantMap> {
     current: std::sync::Arc<arc_swap::ArcSwap<P>>,

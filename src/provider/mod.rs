@@ -10,6 +10,7 @@ mod hot_swap;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
+mod shared_secret;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -21,6 +22,8 @@ use std::pin::Pin;
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
 pub use cache::{CacheOptions, CachingProvider};
 pub use hot_swap::HotSwap;
+pub(crate) use shared_secret::SchemeIndex;
+pub use shared_secret::{KeyUse, TenantMapError};
 
 use crate::key::KeySet;
 use crate::mode::Mode;
@@ -32,12 +35,28 @@ use crate::mode::Mode;
 pub struct TenantPolicy {
     keys: KeySet,
     mode: Option<Mode>,
+    misconfigured: bool,
 }
 
 impl TenantPolicy {
     /// A policy with these keys and the layer's mode.
     pub fn new(keys: KeySet) -> TenantPolicy {
-        TenantPolicy { keys, mode: None }
+        TenantPolicy { keys, mode: None, misconfigured: false }
+    }
+
+    /// A tenant that exists but whose keys break the key policy (e.g. its
+    /// secret is another tenant's under another scheme): every request
+    /// naming it is answered 500 `misconfigured`, in every mode but
+    /// [`Mode::Off`], and nothing is verified. Providers return it instead of
+    /// an error so that caches keep the answer and the database is not asked
+    /// again on every request.
+    pub fn misconfigured() -> TenantPolicy {
+        TenantPolicy { keys: KeySet::empty(), mode: None, misconfigured: true }
+    }
+
+    /// Whether this is [`TenantPolicy::misconfigured`].
+    pub fn is_misconfigured(&self) -> bool {
+        self.misconfigured
     }
 
     /// Overrides the layer's mode for this tenant.
@@ -129,7 +148,8 @@ impl fmt::Debug for Lookup {
 ///
 /// `tenant` is the tenant key read from the request, or `None` when the
 /// request names none (single-tenant setups). Return `Ok(None)` for an
-/// unknown tenant: the layer answers it exactly like an invalid signature.
+/// unknown tenant: the layer answers it exactly as it answers a known tenant
+/// whose key does not match (same code, body, metrics and work).
 ///
 /// Built in: [`KeySet`] and [`TenantPolicy`] (one static tenant),
 /// [`TenantMap`] (many static tenants), [`from_async_fn`] (an async closure),
@@ -162,20 +182,26 @@ where
 
 /// Static per-tenant policies, looked up by the tenant key the request names.
 ///
+/// Adding a tenant fails when one of its secrets is another tenant's under
+/// another scheme ([`TenantMapError`]): a signature one tenant's backend
+/// makes must never verify at another tenant as a different scheme.
+///
 /// ```
 /// use tower_identity::{Identifier, Key, KeySet, Mode, Secret, TenantMap, TenantPolicy};
 ///
-/// let acme = KeySet::single(Key::hmac(Identifier::UserId, Secret::text("acme-secret-0123456789").unwrap()));
-/// let globex = KeySet::single(Key::hmac(Identifier::Email, Secret::hex("9f86d081884c7d659a2feaa0c55ad015").unwrap()));
+/// let acme = KeySet::single(Key::hmac(Identifier::UserId, Secret::text("acme-secret-0123456789")?));
+/// let globex = KeySet::single(Key::hmac(Identifier::Email, Secret::hex("9f86d081884c7d659a2feaa0c55ad015")?));
 /// let tenants = TenantMap::new()
-///     .tenant("acme", acme)
-///     .tenant("globex", TenantPolicy::new(globex).with_mode(Mode::Optional));
+///     .tenant("acme", acme)?
+///     .tenant("globex", TenantPolicy::new(globex).with_mode(Mode::Optional))?;
 /// assert_eq!(tenants.len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct TenantMap {
     tenants: HashMap<Box<str>, TenantPolicy>,
     untenanted: Option<TenantPolicy>,
+    index: SchemeIndex,
 }
 
 impl TenantMap {
@@ -184,24 +210,63 @@ impl TenantMap {
         TenantMap::default()
     }
 
-    /// Adds (or replaces) a tenant.
-    #[must_use]
-    pub fn tenant(mut self, tenant: impl Into<Box<str>>, policy: impl Into<TenantPolicy>) -> TenantMap {
-        self.insert(tenant, policy);
-        self
+    /// A map of these tenants; fails like [`TenantMap::insert`].
+    pub fn from_tenants<T, P>(tenants: impl IntoIterator<Item = (T, P)>) -> Result<TenantMap, TenantMapError>
+    where
+        T: Into<Box<str>>,
+        P: Into<TenantPolicy>,
+    {
+        let mut map = TenantMap::new();
+        for (tenant, policy) in tenants {
+            map.insert(tenant, policy)?;
+        }
+        Ok(map)
     }
 
-    /// Adds (or replaces) a tenant in place.
-    pub fn insert(&mut self, tenant: impl Into<Box<str>>, policy: impl Into<TenantPolicy>) {
-        self.tenants.insert(tenant.into(), policy.into());
+    /// Adds (or replaces) a tenant; fails like [`TenantMap::insert`].
+    pub fn tenant(
+        mut self,
+        tenant: impl Into<Box<str>>,
+        policy: impl Into<TenantPolicy>,
+    ) -> Result<TenantMap, TenantMapError> {
+        self.insert(tenant, policy)?;
+        Ok(self)
     }
 
-    /// The policy for requests that name no tenant. Requests naming an
-    /// unknown tenant never fall back to it.
-    #[must_use]
-    pub fn untenanted(mut self, policy: impl Into<TenantPolicy>) -> TenantMap {
-        self.untenanted = Some(policy.into());
-        self
+    /// Adds (or replaces) a tenant in place. Fails, leaving the map as it
+    /// was, when one of its secrets is another tenant's under another scheme.
+    pub fn insert(
+        &mut self,
+        tenant: impl Into<Box<str>>,
+        policy: impl Into<TenantPolicy>,
+    ) -> Result<(), TenantMapError> {
+        let (tenant, policy) = (tenant.into(), policy.into());
+        self.check_and_record(Some(&tenant), &policy)?;
+        self.tenants.insert(tenant, policy);
+        Ok(())
+    }
+
+    /// The policy for requests that name no tenant (requests naming an
+    /// unknown tenant never fall back to it); fails like [`TenantMap::insert`].
+    pub fn untenanted(mut self, policy: impl Into<TenantPolicy>) -> Result<TenantMap, TenantMapError> {
+        let policy = policy.into();
+        self.check_and_record(None, &policy)?;
+        self.untenanted = Some(policy);
+        Ok(self)
+    }
+
+    /// Checks `policy` against the other tenants' keys and records it in
+    /// place of `tenant`'s previous policy.
+    fn check_and_record(&mut self, tenant: Option<&str>, policy: &TenantPolicy) -> Result<(), TenantMapError> {
+        if let Some(conflict) = self.index.conflict(tenant, policy.keys()) {
+            return Err(conflict);
+        }
+        if let Some(previous) = self.get(tenant) {
+            let previous = previous.keys().clone();
+            self.index.remove(tenant, &previous);
+        }
+        self.index.add(tenant, policy.keys());
+        Ok(())
     }
 
     /// Number of tenants.
@@ -220,16 +285,6 @@ impl TenantMap {
             Some(t) => self.tenants.get(t),
             None => self.untenanted.as_ref(),
         }
-    }
-}
-
-impl FromIterator<(String, TenantPolicy)> for TenantMap {
-    fn from_iter<T: IntoIterator<Item = (String, TenantPolicy)>>(iter: T) -> Self {
-        let mut map = TenantMap::new();
-        for (t, p) in iter {
-            map.insert(t, p);
-        }
-        map
     }
 }
 
@@ -254,7 +309,7 @@ impl<F> fmt::Debug for AsyncFnProvider<F> {
 /// slow providers in a cache to keep them off the hot path).
 ///
 /// ```
-/// use tower_identity::{from_async_fn, Identifier, Key, KeySet, ProviderError, Secret, TenantPolicy};
+/// use tower_identity::{provider::from_async_fn, Identifier, Key, KeySet, provider::ProviderError, Secret, TenantPolicy};
 ///
 /// let provider = from_async_fn(|tenant: Option<String>| async move {
 ///     // e.g. SELECT secret FROM tenants WHERE id = $1

@@ -4,7 +4,7 @@
 //! it; so can any other code:
 //!
 //! ```
-//! use tower_identity::{verify, Claim, Identifier, Key, KeySet, Secret, VerifyOptions};
+//! use tower_identity::{verify::verify, claim::Claim, Identifier, Key, KeySet, Secret, verify::VerifyOptions};
 //!
 //! let keys = KeySet::single(Key::hmac(Identifier::UserId, Secret::text("SECRET_KEY").unwrap()));
 //! let claim = Claim::new()
@@ -21,6 +21,7 @@ pub mod jwt;
 mod hmac;
 #[cfg(any(feature = "json", feature = "jwt"))]
 pub(crate) mod strict_json;
+mod unknown;
 
 use std::fmt;
 
@@ -30,6 +31,10 @@ use crate::identity::{Unsigned, VerifiedIdentity};
 use crate::key::{Identifier, KeySet, Scheme};
 #[cfg(feature = "jwt")]
 pub use jwt::JwtOptions;
+pub(crate) use unknown::{needs_time as unknown_needs_time, unknown_tenant};
+
+/// The default cap on identifiers and tenant names, in bytes.
+pub const DEFAULT_MAX_IDENTIFIER_LEN: usize = 256;
 
 /// Limits applied during verification.
 ///
@@ -54,7 +59,7 @@ impl Default for VerifyOptions {
         VerifyOptions {
             max_age: 3600,
             future_skew: 60,
-            max_identifier_len: 256,
+            max_identifier_len: DEFAULT_MAX_IDENTIFIER_LEN,
             #[cfg(feature = "jwt")]
             jwt: JwtOptions::default(),
         }
@@ -78,7 +83,10 @@ impl VerifyOptions {
         self
     }
 
-    /// Longest accepted identifier, in bytes. Default: 256.
+    /// Longest accepted identifier (user id, email, visitor id, and the
+    /// identifiers signed into a token) and tenant name, in bytes. Default:
+    /// 256. The layer applies it to tenant names at extraction: a longer one
+    /// is refused before any lookup.
     #[must_use]
     pub fn max_identifier_len(mut self, len: usize) -> Self {
         self.max_identifier_len = len;
@@ -159,6 +167,10 @@ pub enum Malformed {
     IdentifierTooLong,
     /// An identifier contains control characters.
     IdentifierCharacters,
+    /// An identifier or tenant name starts or ends with whitespace, which
+    /// HTTP parsers (and many applications) trim: `"alice "` would reach an
+    /// upstream as `alice`.
+    Whitespace,
     /// A value is not valid UTF-8.
     NotUtf8,
     /// The token is not a well-formed compact HS256 JWT.
@@ -205,15 +217,26 @@ impl fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 fn check_identifier(v: &IdStr, opts: &VerifyOptions) -> Result<(), Failure> {
-    let v = v.as_bytes();
     if v.is_empty() {
         return Err(Failure::Malformed(Malformed::EmptyIdentifier));
     }
-    if v.len() > opts.max_identifier_len {
+    check_value(v, opts.max_identifier_len)
+}
+
+/// The checks an identifier and a tenant name share: at most `max_len`
+/// bytes, no control character, no leading or trailing whitespace. Exactly
+/// the bytes received are signed and forwarded, so a value that two parsers
+/// could read differently is refused rather than normalised.
+pub(crate) fn check_value(v: &str, max_len: usize) -> Result<(), Failure> {
+    if v.len() > max_len {
         return Err(Failure::Malformed(Malformed::IdentifierTooLong));
     }
-    if has_control(v) {
+    if has_control(v.as_bytes()) {
         return Err(Failure::Malformed(Malformed::IdentifierCharacters));
+    }
+    let edge = |c: Option<char>| c.is_some_and(char::is_whitespace);
+    if edge(v.chars().next()) || edge(v.chars().next_back()) {
+        return Err(Failure::Malformed(Malformed::Whitespace));
     }
     Ok(())
 }
@@ -366,6 +389,17 @@ fn verify_jwt(claim: &Claim, token: &[u8], keys: &KeySet, now: u64, opts: &Verif
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edge_whitespace_is_refused() {
+        for bad in ["alice ", " alice", "alice\u{a0}", "\u{3000}alice", "\u{2003}", "a\u{2028}"] {
+            assert_eq!(check_value(bad, 256), Err(Failure::Malformed(Malformed::Whitespace)), "{bad:?}");
+        }
+        assert_eq!(check_value("al ice", 256), Ok(()));
+        assert_eq!(check_value("a\tb", 256), Err(Failure::Malformed(Malformed::IdentifierCharacters)));
+        assert_eq!(check_value(&"a".repeat(257), 256), Err(Failure::Malformed(Malformed::IdentifierTooLong)));
+        assert_eq!(check_value(&"a".repeat(256), 256), Ok(()));
+    }
 
     #[test]
     fn control_characters_are_found_on_the_bytes_as_on_the_chars() {

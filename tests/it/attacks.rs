@@ -1,13 +1,14 @@
 //! Attack cases not covered elsewhere (see also tests/it/layer.rs, tests/it/jwt.rs,
-//! tests/it/body.rs, tests/proxy.rs and tests/it/examples.rs): each asserts the
+//! tests/it/body.rs, tests/it/examples.rs and identity-proxy/tests/it/proxy.rs): each asserts the
 //! status, the error code, that the inner service was not called, and that
 //! nothing sensitive is echoed.
 
 use crate::support::*;
 use base64::Engine as _;
-use tower_identity::jwt::JwtOptions;
+use tower_identity::verify::jwt::JwtOptions;
 use tower_identity::{
-    Claim, Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Secret, Sources, VerifyOptions, jwt, sign, verify,
+    Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Secret, Sources, claim::Claim, sign,
+    verify::VerifyOptions, verify::verify,
 };
 
 fn layer() -> IdentityVerificationLayer {
@@ -79,7 +80,7 @@ fn tokens_without_iat_are_refused_when_iat_is_required() {
     let mut claims = serde_json::Map::new();
     claims.insert("email".into(), "a@b.c".into());
     claims.insert("exp".into(), (NOW + 300).into());
-    let token = jwt::encode(&s, None, &claims);
+    let token = sign::jwt(&s, None, &claims);
     let mut opts = VerifyOptions::default();
     assert!(
         verify(&Claim::new().token(token.as_str()), &keys, NOW, &opts).is_ok(),

@@ -3,12 +3,13 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 use tower::ServiceExt;
 use tower_identity::{
-    CacheOptions, CachingProvider, Identifier, Key, KeySet, ProviderError, Secret, TenantPolicy, from_async_fn,
+    Identifier, Key, KeySet, Secret, SecretProvider, TenantPolicy, provider::CacheOptions, provider::CachingProvider,
+    provider::Lookup, provider::ProviderError, provider::from_async_fn,
 };
 
 /// A "database": tenants with their secrets, a lookup counter, a delay, and switches to fail or hang.
@@ -92,18 +93,22 @@ async fn ttl_and_negative_caching() {
     assert_eq!(db.lookups(), 4, "the positive entry expired after its TTL");
 }
 
-#[tokio::test]
+// On a paused tokio clock: time moves only when every task waits on a timer,
+// so the time a request takes is decided by the timers alone, not by the
+// machine's load.
+#[tokio::test(start_paused = true)]
 async fn a_hanging_provider_times_out_with_503_and_recovers() {
     let db = Db::with("acme", ACME);
     db.hang.store(true, Ordering::SeqCst);
-    let timeout = Duration::from_millis(300);
+    let timeout = Duration::from_secs(3);
     let l = tenant_layer(CachingProvider::new(db.provider(), CacheOptions::default().lookup_timeout(timeout)));
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let (a, rec) = send(&l, tenant_request("acme", ACME)).await;
-    let elapsed = started.elapsed();
+    let waited = started.elapsed();
     assert_eq!((a.status.as_u16(), rec.calls()), (503, 0));
     assert_eq!(a.headers["retry-after"], "5");
-    assert!(elapsed < timeout + Duration::from_millis(100) + Duration::from_millis(20), "answered after {elapsed:?}");
+    // The configured timeout answered it, not a default or a later timer.
+    assert_eq!(waited, timeout, "the 503 came when the lookup timeout fired");
     db.hang.store(false, Ordering::SeqCst);
     assert_eq!(send(&l, tenant_request("acme", ACME)).await.0.status, 200, "the next request works");
 }
@@ -154,4 +159,39 @@ async fn revocation_is_seen_by_every_instance_within_the_ttl_or_at_once_on_inval
     assert_eq!(send(&lb, tenant_request("acme", rotated)).await.0.status, 200);
     b.invalidate_all();
     assert_eq!(send(&lb, tenant_request("acme", rotated)).await.0.status, 200);
+}
+
+fn nobody(_: Option<&str>) -> tower_identity::provider::LookupResult {
+    Ok(None)
+}
+
+#[tokio::test]
+async fn unknown_long_tenant_names_stay_within_the_byte_bound() {
+    let max_bytes = 1024 * 1024;
+    let options = CacheOptions::default().max_bytes(max_bytes).negative_ttl(Duration::from_secs(600));
+    let provider = CachingProvider::new(nobody, options);
+    // 2,000 unknown tenants with 8 KiB names: 16 MiB of names sent.
+    for i in 0..2000 {
+        let name = format!("{i:08}-{}", "x".repeat(8192));
+        let Lookup::Pending(lookup) = provider.lookup(Some(&name)) else { panic!("a miss") };
+        assert!(lookup.await.unwrap().is_none());
+    }
+    let held = provider.cached_bytes();
+    println!("2000 unknown 8 KiB tenant names: the cache holds {held} bytes (bound {max_bytes})");
+    assert!(held <= max_bytes, "{held} > {max_bytes}");
+    assert!(held > max_bytes / 2, "the negative cache is in use: {held}");
+}
+
+#[tokio::test]
+async fn the_byte_bound_also_bounds_the_number_of_tenants() {
+    let options = CacheOptions::default().max_tenants(100).max_bytes(1024 * 1024);
+    let provider = CachingProvider::new(nobody, options);
+    for i in 0..1000 {
+        let Lookup::Pending(lookup) = provider.lookup(Some(&format!("t{i}"))) else { panic!("a miss") };
+        assert!(lookup.await.unwrap().is_none());
+    }
+    // Every entry weighs at least max_bytes / max_tenants.
+    assert!(provider.cached_bytes() <= 1024 * 1024);
+    let hits = (0..1000).filter(|i| matches!(provider.lookup(Some(&format!("t{i}"))), Lookup::Ready(_))).count();
+    assert!((1..=100).contains(&hits), "{hits} tenants cached, at most 100");
 }

@@ -13,9 +13,11 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::ServiceExt;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_identity::layer::ForwardHeaders;
+use tower_identity::provider::ProviderError;
 use tower_identity::{
-    ForwardHeaders, Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, ProviderError, Role,
-    Secret, Sources, VerifiedIdentity, cors, sign,
+    Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, Role, Secret, Sources, VerifiedIdentity,
+    cors, sign,
 };
 
 const ORIGIN: &str = "https://shop.example";

@@ -1,7 +1,9 @@
 //! Failing secret providers behind a real axum server on 127.0.0.1.
 //!
-//! - a provider that errors is answered 503 (`Retry-After`) at once, never a pass;
-//! - a provider that hangs is answered 503 within `lookup_timeout` + 100 ms;
+//! - a provider that errors is answered 503 (`Retry-After`), never a pass,
+//!   without waiting for the lookup timeout;
+//! - a provider that never answers is answered 503 (`Retry-After`) when the
+//!   lookup timeout fires, never a pass;
 //! - a provider that panics (in `lookup()` itself, or in its lookup future,
 //!   or behind `CachingProvider`) is answered 500 `internal_error`: never a
 //!   pass, never a dead connection;
@@ -22,15 +24,20 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_identity::{
-    CacheOptions, CachingProvider, Identifier, Key, KeySet, Lookup, LookupResult, ProviderError, SecretProvider,
-    TenantPolicy, VerifiedIdentity, sign,
+    Identifier, Key, KeySet, SecretProvider, TenantPolicy, VerifiedIdentity, provider::CacheOptions,
+    provider::CachingProvider, provider::Lookup, provider::LookupResult, provider::ProviderError, sign,
 };
 
 use crate::support::{Server, client, client_h2, secret, tenant_layer};
 
+/// Short, so a hanging provider's requests are answered quickly; far below
+/// the client's hang guard ([`GUARD`]), so a 503 within the guard from a
+/// provider that never answers can only come from this timeout.
 const LOOKUP_TIMEOUT: Duration = Duration::from_millis(300);
-/// How much later than the deadline an answer may come.
-const SLACK: Duration = Duration::from_millis(100);
+/// How long a request may take before the test calls it hung: generous, so
+/// a loaded machine never trips it. Not a latency bound (timings belong in
+/// the benches).
+const GUARD: Duration = Duration::from_secs(10);
 
 fn policy() -> TenantPolicy {
     TenantPolicy::new(KeySet::single(Key::hmac(Identifier::UserId, secret())))
@@ -140,7 +147,6 @@ struct Reply {
     status: Option<StatusCode>,
     retry_after: Option<String>,
     body: String,
-    elapsed: Duration,
 }
 
 impl Reply {
@@ -161,24 +167,21 @@ async fn call(client: &TestClient, addr: SocketAddr, path: &str, tenant: &str, u
         .header("x-request-id", format!("rid-{user}"))
         .body(Empty::new())
         .unwrap();
-    let started = Instant::now();
-    let result = tokio::time::timeout(Duration::from_secs(10), async {
+    let result = tokio::time::timeout(GUARD, async {
         let res = client.request(req).await?;
         let (parts, body) = res.into_parts();
         let body = body.collect().await?.to_bytes();
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts, body))
     })
     .await;
-    let elapsed = started.elapsed();
     match result {
         Ok(Ok((parts, body))) => Reply {
             status: Some(parts.status),
             retry_after: parts.headers.get("retry-after").map(|v| v.to_str().unwrap().to_owned()),
             body: String::from_utf8_lossy(&body).into_owned(),
-            elapsed,
         },
-        Ok(Err(error)) => Reply { status: None, retry_after: None, body: format!("client error: {error:?}"), elapsed },
-        Err(_) => Reply { status: None, retry_after: None, body: "no answer within 10 s".into(), elapsed },
+        Ok(Err(error)) => Reply { status: None, retry_after: None, body: format!("client error: {error:?}") },
+        Err(_) => Reply { status: None, retry_after: None, body: format!("no answer within {GUARD:?}") },
     }
 }
 
@@ -197,7 +200,9 @@ async fn provider_errors_answer_503_at_once_and_the_server_keeps_serving() {
     let sync = Switch::new(true);
     let asynchronous = Switch::new(false);
     let cached_source = Switch::new(false);
-    let cached = CachingProvider::new(cached_source.clone(), CacheOptions::default().lookup_timeout(LOOKUP_TIMEOUT));
+    // A lookup timeout far past the hang guard: an error answered within the
+    // guard was answered without waiting for the timeout.
+    let cached = CachingProvider::new(cached_source.clone(), CacheOptions::default().lookup_timeout(GUARD * 6));
     let cases: [(&str, Server, &Switch); 3] = [
         ("synchronous provider", server(sync.clone()).await, &sync),
         ("asynchronous provider", server(asynchronous.clone()).await, &asynchronous),
@@ -213,7 +218,6 @@ async fn provider_errors_answer_503_at_once_and_the_server_keeps_serving() {
             assert_eq!(r.code(), "provider_unavailable", "{name}");
             assert_eq!(r.retry_after.as_deref(), Some("5"), "{name}");
             assert!(!r.body.contains("connection refused"), "{name}: the provider's message is not echoed");
-            assert!(r.elapsed < LOOKUP_TIMEOUT + SLACK, "{name}: answered after {:?}", r.elapsed);
         }
         assert_eq!(s.calls.load(Ordering::SeqCst), 1, "{name}: a provider error is never a pass");
         switch.set(Fault::Healthy);
@@ -223,13 +227,14 @@ async fn provider_errors_answer_503_at_once_and_the_server_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hanging_provider_is_answered_503_within_the_lookup_timeout() {
+async fn a_hanging_provider_is_answered_503_by_the_lookup_timeout() {
     let source = Switch::new(false);
     let s = server(CachingProvider::new(source.clone(), CacheOptions::default().lookup_timeout(LOOKUP_TIMEOUT))).await;
     let c = client();
     source.set(Fault::Hang);
-    // 50 concurrent requests over 10 tenants: each lookup times out, and the
-    // requests that joined a lookup already in flight are answered with it.
+    // 50 concurrent requests over 10 tenants: the provider never answers, so
+    // only the lookup timeout can answer them (within the client's guard);
+    // the requests that joined a lookup already in flight share its timeout.
     let tasks: Vec<_> = (0..50)
         .map(|i| {
             let c = c.clone();
@@ -237,17 +242,15 @@ async fn a_hanging_provider_is_answered_503_within_the_lookup_timeout() {
             tokio::spawn(async move { call(&c, addr, "/me", &format!("t-{}", i % 10), &format!("u{i}")).await })
         })
         .collect();
-    let mut slowest = Duration::ZERO;
     for t in tasks {
         let r = t.await.unwrap();
         assert_eq!(r.status, Some(StatusCode::SERVICE_UNAVAILABLE), "{r:?}");
         assert_eq!(r.code(), "provider_unavailable");
-        assert!(r.elapsed < LOOKUP_TIMEOUT + SLACK, "answered after {:?} (timeout {LOOKUP_TIMEOUT:?})", r.elapsed);
-        slowest = slowest.max(r.elapsed);
+        assert_eq!(r.retry_after.as_deref(), Some("5"));
     }
     assert_eq!(s.calls.load(Ordering::SeqCst), 0, "a hanging provider is never a pass");
     let lookups = source.lookups.load(Ordering::SeqCst);
-    println!("50 requests to a hanging provider: all 503, slowest {slowest:?}, {lookups} lookups at the source");
+    println!("50 requests to a hanging provider: all 503, {lookups} lookups at the source");
     assert!(lookups <= 50);
     source.set(Fault::Healthy);
     assert_still_serving(&s, &c, "after the hang").await;
@@ -277,7 +280,7 @@ async fn a_panicking_provider_is_answered_500_and_the_server_keeps_serving() {
         switch.set(*fault);
         let r = call(&c, s.addr, "/me", "t-panic", "victim").await;
         switch.set(Fault::Healthy);
-        println!("{name}: {:?} {} after {:?}", r.status, r.body, r.elapsed);
+        println!("{name}: {:?} {}", r.status, r.body);
         if r.status != Some(StatusCode::INTERNAL_SERVER_ERROR) || r.code() != "internal_error" {
             failures.push(format!("{name}: expected 500 internal_error, got {:?}: {}", r.status, r.body));
         }
@@ -318,7 +321,7 @@ async fn a_thousand_concurrent_first_requests_make_one_lookup() {
     // after 20 s), so every one of them is a concurrent first request.
     let source = {
         let (misses, lookups) = (misses.clone(), lookups.clone());
-        tower_identity::from_async_fn(move |tenant: Option<String>| {
+        tower_identity::provider::from_async_fn(move |tenant: Option<String>| {
             let (misses, lookups) = (misses.clone(), lookups.clone());
             async move {
                 lookups.fetch_add(1, Ordering::SeqCst);

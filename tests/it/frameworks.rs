@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tower_identity::body::RequestBody;
+use tower_identity::layer::body::RequestBody;
 use tower_identity::{
     Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, VerifiedIdentity, sign,
 };

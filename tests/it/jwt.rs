@@ -6,10 +6,11 @@ use crate::support::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use tower_identity::jwt::{self, JwtOptions};
+use tower_identity::sign;
+use tower_identity::verify::jwt::{self, JwtOptions};
 use tower_identity::{
-    Claim, Failure, Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Role, Scheme, Secret, Sources,
-    VerifyOptions, verify,
+    Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Role, Scheme, Secret, Sources, claim::Claim,
+    verify::Failure, verify::VerifyOptions, verify::verify,
 };
 
 fn options(max_lifetime: u64) -> VerifyOptions {
@@ -234,12 +235,12 @@ fn kid_selects_the_key_and_rotation_works() {
     let c = claims();
     let map = c.as_object().unwrap();
     for (secret, kid) in [(&old, Some("2025")), (&new, Some("2026")), (&old, None), (&new, None)] {
-        let token = jwt::encode(secret, kid, map);
+        let token = sign::jwt(secret, kid, map);
         let id = verify(&Claim::new().token(token), &keys, NOW, &VerifyOptions::default()).unwrap();
         assert_eq!(id.key_id(), Some(if std::ptr::eq(secret, &old) { "2025" } else { "2026" }));
     }
     // A kid naming the other key fails even though the signature is genuine.
-    let token = jwt::encode(&old, Some("2026"), map);
+    let token = sign::jwt(&old, Some("2026"), map);
     assert_eq!(
         verify(&Claim::new().token(token), &keys, NOW, &VerifyOptions::default()).unwrap_err(),
         Failure::Invalid
@@ -281,8 +282,16 @@ fn differential_against_jsonwebtoken() {
         cases.push(jsonwebtoken::encode(&Header::new(alg), &payload, &ek).unwrap());
     }
     // Tokens minted by this crate.
-    cases.push(jwt::token(&Secret::text(SECRET).unwrap(), "app_1", "jane@example.com", Some("Jane"), now, 600, []));
-    cases.push(jwt::token(&Secret::text(SECRET).unwrap(), "app_2", "jane@example.com", None, now, 600, []));
+    cases.push(sign::jwt_token(
+        &Secret::text(SECRET).unwrap(),
+        "app_1",
+        "jane@example.com",
+        Some("Jane"),
+        now,
+        600,
+        [],
+    ));
+    cases.push(sign::jwt_token(&Secret::text(SECRET).unwrap(), "app_2", "jane@example.com", None, now, 600, []));
     // Every single-character mutation of a valid token.
     let valid = cases[0].clone();
     for i in 0..valid.len() {

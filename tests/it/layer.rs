@@ -8,8 +8,9 @@ use std::time::Duration;
 use crate::support::*;
 use http::HeaderName;
 use tower_identity::{
-    ErrorCode, Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, ProviderError, Role, Scheme,
-    Secret, Sources, TenantMap, TenantPolicy, UnverifiedReason, from_async_fn, sign,
+    Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, Role, Scheme, Secret, Sources,
+    TenantMap, TenantPolicy, identity::UnverifiedReason, layer::ErrorCode, provider::ProviderError,
+    provider::from_async_fn, sign,
 };
 
 const MAX_AGE: u64 = 600;
@@ -69,10 +70,14 @@ async fn mode_table() {
     for (mode, case, expected) in table {
         // Once as the layer's mode, once as a tenant override of an opposite layer mode.
         let tenant_layer = IdentityVerificationLayer::new(
-            TenantMap::new().untenanted(
-                TenantPolicy::new(KeySet::single(Key::timestamped_hmac(Identifier::UserId, secret()).with_id("k1")))
+            TenantMap::new()
+                .untenanted(
+                    TenantPolicy::new(KeySet::single(
+                        Key::timestamped_hmac(Identifier::UserId, secret()).with_id("k1"),
+                    ))
                     .with_mode(mode),
-            ),
+                )
+                .unwrap(),
         )
         .mode(if mode == Mode::Off { Mode::Required } else { Mode::Off })
         .clock(|| NOW)
@@ -359,10 +364,16 @@ async fn signed_links_in_query_parameters() {
 async fn tenants() {
     let acme = Secret::text("acme-secret-0123456789").unwrap();
     let globex = Secret::text("globex-secret-0123456789").unwrap();
-    let tenants = TenantMap::new().tenant("acme", KeySet::single(Key::hmac(Identifier::UserId, acme.clone()))).tenant(
-        "globex",
-        TenantPolicy::new(KeySet::single(Key::hmac(Identifier::UserId, globex.clone()))).with_mode(Mode::Optional),
-    );
+    let tenants = TenantMap::new()
+        .tenant("acme", KeySet::single(Key::hmac(Identifier::UserId, acme.clone())))
+        .and_then(|m| {
+            m.tenant(
+                "globex",
+                TenantPolicy::new(KeySet::single(Key::hmac(Identifier::UserId, globex.clone())))
+                    .with_mode(Mode::Optional),
+            )
+        })
+        .unwrap();
     let layer = IdentityVerificationLayer::new(tenants)
         .sources(Sources::new().header(Role::Tenant, HeaderName::from_static("x-app-id")));
     let req = |tenant: &str, s: &Secret| {
@@ -479,7 +490,7 @@ async fn grpc_requests_get_grpc_statuses() {
 #[tokio::test]
 async fn custom_responder() {
     let layer = plain_layer(Mode::Required).responder(
-        |rejection: &tower_identity::Rejection, req: &tower_identity::RequestHead<'_>| {
+        |rejection: &tower_identity::layer::Rejection, req: &tower_identity::extract::RequestHead<'_>| {
             let mut res = http::Response::new(bytes::Bytes::from(format!(
                 "{{\"error\":\"identity_unverified\",\"path\":\"{}\"}}",
                 req.uri.path()
@@ -501,7 +512,7 @@ async fn secrets_never_appear_in_debug_output() {
     let layer = plain_layer(Mode::Required);
     let dbg = format!("{layer:?} {:?} {:?}", KeySet::single(Key::hmac(Identifier::UserId, secret())), secret());
     assert!(!dbg.contains(SECRET), "{dbg}");
-    let claim = tower_identity::Claim::new().user_id("u1").signature(sign::hmac(&secret(), "u1"));
+    let claim = tower_identity::claim::Claim::new().user_id("u1").signature(sign::hmac(&secret(), "u1"));
     let dbg = format!("{claim:?}");
     assert!(!dbg.contains(&sign::hmac(&secret(), "u1")), "{dbg}");
 }
@@ -511,7 +522,7 @@ async fn credential_headers_are_marked_sensitive_and_query_decoding_is_strict() 
     let layer = plain_layer(Mode::Required).sources(Sources::new().query_defaults());
     let sig = sign::hmac(&secret(), "u1");
     let svc = tower::ServiceBuilder::new().layer(layer.clone()).service(tower::service_fn(
-        |req: http::Request<tower_identity::body::RequestBody<http_body_util::Full<bytes::Bytes>>>| async move {
+        |req: http::Request<tower_identity::layer::body::RequestBody<http_body_util::Full<bytes::Bytes>>>| async move {
             let h = req.headers();
             assert!(h["x-identity-signature"].is_sensitive());
             assert!(!h["authorization"].is_sensitive(), "not an identity source here: left alone");
@@ -552,11 +563,13 @@ async fn forwarded_identity_headers_cannot_be_spoofed_in_any_mode() {
         for valid in [true, false] {
             let seen: Arc<Mutex<Option<http::HeaderMap>>> = Arc::default();
             let layer = plain_layer(mode)
-                .forward_identity_headers(tower_identity::ForwardHeaders::default())
+                .forward_identity_headers(tower_identity::layer::ForwardHeaders::default())
                 .strip_credentials(true);
             let svc = tower::ServiceBuilder::new().layer(layer).service(tower::service_fn({
                 let seen = seen.clone();
-                move |req: http::Request<tower_identity::body::RequestBody<http_body_util::Full<bytes::Bytes>>>| {
+                move |req: http::Request<
+                    tower_identity::layer::body::RequestBody<http_body_util::Full<bytes::Bytes>>,
+                >| {
                     *seen.lock().unwrap() = Some(req.headers().clone());
                     async {
                         Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
@@ -599,7 +612,7 @@ async fn forwarded_identity_headers_cannot_be_spoofed_in_any_mode() {
 #[tokio::test]
 async fn bypassed_requests_skip_verification_but_not_header_stripping() {
     let layer = plain_layer(Mode::Required)
-        .forward_identity_headers(tower_identity::ForwardHeaders::default())
+        .forward_identity_headers(tower_identity::layer::ForwardHeaders::default())
         .bypass(|req| req.uri.path() == "/healthz");
     let (a, rec) = send(&layer, get("/healthz", &[("x_verified_user_id", "admin")])).await;
     assert_eq!(a.status, 200);
@@ -780,7 +793,7 @@ async fn an_ambiguous_tenant_is_refused_in_every_mode() {
         ),
     ];
     for mode in [Mode::Off, Mode::ReportOnly, Mode::Optional, Mode::Required] {
-        let tenants = TenantMap::new().tenant("acme", TenantPolicy::new(acme.clone()).with_mode(mode));
+        let tenants = TenantMap::new().tenant("acme", TenantPolicy::new(acme.clone()).with_mode(mode)).unwrap();
         let sources =
             Sources::new().header(Role::Tenant, HeaderName::from_static("x-app-id")).query(Role::Tenant, "app");
         let layer = IdentityVerificationLayer::new(tenants).mode(mode).sources(sources);
@@ -855,7 +868,7 @@ async fn a_bad_tenant_is_refused_alike_from_every_source() {
         .form(Role::Tenant, "app")
         .json(Role::Tenant, "/app");
     for mode in [Mode::Off, Mode::ReportOnly] {
-        let tenants = TenantMap::new().tenant("acme", TenantPolicy::new(acme.clone()).with_mode(mode));
+        let tenants = TenantMap::new().tenant("acme", TenantPolicy::new(acme.clone()).with_mode(mode)).unwrap();
         let layer = IdentityVerificationLayer::new(tenants).mode(mode).sources(sources.clone());
         for (name, req, code) in &cases {
             let mut copy = get(&req.uri().to_string(), &[]);
@@ -875,8 +888,9 @@ async fn a_bad_tenant_is_refused_alike_from_every_source() {
 async fn internal_failures_are_grpc_status_13_for_grpc_requests() {
     let short =
         IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::UserId, Secret::text("short").unwrap())));
-    let panics =
-        IdentityVerificationLayer::new(|_: Option<&str>| -> tower_identity::LookupResult { panic!("provider bug") });
+    let panics = IdentityVerificationLayer::new(|_: Option<&str>| -> tower_identity::provider::LookupResult {
+        panic!("provider bug")
+    });
     let sig = sign::hmac(&secret(), "u1");
     for layer in [&short, &panics] {
         let req =
@@ -896,7 +910,7 @@ async fn bypassed_requests_keep_credentials_guarded() {
     let inner = {
         let seen = seen.clone();
         tower::service_fn(
-            move |req: http::Request<tower_identity::body::RequestBody<http_body_util::Full<bytes::Bytes>>>| {
+            move |req: http::Request<tower_identity::layer::body::RequestBody<http_body_util::Full<bytes::Bytes>>>| {
                 *seen.lock().unwrap() = Some(req.headers().clone());
                 std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<
                     bytes::Bytes,

@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::io::Write;
 use std::sync::OnceLock;
 
-use tower_identity::{Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Secret, Sources, jwt, sign};
+use tower_identity::{Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Secret, Sources, sign};
 use tracing_subscriber::filter::dynamic_filter_fn;
 use tracing_subscriber::prelude::*;
 
@@ -62,7 +62,8 @@ fn capture(f: impl FnOnce()) -> String {
 
 #[test]
 fn no_secret_signature_or_token_ever_reaches_the_logs() {
-    let token = jwt::token(&Secret::text(JWT_SECRET).unwrap(), "app", "jane@example.com", Some("Jane"), NOW, 600, []);
+    let token =
+        sign::jwt_token(&Secret::text(JWT_SECRET).unwrap(), "app", "jane@example.com", Some("Jane"), NOW, 600, []);
     let forged_token = format!("{}x", &token[..token.len() - 1]);
     let valid_sig = sign::hmac(&Secret::text(NEW).unwrap(), "u1");
     let ts_sig = sign::timestamped_hmac(&Secret::text(OLD).unwrap(), "u1", NOW);
@@ -122,4 +123,37 @@ fn a_rejected_cors_preflight_logs_that_a_cors_layer_belongs_outside() {
         .unwrap();
     let logs = rejected(preflight);
     assert!(logs.contains("CorsLayer") && logs.contains("outside IdentityVerificationLayer"), "{logs}");
+}
+
+/// No attacker-chosen value of unbounded length reaches a log line: a tenant
+/// name longer than the cap is refused before it is logged, and a tenant the
+/// provider does not know is logged as `<unknown>`, in every mode and when the
+/// provider fails.
+#[test]
+fn unknown_and_long_tenant_names_never_reach_the_logs() {
+    use tower_identity::provider::{LookupResult, ProviderError, TenantMap};
+    let long = format!("huge-{}", "x".repeat(300 * 1024));
+    let unknown = "initech-unknown-tenant-name-0123456789";
+    let logs = capture(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            for mode in [Mode::Off, Mode::ReportOnly, Mode::Optional, Mode::Required] {
+                let tenants = TenantMap::new().tenant("acme", rotating_keys()).unwrap();
+                let layer = tenant_layer(tenants).mode(mode);
+                for tenant in [long.as_str(), unknown] {
+                    send(&layer, tenant_request(tenant, NEW)).await;
+                    send(&layer, tenant_request(tenant, "forged-secret-0123456789")).await;
+                    send(&layer, get("/", &[("x-tenant", tenant)])).await;
+                }
+                send(&layer, tenant_request("acme", "forged-secret-0123456789")).await;
+            }
+            let failing = tenant_layer(|_: Option<&str>| -> LookupResult { Err(ProviderError::new("db down")) });
+            send(&failing, tenant_request(unknown, NEW)).await;
+        });
+    });
+    assert!(logs.contains("would reject") && logs.contains("<unknown>"), "the capture works: {logs}");
+    assert!(logs.contains("acme"), "known tenants are logged by name");
+    assert!(!logs.contains(unknown), "an unknown tenant name reached the logs");
+    assert!(!logs.contains("huge-"), "an over-long tenant name reached the logs");
+    assert!(logs.len() < 64 * 1024, "{} log bytes for 29 requests", logs.len());
 }

@@ -15,6 +15,8 @@ mod attacks;
 mod body;
 #[cfg(all(feature = "axum", feature = "json"))]
 mod browser;
+#[cfg(feature = "json")]
+mod budget;
 #[cfg(feature = "cache")]
 mod cache;
 #[cfg(all(feature = "axum", feature = "json"))]
@@ -25,6 +27,8 @@ mod examples;
 mod faults;
 #[cfg(feature = "axum")]
 mod frameworks;
+#[cfg(all(feature = "json", feature = "jwt"))]
+mod hardening;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod layer;
@@ -32,10 +36,13 @@ mod layer;
 mod log_hygiene;
 #[cfg(all(feature = "metrics", feature = "jwt"))]
 mod observability;
+#[cfg(all(feature = "metrics", feature = "jwt"))]
+mod oracle;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "jwt")]
 mod properties;
+mod shared_secret;
 #[cfg(feature = "jwt")]
 mod signing_snippets;
 mod vectors;

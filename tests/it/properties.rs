@@ -14,15 +14,16 @@ use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
 use proptest::prelude::*;
 use tower::{Service, ServiceExt};
-use tower_identity::body::RequestBody;
+use tower_identity::layer::body::RequestBody;
 use tower_identity::{
-    Claim, Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Role, Secret, Sources, VerifyOptions, jwt, sign,
-    verify,
+    Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Role, Secret, Sources, claim::Claim, sign,
+    verify::VerifyOptions, verify::verify,
 };
 
-/// Identifiers as the verifier accepts them: no control characters, 1..=256 bytes.
+/// Identifiers as the verifier accepts them: no control characters, no
+/// whitespace at either end, 1..=256 bytes.
 fn identifier() -> impl Strategy<Value = String> {
-    "[^\\p{Cc}]{1,64}".prop_filter("at most 256 bytes", |s| s.len() <= 256)
+    "[^\\p{Cc}]{1,64}".prop_filter("at most 256 bytes, no edge whitespace", |s| s.len() <= 256 && s.trim() == s)
 }
 
 fn key_bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -51,6 +52,18 @@ proptest! {
     }
 
     #[test]
+    fn identifiers_with_edge_whitespace_are_refused_though_signed(
+        id in identifier(), key in key_bytes(), pad in "[\\p{White_Space}]{1,3}", leading in any::<bool>(),
+    ) {
+        let secret = Secret::from_bytes(key).unwrap();
+        let keys = KeySet::single(Key::hmac(Identifier::UserId, secret.clone()));
+        let padded = if leading { format!("{pad}{id}") } else { format!("{id}{pad}") };
+        let claim = Claim::new().user_id(padded.as_str()).signature(sign::hmac(&secret, &padded));
+        let refused = verify(&claim, &keys, NOW, &options()).unwrap_err();
+        prop_assert!(matches!(refused, tower_identity::verify::Failure::Malformed(_)), "{:?}", refused);
+    }
+
+    #[test]
     fn any_bit_flip_truncation_or_extension_of_a_signature_is_refused(
         id in identifier(), key in key_bytes(), bit in 0usize..256, cut in 1usize..64, extra in "[0-9a-fA-F -]{1,8}",
     ) {
@@ -69,7 +82,7 @@ proptest! {
     fn any_change_to_a_token_is_refused(email in "[a-z]{1,12}@[a-z]{1,8}\\.com", key in key_bytes(), pos in any::<prop::sample::Index>(), byte in any::<u8>()) {
         let secret = Secret::from_bytes(key).unwrap();
         let keys = KeySet::single(Key::jwt(secret.clone())).with_audience("app");
-        let token = jwt::token(&secret, "app", &email, None, NOW, 600, []);
+        let token = sign::jwt_token(&secret, "app", &email, None, NOW, 600, []);
         prop_assert!(verify(&Claim::new().token(token.as_str()), &keys, NOW, &options()).is_ok());
         let mut bytes = token.clone().into_bytes();
         let i = pos.index(bytes.len());

@@ -6,7 +6,7 @@
 //! `tower_identity::sign` (plain and timestamped HMAC). JSON claim order and
 //! escaping differ between languages, so a JWT is not compared as a string:
 //! it must verify with `tower_identity::verify`, carry the expected `email`
-//! and `name`, and decode to the same header and claims as `jwt::token`.
+//! and `name`, and decode to the same header and claims as `sign::jwt_token`.
 //!
 //! A language whose toolchain is not on PATH is skipped with a note on
 //! stderr, unless `TOWER_IDENTITY_REQUIRE_SNIPPETS=1` is set (CI), which makes
@@ -20,7 +20,9 @@ use std::process::Command;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use tower_identity::{Claim, Key, KeySet, Secret, SecretEncoding, VerifyOptions, jwt, sign, verify};
+use tower_identity::{
+    Key, KeySet, Secret, claim::Claim, secret::SecretEncoding, sign, verify::VerifyOptions, verify::verify,
+};
 
 const REQUIRE_VAR: &str = "TOWER_IDENTITY_REQUIRE_SNIPPETS";
 
@@ -248,7 +250,7 @@ fn decode_part(part: &str) -> Result<Value, String> {
     serde_json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}"))
 }
 
-/// The token verifies with the crate at `iat` and means what `jwt::token` means.
+/// The token verifies with the crate at `iat` and means what `sign::jwt_token` means.
 fn check_jwt(token: &str, case: &JwtCase) -> Result<(), String> {
     let &JwtCase { secret, app_id, email, name, iat, lifetime } = case;
     let name = (!name.is_empty()).then_some(name);
@@ -266,7 +268,7 @@ fn check_jwt(token: &str, case: &JwtCase) -> Result<(), String> {
     let [header, payload, _] = token.split('.').collect::<Vec<_>>()[..] else {
         return Err(format!("{token}: not three parts"));
     };
-    let ours = jwt::token(&secret, app_id, email, name, iat, lifetime, []);
+    let ours = sign::jwt_token(&secret, app_id, email, name, iat, lifetime, []);
     let our_payload = decode_part(ours.split('.').nth(1).expect("three parts"))?;
     if decode_part(header)? != json!({"alg": "HS256", "typ": "JWT"}) {
         return Err(format!("{token}: header {}", decode_part(header)?));

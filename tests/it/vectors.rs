@@ -14,7 +14,8 @@ use crate::support::data;
 use hmac::{KeyInit, Mac};
 use serde::Deserialize;
 use tower_identity::{
-    Claim, Failure, Identifier, Key, KeySet, Malformed, Scheme, Secret, SecretEncoding, VerifyOptions, sign, verify,
+    Identifier, Key, KeySet, Scheme, Secret, claim::Claim, secret::SecretEncoding, sign, verify::Failure,
+    verify::Malformed, verify::VerifyOptions, verify::verify,
 };
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;

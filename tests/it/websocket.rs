@@ -15,10 +15,9 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::routing::get;
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
-use tower_identity::{
-    Claim, Identifier, IdentityVerificationLayer, Key, KeySet, Secret, Sources, VerifiedIdentity, VerifyOptions, sign,
-    verify,
-};
+use tower_identity::claim::Claim;
+use tower_identity::verify::{VerifyOptions, verify};
+use tower_identity::{Identifier, IdentityVerificationLayer, Key, KeySet, Secret, Sources, VerifiedIdentity, sign};
 
 async fn serve(app: axum::Router) -> Server {
     Server::axum(app, Arc::default()).await
@@ -98,7 +97,7 @@ async fn passed_on(strip: bool, uri: &str, protocols: &str) -> (String, Option<S
     use tower::ServiceExt;
     let seen = Arc::new(std::sync::Mutex::new(None));
     let rec = seen.clone();
-    let inner = tower::service_fn(move |req: http::Request<tower_identity::body::RequestBody<String>>| {
+    let inner = tower::service_fn(move |req: http::Request<tower_identity::layer::body::RequestBody<String>>| {
         let protocols = req.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap().to_owned());
         *rec.lock().unwrap() = Some((req.uri().to_string(), protocols));
         async { Ok::<_, std::convert::Infallible>(http::Response::new(String::new())) }
@@ -153,7 +152,7 @@ fn valid_until_comes_from_exp_max_age_and_not_after() {
 
     // JWT: exp, or the key's not_after first.
     let claims = serde_json::json!({ "sub": "u1", "iat": now, "exp": now + 300 });
-    let token = tower_identity::jwt::encode(&secret(), None, claims.as_object().unwrap());
+    let token = tower_identity::sign::jwt(&secret(), None, claims.as_object().unwrap());
     let claim = Claim::new().token(token.as_str());
     let keys = KeySet::single(Key::jwt(secret()));
     assert_eq!(verify(&claim, &keys, now, &opts).unwrap().valid_until(), Some(now + 300));

@@ -24,7 +24,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use sha2::Digest;
-use tower_identity::{Secret, jwt, sign};
+use tower_identity::{Secret, sign};
 
 use super::rng::Rng;
 
@@ -132,7 +132,7 @@ pub fn case(n: u64, iat: u64) -> Case {
     let user = format!("u-{n}");
     let email = format!("e{n}@example.com");
     let hmac = || sign::hmac(&text(ACME_HMAC), &user);
-    let token = || jwt::token(&text(ACME_JWT), "acme", &email, None, iat, 600, []);
+    let token = || sign::jwt_token(&text(ACME_JWT), "acme", &email, None, iat, 600, []);
     let mut headers = vec![("x-request-id", rid.clone()), ("x-app-id", "acme".to_owned())];
     let mut body_identity = None;
     let (reject, identity) = match kind {

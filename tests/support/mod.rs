@@ -9,10 +9,11 @@
 //! - `load_cases`: the mixed valid/forged request cases of the load tests;
 //! - `ws`: a WebSocket client (tokio-tungstenite) for the real-time channel tests;
 //! - `chromium`, `page`: headless Chromium and the page that runs `fetch`
-//!   cases for the browser tests (also used by identity-proxy's tests).
+//!   cases for the browser tests (also used by identity-proxy's tests);
+//! - `drive`: one request through a service by hand, with a no-op waker.
 //!
-//! `keys.rs`, `rng.rs`, `load_cases.rs` and `ws.rs` are self-contained, for test binaries of their own
-//! that include them with `#[path]`.
+//! `keys.rs`, `rng.rs`, `load_cases.rs`, `ws.rs` and `drive.rs` are self-contained, for test
+//! binaries (and benches) of their own that include them with `#[path]`.
 // Each helper serves some modules, which features may compile out.
 #![allow(dead_code, unused_imports)]
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderName, Request, Response};
 use http_body_util::Full;
 use tower::{Service, ServiceExt};
-use tower_identity::body::RequestBody;
+use tower_identity::layer::body::RequestBody;
 use tower_identity::{IdentityOutcome, IdentityVerificationLayer, Role, SecretProvider, Sources, VerifiedIdentity};
 
 use super::http::{Answer, collect, get};

@@ -13,8 +13,9 @@ use http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 use tower::{Service, ServiceExt};
-use tower_identity::body::RequestBody;
-use tower_identity::{ForwardHeaders, IdentityVerification, IdentityVerificationLayer};
+use tower_identity::layer::ForwardHeaders;
+use tower_identity::layer::body::RequestBody;
+use tower_identity::{IdentityVerification, IdentityVerificationLayer};
 
 use crate::live::Current;
 

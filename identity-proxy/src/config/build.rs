@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use tower_identity::jwt::JwtOptions;
+use tower_identity::verify::jwt::JwtOptions;
 use tower_identity::{
-    CacheOptions, ForwardHeaders, Identifier, Key, KeySet, Mode, Role, Scheme, Secret, SecretEncoding, Sources,
-    TenantMap, TenantPolicy, VerifyOptions,
+    Identifier, Key, KeySet, Mode, Role, Scheme, Secret, Sources, TenantMap, TenantPolicy, layer::ForwardHeaders,
+    provider::CacheOptions, secret::SecretEncoding, verify::VerifyOptions,
 };
 
 use super::file::{FileConfig, KeySection, PostgresSection, SourcesSection, TenantSection, VerifySection};
@@ -149,7 +149,7 @@ fn verify_options(v: &VerifySection) -> (VerifyOptions, usize) {
                 .leeway(v.jwt_leeway_secs.unwrap_or(0))
                 .require_iat(v.jwt_require_iat),
         );
-    (options, v.min_secret_len.unwrap_or(tower_identity::DEFAULT_MIN_SECRET_LEN))
+    (options, v.min_secret_len.unwrap_or(tower_identity::layer::DEFAULT_MIN_SECRET_LEN))
 }
 
 fn role(path: &Path, key: &str, name: &str) -> Result<Role, ConfigError> {
@@ -227,7 +227,9 @@ fn forward_headers(path: &Path, names: &BTreeMap<String, String>) -> Result<Forw
 fn postgres(path: &Path, pg: &PostgresSection, watched: &mut Watched) -> Result<PostgresSettings, ConfigError> {
     let url = read_secret_source(path, "postgres", ("url_env", &pg.url_env), ("url_file", &pg.url_file), watched)?;
     let url = zeroize::Zeroizing::new(url);
-    url.parse::<tokio_postgres::Config>().map_err(|_| err(path, "postgres", "the connection URL is not valid"))?;
+    // Reads the sslrootcert file too; the message never holds the URL (it may hold a password).
+    tower_identity::provider::postgres::ConnectOptions::from_url(&url)
+        .map_err(|e| err(path, "postgres", format!("the connection URL cannot be used: {e}")))?;
     let defaults = CacheOptions::default();
     let secs = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_secs);
     let cache = defaults
@@ -281,10 +283,13 @@ fn tenants(
             policy = policy.with_mode(parse_mode(path, &format!("{tkey}.mode"), m)?);
         }
         out.keys.push((tenant.id.clone(), tenant.audience.clone(), set));
+        // A secret shared with another tenant under another scheme: the
+        // error names both tenants and keys by id, never the secret.
         out.map = match &tenant.id {
             Some(id) => out.map.tenant(id.as_str(), policy),
             None => out.map.untenanted(policy),
-        };
+        }
+        .map_err(|e| err(path, "tenants", e.to_string()))?;
     }
     Ok(out)
 }

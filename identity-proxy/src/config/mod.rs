@@ -13,7 +13,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use tower_identity::{CacheOptions, ForwardHeaders, KeySet, Mode, Sources, TenantMap, VerifyOptions};
+use tower_identity::{
+    KeySet, Mode, Sources, TenantMap, layer::ForwardHeaders, provider::CacheOptions, verify::VerifyOptions,
+};
 
 use file::FileConfig;
 pub use file::UpstreamProtocol;

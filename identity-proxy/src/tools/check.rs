@@ -2,7 +2,9 @@
 //! keys and, when it fails, explains the likely mistake.
 
 use base64::Engine as _;
-use tower_identity::{Claim, Failure, Key, KeySet, Scheme, Secret, VerifyOptions, sign, verify};
+use tower_identity::{
+    Key, KeySet, Scheme, Secret, claim::Claim, sign, verify::Failure, verify::VerifyOptions, verify::verify,
+};
 
 use super::{Ids, describe, tenant_keys};
 use crate::config::Settings;

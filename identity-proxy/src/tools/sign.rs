@@ -1,6 +1,6 @@
 //! `identity-proxy sign`: a valid signature or token, made like a backend would.
 
-use tower_identity::{Scheme, jwt};
+use tower_identity::{Scheme, sign};
 
 use super::{Ids, describe, tenant_keys};
 use crate::config::Settings;
@@ -41,7 +41,7 @@ pub fn sign_cmd(
             for (k, v) in extra {
                 claims.insert(k.into(), v);
             }
-            Ok(jwt::encode(key.secret(), key.id(), &claims))
+            Ok(sign::jwt(key.secret(), key.id(), &claims))
         }
         scheme => {
             let over = scheme.identifier().expect("hmac schemes sign an identifier");

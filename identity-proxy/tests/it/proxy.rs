@@ -315,6 +315,33 @@ fn invalid_configurations_exit_2_naming_file_and_key() {
 }
 
 #[test]
+fn one_secret_for_two_schemes_across_tenants_is_refused_naming_both() {
+    let dir = temp_dir("shared-secret");
+    std::fs::write(dir.join("secret.txt"), SECRET).unwrap();
+    std::fs::write(dir.join("same.txt"), format!("{SECRET}\n")).unwrap();
+    let tenant = |id: &str, key: &str, scheme: &str, file: &str| {
+        format!(
+            "\n[[tenants]]\nid = \"{id}\"\n[[tenants.keys]]\nid = \"{key}\"\nscheme = \"{scheme}\"\nsecret_file = \"{file}\"\n"
+        )
+    };
+    let base = config("127.0.0.1:9".parse().unwrap(), "");
+    // The default tenant signs plain HMACs; app_b would accept them as timestamped signatures.
+    let text = format!("{base}{}", tenant("app_b", "b1", "timestamped_hmac", "same.txt"));
+    std::fs::write(dir.join("shared.toml"), &text).unwrap();
+    let (code, _, stderr) = run_cli(&["--config", "shared.toml", "check"], &dir);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(r#"the default tenant (key "k1")"#), "{stderr}");
+    assert!(stderr.contains(r#"tenant "app_b" (key "b1")"#), "{stderr}");
+    assert!(stderr.contains("shared.toml") && !stderr.contains(SECRET), "{stderr}");
+    // The same secret under the same scheme stays allowed.
+    let text = format!("{base}{}", tenant("app_b", "b1", "hmac", "same.txt"));
+    std::fs::write(dir.join("same.toml"), &text).unwrap();
+    let (code, _, stderr) = run_cli(&["--config", "same.toml", "check"], &dir);
+    assert_eq!(code, 0, "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn sign_and_check_tools() {
     let dir = temp_dir("tools");
     std::fs::write(dir.join("secret.txt"), SECRET).unwrap();
@@ -360,7 +387,7 @@ async fn migrate(url: &str) {
     static MIGRATED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     MIGRATED
         .get_or_init(|| async {
-            let provider = tower_identity::postgres::PostgresProvider::connect(url, 1).unwrap();
+            let provider = tower_identity::provider::postgres::PostgresProvider::connect(url, 1).unwrap();
             provider.migrate().await.unwrap();
         })
         .await;

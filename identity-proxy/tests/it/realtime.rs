@@ -116,7 +116,7 @@ secret_file = "secret.txt"
 
 fn jwt(user_id: &str, exp: u64) -> String {
     let claims = serde_json::json!({ "sub": user_id, "iat": unix_now(), "exp": exp });
-    tower_identity::jwt::encode(&Secret::text(JWT_SECRET).unwrap(), None, claims.as_object().unwrap())
+    tower_identity::sign::jwt(&Secret::text(JWT_SECRET).unwrap(), None, claims.as_object().unwrap())
 }
 
 async fn metrics(proxy: &Proxy) -> String {

@@ -7,12 +7,20 @@
 //! update; revocation is a `not_after` update (or a delete). Put the provider
 //! behind [`CachingProvider`] ([`PostgresProvider::cached`]) and, for
 //! immediate revocation, [`listen_for_changes`] (`LISTEN identity_keys`).
+//!
+//! Connections use TLS as the URL's `sslmode` asks ([`ConnectOptions`]). A
+//! tenant whose secret another tenant uses under another scheme is answered
+//! `misconfigured` ([`TenantPolicy::misconfigured`]), both tenants named in
+//! the log.
+
+mod shared;
+mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio_postgres::NoTls;
+use tokio_postgres::Row;
 use zeroize::Zeroizing;
 
 use super::cache::{CacheOptions, CachingProvider};
@@ -20,9 +28,10 @@ use crate::key::{Identifier, Key, KeySet};
 use crate::mode::Mode;
 use crate::provider::{Lookup, LookupResult, ProviderError, SecretProvider, TenantPolicy};
 use crate::secret::{Secret, SecretEncoding};
+pub use tls::{ConnectOptions, SslMode};
 
 /// The schema: run it once (or with [`PostgresProvider::migrate`]).
-pub const MIGRATION: &str = include_str!("../../migrations/001_identity.sql");
+pub const MIGRATION: &str = include_str!("../../../migrations/001_identity.sql");
 
 /// The tenant id stored for requests that name no tenant.
 pub const UNTENANTED: &str = "";
@@ -37,6 +46,7 @@ const QUERY: &str = "SELECT t.mode, t.audience, k.key_id, k.scheme, k.over, k.se
 pub struct PostgresProvider {
     pool: deadpool_postgres::Pool,
     queries: Arc<AtomicU64>,
+    shared: Arc<shared::SharedSecrets>,
 }
 
 impl std::fmt::Debug for PostgresProvider {
@@ -52,18 +62,21 @@ fn db_error(message: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Prov
 impl PostgresProvider {
     /// A provider over an existing pool.
     pub fn new(pool: deadpool_postgres::Pool) -> PostgresProvider {
-        PostgresProvider { pool, queries: Arc::default() }
+        PostgresProvider { pool, queries: Arc::default(), shared: Arc::default() }
     }
 
     /// A provider with a pool of at most `max_connections` connections to
-    /// `url` (`postgres://user@host:port/db`, no TLS: use it on a private
-    /// network or a local socket). Connections are opened lazily.
+    /// `url` (`postgres://user@host:port/db?sslmode=verify-full&sslrootcert=ca.pem`,
+    /// see [`ConnectOptions`]). Connections are opened lazily.
     pub fn connect(url: &str, max_connections: usize) -> Result<PostgresProvider, ProviderError> {
-        let config: tokio_postgres::Config =
-            url.parse().map_err(|e| ProviderError::with_source("invalid PostgreSQL URL", e))?;
+        PostgresProvider::connect_with(ConnectOptions::from_url(url)?, max_connections)
+    }
+
+    /// Like [`connect`](Self::connect), with options parsed beforehand.
+    pub fn connect_with(options: ConnectOptions, max_connections: usize) -> Result<PostgresProvider, ProviderError> {
         let manager = deadpool_postgres::Manager::from_config(
-            config,
-            NoTls,
+            options.config,
+            options.tls,
             deadpool_postgres::ManagerConfig { recycling_method: deadpool_postgres::RecyclingMethod::Fast },
         );
         let pool = deadpool_postgres::Pool::builder(manager)
@@ -108,26 +121,14 @@ impl PostgresProvider {
         let audience: Option<String> = first.get(1);
         let mut keys = Vec::new();
         for row in &rows {
-            let Some(key_id) = row.get::<_, Option<String>>(2) else { continue };
-            let bad = |what: &str| ProviderError::new(format!("tenant {tenant:?}, key {key_id:?}: {what}"));
-            let scheme: String = row.get(3);
-            let over: String = row.get(4);
-            let secret = Zeroizing::new(row.get::<_, String>(5));
-            let encoding: SecretEncoding =
-                row.get::<_, String>(6).parse().map_err(|_| bad("unknown secret_encoding"))?;
-            let secret = Secret::decode(&secret, encoding).map_err(|e| bad(&e.to_string()))?;
-            let over: Identifier = over.parse().map_err(|_| bad("unknown over"))?;
-            let scheme: crate::key::Scheme = scheme.parse().map_err(|_| bad("unknown scheme"))?;
-            let mut key = Key::new(scheme.with_identifier(over), secret).with_id(key_id.as_str());
-            if let Some(t) = row.get::<_, Option<i64>>(7) {
-                key = key.not_before(t.max(0) as u64);
-            }
-            if let Some(t) = row.get::<_, Option<i64>>(8) {
-                key = key.not_after(t.max(0) as u64);
-            }
-            keys.push(key);
+            keys.extend(key_from_row(row, 2, &tenant)?);
         }
         let mut set = KeySet::new(keys).map_err(|e| ProviderError::new(format!("tenant {tenant:?}: {e}")))?;
+        let name = (tenant != UNTENANTED).then_some(tenant.as_str());
+        if let Some(conflict) = self.shared.conflict(&client, name, &set).await? {
+            tracing::error!(%conflict, "identity: refusing a tenant whose secret another tenant uses under another scheme");
+            return Ok(Some(TenantPolicy::misconfigured()));
+        }
         if let Some(audience) = audience {
             set = set.with_audience(audience);
         }
@@ -137,6 +138,29 @@ impl PostgresProvider {
         }
         Ok(Some(policy))
     }
+}
+
+/// The key in the columns of `row` from `at` on (`key_id, scheme, over,
+/// secret, secret_encoding, not_before, not_after`); `None` for a tenant
+/// without keys (the left join's empty row).
+fn key_from_row(row: &Row, at: usize, tenant: &str) -> Result<Option<Key>, ProviderError> {
+    let Some(key_id) = row.get::<_, Option<String>>(at) else { return Ok(None) };
+    let bad = |what: &str| ProviderError::new(format!("tenant {tenant:?}, key {key_id:?}: {what}"));
+    let scheme: String = row.get(at + 1);
+    let over: String = row.get(at + 2);
+    let secret = Zeroizing::new(row.get::<_, String>(at + 3));
+    let encoding: SecretEncoding = row.get::<_, String>(at + 4).parse().map_err(|_| bad("unknown secret_encoding"))?;
+    let secret = Secret::decode(&secret, encoding).map_err(|e| bad(&e.to_string()))?;
+    let over: Identifier = over.parse().map_err(|_| bad("unknown over"))?;
+    let scheme: crate::key::Scheme = scheme.parse().map_err(|_| bad("unknown scheme"))?;
+    let mut key = Key::new(scheme.with_identifier(over), secret).with_id(key_id.as_str());
+    if let Some(t) = row.get::<_, Option<i64>>(at + 5) {
+        key = key.not_before(t.max(0) as u64);
+    }
+    if let Some(t) = row.get::<_, Option<i64>>(at + 6) {
+        key = key.not_after(t.max(0) as u64);
+    }
+    Ok(Some(key))
 }
 
 impl SecretProvider for PostgresProvider {
@@ -152,10 +176,17 @@ impl SecretProvider for PostgresProvider {
 /// (re)connection the whole cache is dropped, since notifications may have
 /// been missed meanwhile.
 pub fn listen_for_changes<P: SecretProvider>(url: &str, cache: CachingProvider<P>) -> tokio::task::JoinHandle<()> {
-    let url = url.to_owned();
+    let options = ConnectOptions::from_url(url);
     tokio::spawn(async move {
+        let options = match options {
+            Ok(options) => options,
+            Err(error) => {
+                tracing::error!(%error, "identity: cannot listen for key changes");
+                return;
+            }
+        };
         loop {
-            if let Err(error) = listen_once(&url, &cache).await {
+            if let Err(error) = listen_once(&options, &cache).await {
                 tracing::warn!(%error, "identity: LISTEN connection lost; reconnecting");
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -163,8 +194,11 @@ pub fn listen_for_changes<P: SecretProvider>(url: &str, cache: CachingProvider<P
     })
 }
 
-async fn listen_once<P: SecretProvider>(url: &str, cache: &CachingProvider<P>) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = tokio_postgres::connect(url, NoTls).await?;
+async fn listen_once<P: SecretProvider>(
+    options: &ConnectOptions,
+    cache: &CachingProvider<P>,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = options.config.connect(options.tls.clone()).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let pump = tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
