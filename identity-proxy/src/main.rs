@@ -3,9 +3,13 @@
 //! repository, and the README's sidecar section.
 #![forbid(unsafe_code)]
 
+mod admin;
 mod authz;
 mod config;
+mod connection;
 mod cors;
+mod live;
+mod logging;
 mod reload;
 mod revocation;
 mod routes;
@@ -95,26 +99,21 @@ impl Target {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let Some(path) = cli.config.clone() else {
         eprintln!("error: --config FILE (or IDENTITY_PROXY_CONFIG) is required");
         return ExitCode::from(2);
     };
-    let settings = match config::load(&path, std::env::vars(), cli.listen.as_deref(), cli.upstream.as_deref()) {
+    let origin = reload::Origin { path, listen: cli.listen, upstream: cli.upstream };
+    let settings = match origin.load() {
         Ok(s) => s,
         Err(error) => {
             eprintln!("error: invalid configuration: {error}");
             return ExitCode::from(2);
         }
     };
+    logging::init(settings.log_format);
     match cli.command {
-        None => serve(settings, path, cli.listen, cli.upstream),
+        None => serve(settings, origin),
         Some(Command::Sign { target, key, name, lifetime }) => {
             let ids = target.ids();
             let signed = tools::sign_cmd(
@@ -146,7 +145,7 @@ fn usage_error(error: &str) -> ExitCode {
 }
 
 /// Runs the proxy on a multi-threaded runtime until it shuts down.
-fn serve(settings: config::Settings, path: PathBuf, listen: Option<String>, upstream: Option<String>) -> ExitCode {
+fn serve(settings: config::Settings, origin: reload::Origin) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(error) => {
@@ -154,7 +153,7 @@ fn serve(settings: config::Settings, path: PathBuf, listen: Option<String>, upst
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(settings, path, listen, upstream)) {
+    match runtime.block_on(server::run(settings, origin)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");

@@ -26,7 +26,9 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 use tower_identity::layer::body::RequestBody;
-use tower_identity::{IdentityVerification, IdentityVerificationLayer, VerifiedIdentity};
+use tower_identity::{IdentityVerification, VerifiedIdentity};
+
+use crate::live::Current;
 
 /// The `[tunnels]` settings, checked.
 #[derive(Clone, Debug)]
@@ -86,9 +88,10 @@ impl Service<Request<RequestBody<Empty<Bytes>>>> for Probe {
     }
 }
 
-/// What every watch shares: the re-verifying service, the reload signal and the settings.
+/// What every watch shares: the current configuration (whose identity layer
+/// re-verifies), the reload signal and the settings.
 pub struct Revalidator {
-    probe: IdentityVerification<Probe>,
+    current: Current,
     reloads: watch::Receiver<u64>,
     /// Periodic re-verification (tenants in PostgreSQL).
     every: Option<Duration>,
@@ -96,15 +99,17 @@ pub struct Revalidator {
 }
 
 impl Revalidator {
-    /// `layer` is the proxy's identity layer; `reloads` changes on every key reload.
+    /// Re-verifies with the identity layer of `current` as it is at each
+    /// re-verification (a reload replaces it: the layer built at start-up
+    /// would still accept a removed key); `reloads` changes on every reload.
     pub fn new(
-        layer: &IdentityVerificationLayer,
+        current: Current,
         reloads: watch::Receiver<u64>,
         settings: &TunnelSettings,
         periodic: bool,
     ) -> Arc<Revalidator> {
         Arc::new(Revalidator {
-            probe: tower::Layer::layer(layer, Probe),
+            current,
             reloads,
             every: settings.revalidate.filter(|_| periodic),
             max_lifetime: settings.max_lifetime,
@@ -189,7 +194,8 @@ impl Watch {
         *req.method_mut() = self.head.method.clone();
         *req.uri_mut() = self.head.uri.clone();
         *req.headers_mut() = self.head.headers.clone();
-        let Ok(res) = self.shared.probe.clone().oneshot(req).await;
+        let probe: IdentityVerification<Probe> = tower::Layer::layer(&self.shared.current.load().layer, Probe);
+        let Ok(res) = probe.oneshot(req).await;
         if res.status().is_success() {
             self.valid_until = res.extensions().get::<ValidUntil>().and_then(|v| v.0);
             return None;

@@ -1,6 +1,6 @@
-//! What the proxy answers: its own health check and metrics, without
-//! verification, and every other path through the identity layer to the
-//! upstream.
+//! What the proxy answers on the client-facing listener: its own health
+//! check (and metrics, when configured there), without verification, and
+//! every other path through the identity layer to the upstream.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -8,15 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceExt;
+use tower_identity::layer::ForwardHeaders;
 use tower_identity::layer::body::ResponseBody;
 use tower_identity::{IdentityVerification, IdentityVerificationLayer, SecretProvider};
 
+use crate::admin::text;
 use crate::config::Settings;
+use crate::live::Live;
 use crate::revocation::Revalidator;
 use crate::timed_body::{BodyTimedOut, TimedBody};
 use crate::tunnel;
@@ -36,54 +38,60 @@ pub fn layer(settings: &Settings, provider: impl SecretProvider) -> IdentityVeri
         .strip_credentials(settings.strip_credentials)
 }
 
-/// The paths the proxy answers itself, and the body deadline of the others.
+/// The paths the proxy answers itself, and what every proxied request needs.
 pub struct Routes {
     health_path: String,
     metrics: Option<(String, PrometheusHandle)>,
     body_read_timeout: Option<Duration>,
-    /// Watches WebSocket tunnels and event streams.
-    revalidator: Arc<Revalidator>,
+    /// Removed from the request's trailers too, under any spelling.
+    forward: Arc<ForwardHeaders>,
 }
 
 impl Routes {
-    /// The routes of `settings`; installs the Prometheus recorder when
-    /// metrics are served (a failure to install it disables them, logged).
-    pub fn new(settings: &Settings, revalidator: Arc<Revalidator>) -> Routes {
-        let metrics =
-            settings.metrics_path.as_ref().and_then(|path| match PrometheusBuilder::new().install_recorder() {
-                Ok(handle) => Some((path.clone(), handle)),
-                Err(error) => {
-                    tracing::warn!(%error, "metrics disabled: cannot install the recorder");
-                    None
-                }
-            });
-        let (health_path, body_read_timeout) = (settings.health_path.clone(), settings.body_read_timeout);
-        Routes { health_path, metrics, body_read_timeout, revalidator }
+    /// The routes of `settings`; `metrics` is the process's recorder, served
+    /// here only with `metrics_on_public_listener`.
+    pub fn new(settings: &Settings, metrics: Option<PrometheusHandle>) -> Routes {
+        let metrics = settings.metrics_path.clone().zip(metrics).filter(|_| settings.admin.metrics_on_public_listener);
+        Routes {
+            health_path: settings.health_path.clone(),
+            metrics,
+            body_read_timeout: settings.body_read_timeout,
+            forward: Arc::new(settings.forward.clone()),
+        }
     }
 
     /// The proxy's own answer for `path`, if it is one of its paths.
     fn local(&self, path: &str) -> Option<Response<ResponseBody<ProxyBody>>> {
-        let (body, content_type) = if path == self.health_path {
-            (Bytes::from_static(b"{\"status\":\"ok\"}"), "application/json")
-        } else {
-            let (_, handle) = self.metrics.as_ref().filter(|(metrics_path, _)| path == metrics_path)?;
-            (Bytes::from(handle.render()), "text/plain; version=0.0.4")
-        };
-        let mut res = Response::new(ResponseBody::full(body));
-        res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-        Some(res)
+        if path == self.health_path {
+            return Some(text(StatusCode::OK, "application/json", Bytes::from_static(b"{\"status\":\"ok\"}")));
+        }
+        let (_, handle) = self.metrics.as_ref().filter(|(metrics_path, _)| path == metrics_path)?;
+        Some(text(StatusCode::OK, "text/plain; version=0.0.4", Bytes::from(handle.render())))
     }
 }
 
-/// Answers one request from `peer`: a local path, or the proxied route.
+/// Answers one request from `peer` with the configuration `live`: a local
+/// path, or the proxied route (WebSocket upgrades and event streams watched
+/// by `revalidator`).
 pub async fn handle(
-    svc: Verified,
-    routes: Arc<Routes>,
+    live: Arc<Live>,
+    revalidator: Arc<Revalidator>,
     peer: SocketAddr,
     mut req: Request<Incoming>,
 ) -> Result<Response<ResponseBody<ProxyBody>>, Infallible> {
+    let routes = &live.routes;
     if let Some(res) = routes.local(req.uri().path()) {
         return Ok(res);
+    }
+    let Some(svc) = live.svc.clone() else {
+        // A reload removed the upstream; only a restart stops this listener.
+        let res = upstream::json_error(StatusCode::BAD_GATEWAY, "no_upstream", "no upstream is configured");
+        return Ok(res.map(ResponseBody::inner));
+    };
+    // hyper decodes `chunked` and would leave any other coding (`gzip,
+    // chunked`) applied to a body forwarded without its header.
+    if upstream::unsupported_transfer_coding(req.headers()) {
+        return Ok(upstream::not_implemented().map(ResponseBody::inner));
     }
     let mut tracked = tunnel::track(&mut req);
     upstream::prepare(req.headers_mut(), peer);
@@ -92,7 +100,8 @@ pub async fn handle(
     }
     let timed_out = BodyTimedOut::default();
     req.extensions_mut().insert(timed_out.clone());
-    let req = req.map(|inner| TimedBody::new(inner, routes.body_read_timeout, timed_out.clone()));
+    let forward = routes.forward.clone();
+    let req = req.map(|inner| TimedBody::new(inner, routes.body_read_timeout, timed_out.clone(), forward));
     let res = svc.oneshot(req).await?;
     // The identity layer answers a body that failed while it buffered it with
     // 400 body_unreadable; when the failure was the deadline, say so.
@@ -101,7 +110,7 @@ pub async fn handle(
         return Ok(upstream::request_timeout().map(ResponseBody::inner));
     }
     Ok(match tracked {
-        Some(tracked) => tracked.finish(res, &routes.revalidator),
+        Some(tracked) => tracked.finish(res, &revalidator),
         None => res,
     })
 }

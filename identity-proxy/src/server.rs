@@ -1,104 +1,114 @@
-//! The server: the listener, one task per connection with its deadlines, and
-//! a graceful shutdown on SIGTERM or Ctrl-C.
+//! The server: the client-facing listener, the admin listener and the auth
+//! listeners, one task per connection under its deadlines
+//! ([`crate::connection`]), and a graceful shutdown on SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use arc_swap::ArcSwap;
+use http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tower_identity::provider::HotSwap;
+use tokio::sync::watch;
 
+use crate::admin::{self, AdminRoutes};
 use crate::config::Settings;
-use crate::reload::{self, Reloader};
+use crate::connection::{self, Activity, Tracked};
+use crate::live::{Current, Live, Provider, Swap};
+use crate::reload::{Origin, Reloader};
 use crate::revocation::Revalidator;
-use crate::routes::{self, Routes, Verified};
-use crate::upstream::Upstream;
+use crate::routes;
 
-/// What every connection shares.
-struct Shared {
-    svc: Verified,
-    routes: Arc<Routes>,
-    builder: auto::Builder<TokioExecutor>,
-    header_read_timeout: Duration,
-    cors: Option<Arc<crate::cors::Cors>>,
+/// What a listener answers.
+#[derive(Clone)]
+enum Site {
+    /// Clients: the proxied routes of the current configuration, with CORS
+    /// around them; `Revalidator` watches their tunnels and event streams.
+    Public(Current, Arc<Revalidator>),
+    /// Operators: metrics and readiness.
+    Admin(Arc<AdminRoutes>),
 }
 
-/// Runs the proxy until SIGTERM or Ctrl-C, reloading keys on SIGHUP and when
-/// the config or secret files change. `listen` and `upstream` are the command
-/// line's overrides, applied again by every reload.
-pub async fn run(
-    settings: Settings,
-    config_path: PathBuf,
-    listen: Option<String>,
-    upstream: Option<String>,
-) -> std::io::Result<()> {
-    let provider = HotSwap::new(settings.tenants.clone());
-    let identity_layer = reload::identity_layer(&settings, provider.clone())?;
-    // Each reload is announced on `reloaded`, so open tunnels verify again.
-    let (reloaded, reloads) = tokio::sync::watch::channel(0u64);
-    let reloader = Reloader {
-        watched: settings.watched.clone(),
-        poll: settings.reload_poll,
-        config_path,
-        listen,
-        upstream,
-        provider,
-        reloaded,
-    };
-    tokio::spawn(reloader.run());
-    if let Some(authz) = &settings.authz {
-        crate::authz::start(authz, &identity_layer, settings.forward.clone(), settings.header_read_timeout).await?;
+/// Runs the proxy until SIGTERM or Ctrl-C, reloading the configuration (from
+/// `origin`, as `settings` was read) on SIGHUP and when the config or secret
+/// files change. Without an upstream only the auth listeners (and the admin
+/// listener) run.
+pub async fn run(settings: Settings, origin: Origin) -> std::io::Result<()> {
+    let metrics = admin::recorder(&settings);
+    let provider = Provider::new(&settings)?;
+    let current: Current = Arc::new(ArcSwap::from_pointee(Live::new(&settings, &provider, metrics.clone())));
+    let draining = Arc::new(AtomicBool::new(false));
+    let (shutdown, stop) = watch::channel(());
+    if let Some(addr) = &settings.admin.listen {
+        let listener = TcpListener::bind(addr).await?;
+        tracing::info!(addr = %listener.local_addr()?, "admin endpoints on http://{}", listener.local_addr()?);
+        let routes = AdminRoutes::new(&settings, metrics.clone(), provider.clone(), draining.clone());
+        let site = Site::Admin(Arc::new(routes));
+        tokio::spawn(accept_until(listener, site, current.clone(), stop.clone()));
     }
-    let Some(upstream) = &settings.upstream else {
-        // Only the auth listeners run.
-        shutdown_signal().await;
-        return Ok(());
+    if let Some(authz) = &settings.authz {
+        crate::authz::start(authz, current.clone(), settings.header_read_timeout).await?;
+    }
+    // Each reload is announced on `reloaded`, so open tunnels verify again.
+    let (reloaded, reloads) = watch::channel(0u64);
+    let revalidator = Revalidator::new(current.clone(), reloads, &settings.tunnels, settings.postgres.is_some());
+    let public = match &settings.upstream {
+        Some(_) => Some(TcpListener::bind(&settings.listen).await?),
+        None => None,
     };
-    let upstream_client = Upstream::new(upstream, settings.upstream_protocol, settings.upstream_timeout);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout);
-    let periodic = settings.postgres.is_some();
-    let revalidator = Revalidator::new(&identity_layer, reloads, &settings.tunnels, periodic);
-    let shared = Arc::new(Shared {
-        svc: tower::Layer::layer(&identity_layer, upstream_client),
-        routes: Arc::new(Routes::new(&settings, revalidator)),
-        builder,
-        header_read_timeout: settings.header_read_timeout,
-        cors: settings.cors.clone(),
-    });
+    let grace = settings.shutdown_grace;
+    let announce = Announce::of(&settings);
+    let swap = Swap { provider, current: current.clone(), metrics, reloaded };
+    tokio::spawn(Reloader::new(settings, origin, swap).run());
+    if let Some(listener) = public {
+        announce.log(listener.local_addr()?);
+        tokio::spawn(accept_until(listener, Site::Public(current.clone(), revalidator), current, stop));
+    }
 
-    let listener = TcpListener::bind(&settings.listen).await?;
-    let addr = listener.local_addr()?;
-    tracing::info!(
-        %addr,
-        %upstream,
-        mode = %settings.mode,
-        tenants = settings.tenant_count,
-        keys = settings.key_count,
-        "identity-proxy listening on http://{addr}"
-    );
-    let graceful = GracefulShutdown::new();
-    accept_until_shutdown(listener, &shared, &graceful).await;
-    tracing::info!(grace_secs = settings.shutdown_grace.as_secs(), "shutting down: finishing in-flight requests");
+    shutdown_signal().await;
+    draining.store(true, Ordering::Relaxed);
+    tracing::info!(grace_secs = grace.as_secs(), "shutting down: finishing in-flight requests");
+    shutdown.send_replace(());
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(settings.shutdown_grace) => tracing::warn!("grace period over; closing remaining connections"),
+        () = shutdown.closed() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
     Ok(())
 }
 
-/// Accepts connections until the shutdown signal, then closes the listener.
-async fn accept_until_shutdown(listener: TcpListener, shared: &Arc<Shared>, graceful: &GracefulShutdown) {
-    let mut shutdown = std::pin::pin!(shutdown_signal());
+/// What the proxy says once it listens.
+struct Announce {
+    upstream: String,
+    mode: String,
+    tenants: usize,
+    keys: usize,
+}
+
+impl Announce {
+    fn of(settings: &Settings) -> Announce {
+        Announce {
+            upstream: settings.upstream.as_ref().map(ToString::to_string).unwrap_or_default(),
+            mode: settings.mode.to_string(),
+            tenants: settings.tenant_count,
+            keys: settings.key_count,
+        }
+    }
+
+    fn log(&self, addr: SocketAddr) {
+        let Announce { upstream, mode, tenants, keys } = self;
+        tracing::info!(%addr, %upstream, %mode, tenants, keys, "identity-proxy listening on http://{addr}");
+    }
+}
+
+/// Accepts connections for `site` until the shutdown (`stop`), then closes the listener.
+async fn accept_until(listener: TcpListener, site: Site, current: Current, mut stop: watch::Receiver<()>) {
     loop {
         tokio::select! {
-            (stream, peer) = accept(&listener) => serve(stream, peer, shared.clone(), graceful),
-            () = &mut shutdown => return,
+            (stream, peer) = accept(&listener) => serve(stream, peer, site.clone(), &current, stop.clone()),
+            _ = stop.changed() => return,
         }
     }
 }
@@ -121,39 +131,32 @@ pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     }
 }
 
-/// Serves one connection in its own task, watched for the graceful shutdown.
-fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, graceful: &GracefulShutdown) {
-    let started = Arc::new(AtomicBool::new(false));
-    let first = started.clone();
-    let (svc, routes, cors) = (shared.svc.clone(), shared.routes.clone(), shared.cors.clone());
-    let service = hyper::service::service_fn(move |req| {
-        first.store(true, Ordering::Relaxed);
-        let (svc, routes, cors) = (svc.clone(), routes.clone(), cors.clone());
-        async move { crate::cors::around(cors.as_deref(), req, |req| routes::handle(svc, routes, peer, req)).await }
-    });
-    let conn =
-        graceful.watch(shared.builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
-    let first_request_deadline = shared.header_read_timeout;
-    tokio::spawn(async move {
-        // hyper's header_read_timeout starts only once the protocol is
-        // known, and HTTP/2 has none: a client that sends nothing, or
-        // the HTTP/2 preface a byte at a time, would hold the
-        // connection forever. Its first request must start in time.
-        let mut conn = std::pin::pin!(conn);
-        let result = tokio::select! {
-            result = conn.as_mut() => result,
-            () = tokio::time::sleep(first_request_deadline) => {
-                if !started.load(Ordering::Relaxed) {
-                    tracing::debug!(%peer, "no request within header_read_timeout; closing the connection");
-                    return;
+/// Serves one connection in its own task (upgrades allowed, for WebSocket
+/// tunnels), with the connection settings of the configuration current
+/// when it was accepted.
+fn serve(stream: TcpStream, peer: SocketAddr, site: Site, current: &Current, stop: watch::Receiver<()>) {
+    let live = current.load_full();
+    let activity = Activity::new();
+    let requests = activity.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let in_flight = requests.begin();
+        let site = site.clone();
+        async move {
+            let res = match site {
+                Site::Public(current, revalidator) => {
+                    let live = current.load_full();
+                    let cors = live.cors.clone();
+                    crate::cors::around(cors.as_deref(), req, |req| routes::handle(live, revalidator, peer, req))
+                        .await?
                 }
-                conn.await
-            }
-        };
-        if let Err(error) = result {
-            tracing::debug!(%error, "connection ended with an error");
+                Site::Admin(admin) => admin.answer(req.uri().path()).await,
+            };
+            // The request is in flight until its response body is done.
+            Ok::<_, std::convert::Infallible>(res.map(|body| Tracked::new(body, in_flight)))
         }
     });
+    let conn = live.builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+    tokio::spawn(connection::drive(conn, activity, live.deadlines, stop));
 }
 
 /// SIGTERM or Ctrl-C.

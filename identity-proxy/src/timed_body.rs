@@ -1,6 +1,7 @@
 //! The request body's read deadline: slow bodies (one byte a second) cannot
 //! hold the proxy, whether the identity layer buffers them or they stream to
-//! the upstream.
+//! the upstream. Its trailers lose the forwarded identity headers, as the
+//! request's headers do in the identity layer.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tower_identity::layer::ForwardHeaders;
 
 /// Why a request body failed: the client's connection, or the body deadline.
 #[derive(Debug)]
@@ -59,14 +61,33 @@ pub struct TimedBody {
     /// Created the first time the client makes us wait.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     timed_out: BodyTimedOut,
+    /// Headers the client may not send, in trailers either.
+    forward: Arc<ForwardHeaders>,
 }
 
 impl TimedBody {
     /// `inner` with `timeout` from now (`None`: no deadline); `timed_out` is
-    /// set when it passes.
-    pub fn new(inner: Incoming, timeout: Option<Duration>, timed_out: BodyTimedOut) -> TimedBody {
+    /// set when it passes. Trailers named like one of `forward` (in any
+    /// spelling) are removed.
+    pub fn new(
+        inner: Incoming,
+        timeout: Option<Duration>,
+        timed_out: BodyTimedOut,
+        forward: Arc<ForwardHeaders>,
+    ) -> TimedBody {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        TimedBody { inner, deadline, sleep: None, timed_out }
+        TimedBody { inner, deadline, sleep: None, timed_out, forward }
+    }
+
+    /// `frame` with the forwarded identity headers removed from its trailers.
+    fn strip(&self, frame: Frame<Bytes>) -> Frame<Bytes> {
+        match frame.into_trailers() {
+            Ok(mut trailers) => {
+                self.forward.strip(&mut trailers);
+                Frame::trailers(trailers)
+            }
+            Err(frame) => frame,
+        }
     }
 }
 
@@ -80,7 +101,7 @@ impl Body for TimedBody {
             return Poll::Ready(None);
         }
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            return Poll::Ready(frame.map(|f| f.map_err(BodyError::Client)));
+            return Poll::Ready(frame.map(|f| f.map(|f| this.strip(f)).map_err(BodyError::Client)));
         }
         let Some(deadline) = this.deadline else { return Poll::Pending };
         ready!(this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline))).as_mut().poll(cx));

@@ -43,6 +43,25 @@ pub fn request_timeout() -> Response<ProxyBody> {
     json_error(StatusCode::REQUEST_TIMEOUT, "request_timeout", "The request body was not received in time.")
 }
 
+/// The answer to a request whose body has a transfer coding other than
+/// `chunked`: it cannot be forwarded as received.
+pub fn not_implemented() -> Response<ProxyBody> {
+    json_error(
+        StatusCode::NOT_IMPLEMENTED,
+        "transfer_coding_unsupported",
+        "Only the chunked transfer coding is supported.",
+    )
+}
+
+/// Whether `Transfer-Encoding` names a coding other than `chunked`.
+pub fn unsupported_transfer_coding(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .any(|coding| !coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
 /// Prepares a client's request headers for forwarding: removes the hop-by-hop
 /// headers and appends `peer` to `x-forwarded-for`. Runs before the identity
 /// layer, so that a client cannot name the forwarded identity headers in

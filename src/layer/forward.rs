@@ -89,8 +89,11 @@ impl ForwardHeaders {
         [&self.user_id, &self.email, &self.visitor_id, &self.tenant, &self.key_id, &self.outcome]
     }
 
-    /// Removes every header that is one of ours under any spelling.
-    pub(crate) fn strip(&self, headers: &mut HeaderMap) {
+    /// Removes every header that is one of ours under any spelling (`_` and
+    /// `.` read as `-`). The layer calls it on the request's headers; a proxy
+    /// calls it on the request's trailers too, which reach the upstream
+    /// without passing the layer.
+    pub fn strip(&self, headers: &mut HeaderMap) {
         let names = self.names();
         let doomed: Vec<HeaderName> =
             headers.keys().filter(|k| names.iter().any(|n| same_name(k.as_str(), n.as_str()))).cloned().collect();

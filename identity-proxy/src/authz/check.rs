@@ -17,6 +17,8 @@ use tower_identity::layer::ForwardHeaders;
 use tower_identity::layer::body::RequestBody;
 use tower_identity::{IdentityVerification, IdentityVerificationLayer};
 
+use crate::live::Current;
+
 /// The original request as the gateway describes it: its method, its target
 /// (path and query) and the client's headers. Gateways send no body, so body
 /// sources never apply to a check.
@@ -43,24 +45,41 @@ pub enum Verdict {
     Reject(Response<Bytes>),
 }
 
-/// Checks described requests with the proxy's own identity layer.
+/// The identity layer over an inner service that never proxies: what one
+/// check runs. Part of the [`Live`](crate::live::Live) state, so a reload
+/// replaces it with the rest of the configuration.
 #[derive(Clone)]
-pub struct Checker {
+pub struct Checks {
     svc: IdentityVerification<Echo>,
 }
 
-impl Checker {
-    /// A checker around `layer`, which must forward identity headers named by `forward`.
-    pub fn new(layer: &IdentityVerificationLayer, forward: ForwardHeaders) -> Checker {
+impl Checks {
+    /// The checks of `layer`, which must forward identity headers named by `forward`.
+    pub fn new(layer: &IdentityVerificationLayer, forward: ForwardHeaders) -> Checks {
         let layer = layer.clone().forward_identity_headers(forward.clone());
-        Checker { svc: tower::Layer::layer(&layer, Echo { forward }) }
+        Checks { svc: tower::Layer::layer(&layer, Echo { forward }) }
+    }
+}
+
+/// Checks described requests with the proxy's current identity layer (the
+/// one a reload installed last).
+#[derive(Clone)]
+pub struct Checker {
+    current: Current,
+}
+
+impl Checker {
+    /// A checker that reads the checks of each request from `current`.
+    pub fn new(current: Current) -> Checker {
+        Checker { current }
     }
 
     /// Runs the layer on the described request.
     pub async fn check(&self, described: Described) -> Verdict {
         let req = request(described);
         let sent: Vec<HeaderName> = req.headers().keys().cloned().collect();
-        let Ok(res) = self.svc.clone().oneshot(req).await;
+        let svc = self.current.load().checks.svc.clone();
+        let Ok(res) = svc.oneshot(req).await;
         let (mut parts, body) = res.into_parts();
         let Some(Forwarded(forwarded)) = parts.extensions.remove::<Forwarded>() else {
             // Only `Echo` adds `Forwarded`: anything else is the layer's own answer.

@@ -27,11 +27,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tower_identity::IdentityVerificationLayer;
-use tower_identity::layer::ForwardHeaders;
 
 use crate::config::ConfigError;
+use crate::live::Current;
 use check::Checker;
+pub use check::Checks;
 
 /// The `[authz]` section of the configuration file.
 #[derive(Debug, Deserialize, Default)]
@@ -44,7 +44,7 @@ pub struct AuthzSection {
 }
 
 /// The auth listeners' addresses, checked.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuthzSettings {
     pub listen: Option<SocketAddr>,
     pub grpc_listen: Option<SocketAddr>,
@@ -89,14 +89,10 @@ fn clash(a: Option<SocketAddr>, b: Option<SocketAddr>) -> bool {
 }
 
 /// Binds the configured auth listeners and serves them in the background,
-/// with `layer` (which forwards the identity as `forward`) deciding.
-pub async fn start(
-    settings: &AuthzSettings,
-    layer: &IdentityVerificationLayer,
-    forward: ForwardHeaders,
-    header_read_timeout: Duration,
-) -> std::io::Result<()> {
-    let checker = Checker::new(layer, forward);
+/// with the identity layer of the `current` configuration deciding (each
+/// reload's new keys, mode and forwarded headers apply to the next check).
+pub async fn start(settings: &AuthzSettings, current: Current, header_read_timeout: Duration) -> std::io::Result<()> {
+    let checker = Checker::new(current);
     if let Some(addr) = settings.listen {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;

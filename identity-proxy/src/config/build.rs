@@ -13,6 +13,7 @@ use tower_identity::{
 
 use super::file::{FileConfig, KeySection, PostgresSection, SourcesSection, TenantSection, VerifySection};
 use super::secrets::{mtime, read_secret_source};
+use super::serving;
 use super::{ConfigError, PostgresSettings, Settings, TenantKeys, Watched, err};
 
 /// Checks `cfg` (read from `path`) and builds the settings; `listen` and
@@ -38,6 +39,9 @@ pub fn build(
     let (options, min_secret_len) = verify_options(&cfg.verify);
     let sources = sources(path, &cfg.sources)?;
     let forward = forward_headers(path, &cfg.forward)?;
+    let admin = serving::admin(path, &cfg, &listen)?;
+    let log_format = serving::log_format(path, cfg.log_format.as_deref())?;
+    let connections = serving::connections(path, &cfg.connections)?;
     let mut watched = vec![(path.to_owned(), mtime(path))];
     let postgres = match &cfg.postgres {
         Some(_) if !cfg.tenants.is_empty() => {
@@ -65,6 +69,9 @@ pub fn build(
         body_read_timeout: seconds_or_off(cfg.body_read_timeout_secs, 30),
         reload_poll: seconds_or_off(cfg.reload_poll_secs, 2),
         shutdown_grace: Duration::from_secs(cfg.shutdown_grace_secs.unwrap_or(30)),
+        admin,
+        log_format,
+        connections,
         options,
         min_secret_len,
         sources,
@@ -253,8 +260,8 @@ fn tenants(
 ) -> Result<Tenants, ConfigError> {
     let mut out = Tenants { map: TenantMap::new(), keys: Vec::new() };
     let mut seen_ids = BTreeSet::new();
-    for (ti, tenant) in sections.iter().enumerate() {
-        let tkey = format!("tenants[{ti}]");
+    for tenant in sections {
+        let tkey = tenant_name(tenant.id.as_deref());
         if !seen_ids.insert(tenant.id.clone()) {
             return Err(err(path, format!("{tkey}.id"), "duplicate tenant"));
         }
@@ -262,7 +269,7 @@ fn tenants(
             .keys
             .iter()
             .enumerate()
-            .map(|(ki, k)| key(path, &format!("{tkey}.keys[{ki}]"), k, min_secret_len, watched))
+            .map(|(ki, k)| key(path, &key_name(&tkey, ki, k.id.as_deref()), k, min_secret_len, watched))
             .collect::<Result<Vec<Key>, ConfigError>>()?;
         if keys.is_empty() {
             return Err(err(path, format!("{tkey}.keys"), "a tenant needs at least one key"));
@@ -285,6 +292,21 @@ fn tenants(
         .map_err(|e| err(path, "tenants", e.to_string()))?;
     }
     Ok(out)
+}
+
+/// A tenant as errors name it: by its id (`tenants["app_acme"]`), or
+/// `tenants[default]` for the tenant without one.
+fn tenant_name(id: Option<&str>) -> String {
+    id.map_or_else(|| "tenants[default]".to_owned(), |id| format!("tenants[{id:?}]"))
+}
+
+/// A key as errors name it: by its id (`keys["2026"]`), or by its place
+/// among the tenant's keys (`keys[#2]`) when it has none.
+fn key_name(tenant: &str, index: usize, id: Option<&str>) -> String {
+    match id {
+        Some(id) => format!("{tenant}.keys[{id:?}]"),
+        None => format!("{tenant}.keys[#{}]", index + 1),
+    }
 }
 
 /// One key: its secret read and checked against `min_secret_len`, its scheme

@@ -22,7 +22,7 @@ fn env_value(text: &str) -> toml::Value {
 }
 
 /// The keys the environment may override (tenants and their secrets are not among them).
-const OVERRIDABLE: [&str; 18] = [
+const OVERRIDABLE: [&str; 23] = [
     "postgres",
     "authz",
     "metrics_path",
@@ -37,6 +37,11 @@ const OVERRIDABLE: [&str; 18] = [
     "body_read_timeout_secs",
     "reload_poll_secs",
     "shutdown_grace_secs",
+    "admin_listen",
+    "ready_path",
+    "metrics_on_public_listener",
+    "log_format",
+    "connections",
     "verify",
     "sources",
     "forward",
@@ -44,7 +49,7 @@ const OVERRIDABLE: [&str; 18] = [
 ];
 
 /// The sections the environment may set keys of.
-const SECTIONS: [&str; 4] = ["postgres", "verify", "sources", "authz"];
+const SECTIONS: [&str; 5] = ["postgres", "verify", "sources", "authz", "connections"];
 
 /// Applies `IDENTITY_PROXY_A__B=value` overrides (`a.b = value`) for the
 /// configuration's own keys; other variables with the prefix are ignored.

@@ -33,6 +33,16 @@ pub struct FileConfig {
     pub body_read_timeout_secs: Option<u64>,
     pub reload_poll_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
+    /// Where `/metrics` and the readiness check are served (unset: not served).
+    pub admin_listen: Option<String>,
+    pub ready_path: Option<String>,
+    /// Also serve `/metrics` on the client-facing listener (default false).
+    #[serde(default)]
+    pub metrics_on_public_listener: bool,
+    /// `text` (default) or `json` (one JSON object per line).
+    pub log_format: Option<String>,
+    #[serde(default)]
+    pub connections: ConnectionsSection,
     #[serde(default)]
     pub verify: VerifySection,
     #[serde(default)]
@@ -74,6 +84,17 @@ pub struct PostgresSection {
     pub serve_stale_secs: Option<u64>,
     /// Drop cached keys at once on `NOTIFY identity_keys` (default true).
     pub listen_notify: Option<bool>,
+}
+
+/// Deadlines and limits of client connections.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionsSection {
+    pub idle_timeout_secs: Option<u64>,
+    pub max_age_secs: Option<u64>,
+    pub http2_keep_alive_interval_secs: Option<u64>,
+    pub http2_keep_alive_timeout_secs: Option<u64>,
+    pub http2_max_concurrent_streams: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -7,6 +7,7 @@ mod build;
 mod env;
 mod file;
 mod secrets;
+mod serving;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use tower_identity::{
 
 use file::FileConfig;
 pub use file::UpstreamProtocol;
+pub use serving::{Admin, Connections, LogFormat};
 
 /// The config file and every secret file, with their modification times when read.
 pub type Watched = Vec<(PathBuf, Option<SystemTime>)>;
@@ -63,6 +65,11 @@ pub struct Settings {
     pub body_read_timeout: Option<Duration>,
     pub reload_poll: Option<Duration>,
     pub shutdown_grace: Duration,
+    /// The admin listener (`/metrics`, readiness).
+    pub admin: Admin,
+    pub log_format: LogFormat,
+    /// Deadlines and limits of client connections.
+    pub connections: Connections,
     pub options: VerifyOptions,
     pub min_secret_len: usize,
     pub sources: Sources,

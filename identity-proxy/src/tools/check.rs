@@ -38,8 +38,10 @@ pub fn check_cmd(
         }
         Err(f) => f,
     };
-    w(format!("invalid: {} ({failure})", failure.code()))?;
-    w(format!("keys tried for tenant {}:", tenant.map_or("(none)".into(), |t| format!("{t:?}"))))?;
+    // The code, and the detail when the failure has more to say than its code.
+    let (code, detail) = (failure.code().as_str(), failure.to_string());
+    w(if detail == code { format!("invalid: {code}") } else { format!("invalid: {code} ({detail})") })?;
+    w(format!("keys tried for {}:", tenant.map_or("the default tenant".into(), |t| format!("tenant {t:?}"))))?;
     for key in keys.keys() {
         let window = if key.is_valid_at(now) { "valid now" } else { "outside its validity window" };
         w(format!("  {} - {window}", describe(key)))?;

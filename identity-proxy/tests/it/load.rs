@@ -367,7 +367,7 @@ async fn slow_clients_are_cut_off_by_their_deadlines_while_normal_traffic_flows(
 // ---------------------------------------------------------------------------
 // Memory
 
-fn rss_kib(pid: u32) -> (u64, u64) {
+pub fn rss_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let field = |name: &str| {
         status

@@ -21,8 +21,11 @@ mod chromium;
 mod page;
 
 mod authz;
+mod connections;
 mod cors;
 mod load;
+mod operations;
 mod process;
 mod proxy;
+mod readme;
 mod realtime;

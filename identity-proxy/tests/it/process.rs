@@ -1,13 +1,14 @@
 //! The `identity-proxy` binary as a child process: one start-up helper for
 //! every test that runs it.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The binary under test, built by cargo for this test target.
 pub const BIN: &str = env!("CARGO_BIN_EXE_identity-proxy");
@@ -16,13 +17,21 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_identity-proxy");
 pub struct Proxy {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The admin listener's address, when it has one (logged before `addr`).
+    pub admin: Option<SocketAddr>,
     /// Holds `proxy.toml` and the secret files.
     pub dir: PathBuf,
     /// Lines of the proxy's log with "panicked".
     pub panics: Arc<AtomicUsize>,
     /// Lines of the proxy's log that contain one of the secrets it was started with.
     leaks: Arc<AtomicUsize>,
+    /// The last lines of its log.
+    log: Log,
 }
+
+/// The last [`LOG_LINES`] lines of a proxy's log.
+type Log = Arc<Mutex<VecDeque<String>>>;
+const LOG_LINES: usize = 2000;
 
 impl Proxy {
     /// Starts the binary with `config` (written to `proxy.toml`), the
@@ -35,25 +44,39 @@ impl Proxy {
         for (file, content) in secrets {
             std::fs::write(dir.join(file), content).unwrap();
         }
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(dir.join("proxy.toml"))
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let never_logged: Vec<String> = secrets.iter().map(|(_, s)| s.trim().to_owned()).collect();
+        let mut command = Command::new(BIN);
+        command.arg("--config").arg(dir.join("proxy.toml")).env("RUST_LOG", "info").envs(env.iter().copied());
+        Proxy::spawn(command, dir, secrets.iter().map(|(_, s)| s.trim().to_owned()).collect())
+    }
+
+    /// Runs `command` (the binary with its arguments), its stderr read for
+    /// the listening lines, panics and the `never_logged` strings.
+    pub fn spawn(mut command: Command, dir: PathBuf, never_logged: Vec<String>) -> Proxy {
+        let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let (panics, leaks) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let (counted_panics, counted_leaks) = (panics.clone(), leaks.clone());
+        let log: Log = Arc::default();
+        let kept = log.clone();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let admin_tx = tx.clone();
         std::thread::spawn(move || {
+            let address = |line: &str, at: usize| {
+                line[at..].split(|c: char| c.is_whitespace() || c == '"').next().unwrap().to_owned()
+            };
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(at) = line.find("listening on http://") {
-                    let _ = tx.send(line[at + 20..].split_whitespace().next().unwrap().to_owned());
+                if let Some(at) = line.find("admin endpoints on http://") {
+                    let _ = admin_tx.send((true, address(&line, at + 26)));
                 }
+                if let Some(at) = line.find("listening on http://") {
+                    let _ = tx.send((false, address(&line, at + 20)));
+                }
+                let mut kept = kept.lock().unwrap();
+                if kept.len() == LOG_LINES {
+                    kept.pop_front();
+                }
+                kept.push_back(line.clone());
+                drop(kept);
                 if line.contains("panicked") {
                     counted_panics.fetch_add(1, Ordering::SeqCst);
                     eprintln!("identity-proxy: {line}");
@@ -63,8 +86,32 @@ impl Proxy {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("the proxy did not start").parse().unwrap();
-        Proxy { child, addr, dir, panics, leaks }
+        let mut admin = None;
+        let addr = loop {
+            let (is_admin, addr) = rx.recv_timeout(Duration::from_secs(30)).expect("the proxy did not start");
+            match is_admin {
+                true => admin = Some(addr.parse().unwrap()),
+                false => break addr.parse().unwrap(),
+            }
+        };
+        Proxy { child, addr, admin, dir, panics, leaks, log }
+    }
+
+    /// The log lines kept so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().iter().cloned().collect()
+    }
+
+    /// Waits (at most ten seconds) for a log line containing every one of `needles`.
+    pub fn wait_for_log(&self, needles: &[&str]) -> String {
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if let Some(line) = self.log().into_iter().find(|l| needles.iter().all(|n| l.contains(n))) {
+                return line;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no log line with {needles:?} in:\n{}", self.log().join("\n"));
     }
 
     pub fn pid(&self) -> u32 {

@@ -20,17 +20,17 @@ pub const SECRET: &str = "proxy-secret-0123456789abcdef";
 
 /// What the upstream saw.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(HeaderMap, String)>>>);
+pub struct Seen(Arc<Mutex<Vec<(HeaderMap, String)>>>);
 
 impl Seen {
-    fn take(&self) -> Vec<(HeaderMap, String)> {
+    pub fn take(&self) -> Vec<(HeaderMap, String)> {
         std::mem::take(&mut self.0.lock().unwrap())
     }
 }
 
 /// An upstream that records headers and the body's sha256, and answers
 /// "upstream". `/slow` waits two seconds first.
-async fn upstream(h2: bool) -> (SocketAddr, Seen, tokio::task::JoinHandle<()>) {
+pub async fn upstream(h2: bool) -> (SocketAddr, Seen, tokio::task::JoinHandle<()>) {
     let seen = Seen::default();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -66,7 +66,7 @@ async fn upstream(h2: bool) -> (SocketAddr, Seen, tokio::task::JoinHandle<()>) {
     (addr, seen, task)
 }
 
-fn config(upstream: SocketAddr, extra: &str) -> String {
+pub fn config(upstream: SocketAddr, extra: &str) -> String {
     format!(
         r#"
 listen = "127.0.0.1:0"
@@ -96,7 +96,12 @@ pub fn start(name: &str, config: &str, secret: &str) -> Proxy {
     Proxy::start(name, config, &[("secret.txt", &format!("{secret}\n"))], &[])
 }
 
-async fn send(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: Bytes) -> (StatusCode, HeaderMap, String) {
+pub async fn send(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> (StatusCode, HeaderMap, String) {
     let mut b = Request::post(format!("http://{addr}{path}"));
     for (k, v) in headers {
         b = b.header(*k, *v);
@@ -201,15 +206,19 @@ async fn anonymous_requests_in_optional_mode_and_upstream_down() {
     assert!(body.contains("upstream_unavailable"), "{body}");
 
     let (up, seen, _task) = upstream(false).await;
-    let proxy = start("anon", &config(up, "").replace("mode = \"required\"", "mode = \"optional\""), SECRET);
+    let optional = config(up, "admin_listen = \"127.0.0.1:0\"").replace("mode = \"required\"", "mode = \"optional\"");
+    let proxy = start("anon", &optional, SECRET);
     let (status, _, _) = send(proxy.addr, "/", &[("x_verified_user_id", "admin")], Bytes::new()).await;
     assert_eq!(status, StatusCode::OK);
     let (h, _) = seen.take().pop().unwrap();
     assert_eq!(h["x-identity-outcome"], "anonymous");
     assert!(h.get("x-verified-user-id").is_none() && h.get("x_verified_user_id").is_none());
 
-    // Prometheus metrics, unauthenticated like the health check.
-    let (status, headers, body) = send(proxy.addr, "/metrics", &[], Bytes::new()).await;
+    // Prometheus metrics, on the admin listener only.
+    let (status, _, _) = send(proxy.addr, "/metrics", &[], Bytes::new()).await;
+    assert_eq!(status, StatusCode::OK, "proxied (upstream answered), not the proxy's metrics");
+    seen.take();
+    let (status, headers, body) = send(proxy.admin.unwrap(), "/metrics", &[], Bytes::new()).await;
     assert_eq!(status, StatusCode::OK);
     assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
     assert!(body.contains("identity_verdicts_total{") && body.contains("outcome=\"anonymous\""), "{body}");
@@ -275,10 +284,10 @@ fn invalid_configurations_exit_2_naming_file_and_key() {
     std::fs::write(dir.join("secret.txt"), SECRET).unwrap();
     let base = config("127.0.0.1:9".parse().unwrap(), "");
     let cases = [
-        (base.replace("scheme = \"hmac\"", "scheme = \"md5\""), "tenants[0].keys[0].scheme"),
+        (base.replace("scheme = \"hmac\"", "scheme = \"md5\""), "tenants[default].keys[\"k1\"].scheme"),
         (
             base.replace("secret_file = \"secret.txt\"", "secret_file = \"missing.txt\""),
-            "tenants[0].keys[0].secret_file",
+            "tenants[default].keys[\"k1\"].secret_file",
         ),
         (base.replace("secret_file = \"secret.txt\"", "secret = \"inline\""), "unknown field `secret`"),
         (base.replace("mode = \"required\"", "mode = \"strict\""), "mode"),

@@ -98,6 +98,7 @@ upstream_timeout_secs = 5
 reload_poll_secs = 0
 shutdown_grace_secs = 1
 metrics_path = "/metrics"
+metrics_on_public_listener = true
 {extra}
 
 [sources]
