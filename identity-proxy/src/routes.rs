@@ -36,6 +36,7 @@ pub fn layer(settings: &Settings, provider: impl SecretProvider) -> IdentityVeri
         .min_secret_len(settings.min_secret_len)
         .forward_identity_headers(settings.forward.clone())
         .strip_credentials(settings.strip_credentials)
+        .max_buffered_body_bytes(settings.max_buffered_body_bytes)
 }
 
 /// The paths the proxy answers itself, and what every proxied request needs.

@@ -64,6 +64,10 @@ pub fn build(
         health_path,
         metrics_path,
         strip_credentials: cfg.strip_credentials,
+        max_buffered_body_bytes: cfg
+            .sources
+            .max_buffered_body_bytes
+            .unwrap_or(tower_identity::layer::DEFAULT_MAX_BUFFERED_BODY_BYTES),
         upstream_timeout: Duration::from_secs(cfg.upstream_timeout_secs.unwrap_or(30)),
         header_read_timeout: Duration::from_secs(cfg.header_read_timeout_secs.unwrap_or(10).max(1)),
         body_read_timeout: seconds_or_off(cfg.body_read_timeout_secs, 30),

@@ -136,6 +136,9 @@ pub struct SourcesSection {
     #[serde(default)]
     pub form: BTreeMap<String, String>,
     pub body_limit: Option<usize>,
+    /// Bytes of bodies buffered at once for identity extraction, across
+    /// every connection (default: the layer's, 32 MiB).
+    pub max_buffered_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -59,6 +59,8 @@ pub struct Settings {
     /// Where Prometheus metrics are served (`None`: not served).
     pub metrics_path: Option<String>,
     pub strip_credentials: bool,
+    /// The layer's budget of body bytes buffered at once (`[sources] max_buffered_body_bytes`).
+    pub max_buffered_body_bytes: usize,
     pub upstream_timeout: Duration,
     pub header_read_timeout: Duration,
     /// Deadline for the whole request body, from the end of its headers (`None`: no deadline).

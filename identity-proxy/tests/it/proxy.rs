@@ -225,6 +225,33 @@ async fn anonymous_requests_in_optional_mode_and_upstream_down() {
     assert!(seen.take().is_empty(), "/metrics is answered by the proxy itself");
 }
 
+/// `[sources] max_buffered_body_bytes` reaches the layer: a JSON body larger
+/// than the whole budget is answered 503 `overloaded` with `Retry-After`
+/// before it is read, and never reaches the upstream; header-only requests
+/// keep being served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_body_budget_setting_refuses_buffering_beyond_it() {
+    let (up, seen, _task) = upstream(false).await;
+    let cfg = config(up, "").replace(
+        "json = { user_id = \"/user_id\", signature = \"/user_hash\" }",
+        "json = { user_id = \"/user_id\", signature = \"/user_hash\" }\nmax_buffered_body_bytes = 64",
+    );
+    let proxy = start("budget", &cfg, SECRET);
+    let sig = tower_identity::sign::hmac(&tower_identity::Secret::text(SECRET).unwrap(), "u1");
+    let json = format!(r#"{{"user_id":"u1","user_hash":"{sig}","text":"hello"}}"#);
+    assert!(json.len() > 64);
+    let (status, headers, body) =
+        send(proxy.addr, "/chat", &[("content-type", "application/json")], Bytes::from(json)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("overloaded"), "{body}");
+    assert!(headers.contains_key("retry-after"));
+    assert!(seen.take().is_empty(), "a refused body never reaches the upstream");
+    let (status, _, _) =
+        send(proxy.addr, "/", &[("x-user-id", "u1"), ("x-identity-signature", &sig)], Bytes::new()).await;
+    assert_eq!(status, StatusCode::OK, "header identities need no buffering");
+    assert_eq!(seen.take().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_rotates_keys_without_dropping_requests() {
     let (up, _seen, _task) = upstream(false).await;
