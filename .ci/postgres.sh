@@ -37,6 +37,11 @@ start)
     apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >&2
   fi
+  if ! command -v openssl >/dev/null 2>&1; then
+    # The test certificates (and the TLS test's own wrong CA) are made with it.
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >&2
+  fi
   BIN=$(bin_dir)
   if [ -f "$DIR/data/postmaster.pid" ]; then
     runuser -u postgres -- "$BIN/pg_ctl" -D "$DIR/data" -m fast stop >&2 || true
