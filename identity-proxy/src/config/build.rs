@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
+use tower_identity::layer::DEFAULT_MAX_BUFFERED_BODY_BYTES;
 use tower_identity::verify::jwt::JwtOptions;
 use tower_identity::{
     Identifier, Key, KeySet, Mode, Role, Scheme, Secret, Sources, TenantMap, TenantPolicy, layer::ForwardHeaders,
@@ -43,16 +44,7 @@ pub fn build(
     let log_format = serving::log_format(path, cfg.log_format.as_deref())?;
     let connections = serving::connections(path, &cfg.connections)?;
     let mut watched = vec![(path.to_owned(), mtime(path))];
-    let postgres = match &cfg.postgres {
-        Some(_) if !cfg.tenants.is_empty() => {
-            return Err(err(path, "postgres", "tenants come from PostgreSQL or from this file, not both"));
-        }
-        Some(pg) => Some(postgres(path, pg, &mut watched)?),
-        None if cfg.tenants.is_empty() => {
-            return Err(err(path, "tenants", "at least one tenant with keys is required (or a [postgres] section)"));
-        }
-        None => None,
-    };
+    let postgres = tenant_source(&cfg, path, &mut watched)?;
     let tenants = tenants(path, &cfg.tenants, min_secret_len, &mut watched)?;
     let origins: Vec<_> = cfg.tenants.iter().map(|t| (t.id.as_deref(), t.allowed_origins.as_deref())).collect();
     let cors = crate::cors::Cors::build(path, cfg.cors.as_ref(), &origins, &sources)?;
@@ -64,10 +56,7 @@ pub fn build(
         health_path,
         metrics_path,
         strip_credentials: cfg.strip_credentials,
-        max_buffered_body_bytes: cfg
-            .sources
-            .max_buffered_body_bytes
-            .unwrap_or(tower_identity::layer::DEFAULT_MAX_BUFFERED_BODY_BYTES),
+        max_buffered_body_bytes: cfg.sources.max_buffered_body_bytes.unwrap_or(DEFAULT_MAX_BUFFERED_BODY_BYTES),
         upstream_timeout: Duration::from_secs(cfg.upstream_timeout_secs.unwrap_or(30)),
         header_read_timeout: Duration::from_secs(cfg.header_read_timeout_secs.unwrap_or(10).max(1)),
         body_read_timeout: seconds_or_off(cfg.body_read_timeout_secs, 30),
@@ -93,6 +82,25 @@ pub fn build(
         cors,
         authz,
     })
+}
+
+/// Where tenants come from: PostgreSQL (its settings) or the file's
+/// `[[tenants]]` (`None`); exactly one of the two.
+fn tenant_source(
+    cfg: &FileConfig,
+    path: &Path,
+    watched: &mut Watched,
+) -> Result<Option<PostgresSettings>, ConfigError> {
+    match &cfg.postgres {
+        Some(_) if !cfg.tenants.is_empty() => {
+            Err(err(path, "postgres", "tenants come from PostgreSQL or from this file, not both"))
+        }
+        Some(pg) => Ok(Some(postgres(path, pg, watched)?)),
+        None if cfg.tenants.is_empty() => {
+            Err(err(path, "tenants", "at least one tenant with keys is required (or a [postgres] section)"))
+        }
+        None => Ok(None),
+    }
 }
 
 /// A duration in seconds, `default` when unset; 0 turns it off.
