@@ -18,7 +18,6 @@ pub(crate) fn strip_credentials<B>(sources: &Sources, strip: bool, req: &mut Req
     }
 }
 
-/// The roles whose query parameters are removed (the tenant and metadata stay).
 #[cfg(test)]
 mod tests {
     use http::Uri;

@@ -125,7 +125,9 @@ fn upstream_uri(path: &Path, upstream: Option<&str>) -> Result<http::Uri, Config
     text.parse()
         .ok()
         .filter(|u: &http::Uri| u.scheme_str() == Some("http") && u.authority().is_some())
-        .ok_or_else(|| err(path, "upstream", format!("{text:?} is not an http:// URL")))
+        // Credentials in the URL would be logged with it: refused, and not echoed.
+        .filter(|u| !u.authority().is_some_and(|a| a.as_str().contains('@')))
+        .ok_or_else(|| err(path, "upstream", "must be an http://host:port URL without credentials"))
 }
 
 /// The health check's path and the metrics' (`None`: not served).

@@ -46,8 +46,15 @@ pub fn mtime(path: &Path) -> Option<SystemTime> {
 
 /// Reads a secret file: its bytes, without one trailing newline.
 fn read_secret_file(file: &Path, key: &str, path: &Path) -> Result<String, ConfigError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| err(file, key, format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        // A URL written where a file name belongs carries its password: not echoed.
+        let shown = path.display().to_string();
+        if shown.contains("://") || shown.contains('@') {
+            err(file, key, "cannot read the file it names (it must name a file, not hold the value)")
+        } else {
+            err(file, key, format!("cannot read {shown}: {e}"))
+        }
+    })?;
     let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
     Ok(text.to_owned())
 }
@@ -71,5 +78,15 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(e.contains("TOWER_IDENTITY_SURELY_UNSET_VAR"), "a variable's name is shown: {e}");
+        let file = Some(PathBuf::from("postgres://u:hunter2@db/x"));
+        let e = read_secret_source(Path::new("f.toml"), "k", ("url_env", &None), ("url_file", &file), &mut watched)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("k.url_file") && !e.contains("hunter2"), "{e}");
+        let missing = Some(PathBuf::from("/surely/missing/secret.txt"));
+        let e = read_secret_source(Path::new("f.toml"), "k", ("url_env", &None), ("url_file", &missing), &mut watched)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/surely/missing/secret.txt"), "a path is shown: {e}");
     }
 }
