@@ -936,3 +936,18 @@ async fn bypassed_requests_keep_credentials_guarded() {
         }
     }
 }
+
+/// A provider that refuses a tenant's keys (`TenantPolicy::misconfigured`,
+/// as the PostgreSQL provider answers a secret shared across schemes) gets
+/// 500 `misconfigured` in every enforcing mode, and the inner service is not
+/// called, whatever credential the request carries.
+#[tokio::test]
+async fn a_misconfigured_tenant_is_refused_in_every_enforcing_mode() {
+    let misconfigured =
+        |_: Option<&str>| -> tower_identity::provider::LookupResult { Ok(Some(TenantPolicy::misconfigured())) };
+    for mode in [Mode::ReportOnly, Mode::Optional, Mode::Required] {
+        let layer = tenant_layer(misconfigured).mode(mode);
+        let (answer, rec) = send(&layer, tenant_request("acme", SECRET)).await;
+        assert_rejected(&answer, &rec, 500, "misconfigured", &[SECRET]);
+    }
+}
