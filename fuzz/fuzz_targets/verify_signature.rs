@@ -121,6 +121,10 @@ fn oracle(claim: &Claim, keys: &KeySet, now: u64, opts: &VerifyOptions) -> Resul
         if id.chars().any(char::is_control) {
             return Err(Failure::Malformed(Malformed::IdentifierCharacters));
         }
+        // HTTP parsers trim whitespace at either end: such an identifier is refused.
+        if id.trim().len() != id.len() {
+            return Err(Failure::Malformed(Malformed::Whitespace));
+        }
     }
     let Some(sig) = claim.signature.as_deref() else { return Err(Failure::Missing) };
     let hex64 = |b: &[u8]| b.len() == 64 && b.iter().all(u8::is_ascii_hexdigit);
