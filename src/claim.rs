@@ -211,7 +211,10 @@ enum Repr {
 impl IdStr {
     /// An identifier from a header value, or `None` when its bytes are not UTF-8.
     pub fn from_header(value: &HeaderValue) -> Option<IdStr> {
-        std::str::from_utf8(value.as_bytes()).ok()?;
+        // Header values are nearly always ASCII, which is checked faster than UTF-8.
+        if !value.as_bytes().is_ascii() {
+            std::str::from_utf8(value.as_bytes()).ok()?;
+        }
         Some(IdStr(Repr::Header(value.clone())))
     }
 

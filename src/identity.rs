@@ -48,11 +48,6 @@ impl Unsigned {
     pub fn is_empty(&self) -> bool {
         self.user_id.is_none() && self.email.is_none() && self.visitor_id.is_none() && self.metadata.is_none()
     }
-
-    /// `None` when empty, so that an identity without unsigned values allocates nothing for them.
-    pub(crate) fn boxed(self) -> Option<Box<Unsigned>> {
-        (!self.is_empty()).then(|| Box::new(self))
-    }
 }
 
 /// An identity proven by a valid signature, inserted into the request
@@ -64,19 +59,57 @@ impl Unsigned {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedIdentity {
     pub(crate) subject: Identifier,
+    pub(crate) scheme: Scheme,
+    /// The subject's value.
+    pub(crate) id: IdStr,
+    pub(crate) tenant: Option<IdStr>,
+    pub(crate) key_id: Option<Arc<str>>,
+    pub(crate) signed_at: Seconds,
+    pub(crate) valid_until: Seconds,
+    /// What most identities do not carry, behind one reference count: the
+    /// identity stays two cache lines, which the layer moves and boxes into
+    /// the extensions on every verified request without a `memcpy` call.
+    pub(crate) extra: Option<Arc<Extra>>,
+}
+
+/// The rarer parts of a [`VerifiedIdentity`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Extra {
+    /// Identifiers proven besides the subject (a JWT that signs several).
     pub(crate) user_id: Option<IdStr>,
     pub(crate) email: Option<IdStr>,
     pub(crate) visitor_id: Option<IdStr>,
-    pub(crate) scheme: Scheme,
-    pub(crate) tenant: Option<IdStr>,
-    pub(crate) key_id: Option<Arc<str>>,
-    pub(crate) signed_at: Option<u64>,
-    pub(crate) valid_until: Option<u64>,
     #[cfg(feature = "jwt")]
-    pub(crate) claims: Option<Arc<SignedClaims>>,
-    /// Boxed, and only when something unsigned was sent: usually nothing is,
-    /// and a smaller identity is cheaper to move and to box into the extensions.
-    pub(crate) unsigned: Option<Box<Unsigned>>,
+    pub(crate) claims: Option<SignedClaims>,
+    pub(crate) unsigned: Unsigned,
+}
+
+impl Extra {
+    /// `None` when there is nothing to keep, so that the common identity allocates nothing for it.
+    pub(crate) fn shared(self) -> Option<Arc<Extra>> {
+        (self != Extra::default()).then(|| Arc::new(self))
+    }
+}
+
+/// A time in unix seconds, or none, in 8 bytes: `u64::MAX` (a second no
+/// credential can name: timestamps have at most 19 digits) stands for none.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Seconds(u64);
+
+impl Seconds {
+    pub(crate) fn new(secs: Option<u64>) -> Seconds {
+        Seconds(secs.unwrap_or(u64::MAX))
+    }
+
+    pub(crate) fn get(self) -> Option<u64> {
+        (self.0 != u64::MAX).then_some(self.0)
+    }
+}
+
+impl std::fmt::Debug for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
 }
 
 impl VerifiedIdentity {
@@ -93,35 +126,47 @@ impl VerifiedIdentity {
 
     /// The primary proven identifier as a cheap shared string.
     pub fn id_str(&self) -> &IdStr {
-        let value = match self.subject {
-            Identifier::UserId => &self.user_id,
-            Identifier::Email => &self.email,
-            Identifier::VisitorId => &self.visitor_id,
-        };
-        static EMPTY: IdStr = IdStr::from_static("");
-        // The subject's value is always set by construction.
-        value.as_ref().unwrap_or(&EMPTY)
+        &self.id
+    }
+
+    /// The value of `which`, when proven: the subject's, or another signed
+    /// into the same token.
+    pub(crate) fn proven_str(&self, which: Identifier) -> Option<&IdStr> {
+        if self.subject == which {
+            return Some(&self.id);
+        }
+        let extra = self.extra.as_deref()?;
+        match which {
+            Identifier::UserId => extra.user_id.as_ref(),
+            Identifier::Email => extra.email.as_ref(),
+            Identifier::VisitorId => extra.visitor_id.as_ref(),
+        }
+    }
+
+    fn proven(&self, which: Identifier) -> Option<&str> {
+        self.proven_str(which).map(IdStr::as_str)
     }
 
     /// The user id, when proven (HMAC over the user id, or a JWT's `sub`/`user_id`).
     pub fn user_id(&self) -> Option<&str> {
-        self.user_id.as_deref()
+        self.proven(Identifier::UserId)
     }
 
     /// The email, when proven (HMAC over the email, or a JWT's `email`).
     pub fn email(&self) -> Option<&str> {
-        self.email.as_deref()
+        self.proven(Identifier::Email)
     }
 
     /// The anonymous visitor id, when proven.
     pub fn visitor_id(&self) -> Option<&str> {
-        self.visitor_id.as_deref()
+        self.proven(Identifier::VisitorId)
     }
 
     /// All claims of a verified JWT (`name`, `account_id`, …); `None` for HMAC schemes.
     #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
     pub fn claims(&self) -> Option<&SignedClaims> {
-        self.claims.as_deref()
+        self.extra.as_deref()?.claims.as_ref()
     }
 
     /// The scheme that verified.
@@ -145,7 +190,7 @@ impl VerifiedIdentity {
     /// When the credential was signed (unix seconds): the timestamp of a
     /// timestamped HMAC, or a JWT's `iat`.
     pub fn signed_at(&self) -> Option<u64> {
-        self.signed_at
+        self.signed_at.get()
     }
 
     /// When the credential stops being valid (unix seconds): the first
@@ -160,13 +205,13 @@ impl VerifiedIdentity {
     /// stream is not. Close long-lived connections at this time (and when
     /// your keys change), so that no connection outlives its credential.
     pub fn valid_until(&self) -> Option<u64> {
-        self.valid_until
+        self.valid_until.get()
     }
 
     /// Identifier values sent beside the credential that it does not cover.
     pub fn unsigned(&self) -> &Unsigned {
         static NONE: Unsigned = Unsigned { user_id: None, email: None, visitor_id: None, metadata: None };
-        self.unsigned.as_deref().unwrap_or(&NONE)
+        self.extra.as_deref().map_or(&NONE, |extra| &extra.unsigned)
     }
 }
 

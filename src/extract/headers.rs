@@ -45,12 +45,15 @@ pub(super) fn scan_headers<'a>(sources: &Sources, headers: &'a mut HeaderMap) ->
             continue;
         }
         // The roles this header is configured for (one name may serve several).
-        let roles = sources
-            .headers
-            .iter()
-            .enumerate()
-            .filter(|(_, configured)| configured.as_ref() == Some(name))
-            .fold(0u8, |mask, (i, _)| mask | (1 << i));
+        // Lengths first: most configured names differ from this one in length,
+        // and comparing two lengths is cheaper than comparing two names.
+        let len = name.as_str().len();
+        let mut roles = 0u8;
+        for (i, configured) in sources.headers.iter().enumerate() {
+            if sources.header_len[i] == len && configured.as_ref() == Some(name) {
+                roles |= 1 << i;
+            }
+        }
         let bearer = sources.bearer && name == AUTHORIZATION;
         if bearer || roles & CREDENTIALS != 0 {
             value.set_sensitive(true);

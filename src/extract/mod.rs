@@ -31,7 +31,7 @@ pub(crate) use headers::{mark_credentials, same_name};
 pub(crate) use strip_query::strip_credentials;
 
 use crate::claim::{Claim, IdStr, Role};
-use crate::verify::{DEFAULT_MAX_IDENTIFIER_LEN, Failure, check_value};
+use crate::verify::{DEFAULT_MAX_IDENTIFIER_LEN, Failure, check_utf8};
 
 const ROLES: usize = Role::ALL.len();
 
@@ -112,7 +112,7 @@ impl Extracted {
     /// ambiguous one goes no further.
     fn put(&mut self, role: Role, value: IdStr) {
         if role == Role::Tenant
-            && let Err(failure) = check_value(&value, self.tenant_cap)
+            && let Err(failure) = check_utf8(value.as_bytes(), self.tenant_cap)
         {
             self.claim.tenant = None;
             self.fail_role(role, failure);

@@ -68,6 +68,8 @@ pub struct Sources {
     /// configured ones, and `authorization` with `bearer`): a request header
     /// whose length is not in it is skipped without a comparison.
     pub(super) header_lengths: u64,
+    /// The length of each role's header name (0: none), compared before the names.
+    pub(super) header_len: [usize; ROLES],
     pub(super) query: [Option<Box<str>>; ROLES],
     pub(super) protocol: super::protocol::ProtocolSources,
     pub(super) bearer: bool,
@@ -124,6 +126,7 @@ impl Sources {
         Sources {
             headers: Default::default(),
             header_lengths: 0,
+            header_len: [0; ROLES],
             query: Default::default(),
             protocol: Default::default(),
             bearer: false,
@@ -151,6 +154,7 @@ impl Sources {
 
     fn index_headers(mut self) -> Sources {
         let bearer = self.bearer.then_some(&AUTHORIZATION);
+        self.header_len = self.headers.each_ref().map(|name| name.as_ref().map_or(0, |n| n.as_str().len()));
         self.header_lengths = self.headers.iter().flatten().chain(bearer).fold(0, |mask, name| mask | length_bit(name));
         self
     }

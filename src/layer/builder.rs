@@ -7,7 +7,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::collect::{BodyBudget, DEFAULT_MAX_BUFFERED_BODY_BYTES};
-use super::config::Config;
+use super::config::{Config, Policies};
 use super::forward::ForwardHeaders;
 use super::reject::{DefaultResponder, Responder};
 use super::service::IdentityVerification;
@@ -50,7 +50,7 @@ impl IdentityVerificationLayer {
     pub fn new(provider: impl SecretProvider) -> Self {
         IdentityVerificationLayer {
             config: Arc::new(Config {
-                provider: Arc::new(provider),
+                provider: Policies::of(provider),
                 mode: Mode::Required,
                 sources: Sources::default(),
                 options: VerifyOptions::default(),

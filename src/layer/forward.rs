@@ -6,6 +6,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use crate::claim::IdStr;
 use crate::extract::same_name;
 use crate::identity::{IdentityOutcome, VerifiedIdentity};
+use crate::key::Identifier;
 
 /// The headers a proxy adds for its upstream.
 ///
@@ -121,9 +122,9 @@ impl ForwardHeaders {
                 headers.insert(name.clone(), v);
             }
         };
-        put(&self.user_id, id.user_id.as_ref());
-        put(&self.email, id.email.as_ref());
-        put(&self.visitor_id, id.visitor_id.as_ref());
+        put(&self.user_id, id.proven_str(Identifier::UserId));
+        put(&self.email, id.proven_str(Identifier::Email));
+        put(&self.visitor_id, id.proven_str(Identifier::VisitorId));
         put(&self.tenant, id.tenant.as_ref());
         if let Some(key_id) = id.key_id.as_deref().and_then(|k| HeaderValue::from_str(k).ok()) {
             headers.insert(self.key_id.clone(), key_id);

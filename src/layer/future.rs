@@ -19,7 +19,7 @@ use tower_service::Service;
 use super::body::{RequestBody, ResponseBody};
 use super::collect::{Collect, Collected, Reservation};
 use super::config::Config;
-use super::verdict::{Resolved, apply, decide, provider_panicked, refuse_tenant, reject, resolve};
+use super::verdict::{Resolved, apply, borrowed, decide, provider_panicked, refuse_tenant, reject, resolve};
 use crate::code::ErrorCode;
 use crate::extract::{BodyKind, Extracted, RequestHead};
 use crate::provider::{LookupFuture, LookupResult};
@@ -216,7 +216,7 @@ where
     let Some(result) = result else {
         return Poll::Ready(State::done(provider_panicked(&config, &RequestHead::of(&req))));
     };
-    Poll::Ready(match apply(&config, &mut req, decide(&config, &mut extracted, result)) {
+    Poll::Ready(match apply(&config, &mut req, decide(&config, &mut extracted, borrowed(&result))) {
         None => State::Inner { fut: inner.call(req) },
         Some(res) => State::done(res),
     })

@@ -5,18 +5,16 @@
 //! [`apply`] (extensions and forwarded headers, or the rejection response)
 //! only read it.
 
-use std::panic::AssertUnwindSafe;
-
 use bytes::Bytes;
 use http::{Request, Response};
 
-use super::config::Config;
+use super::config::{Config, Found};
 use super::reject::Rejection;
 use crate::code::ErrorCode;
 use crate::extract::{Extracted, RequestHead, is_grpc, strip_credentials};
 use crate::identity::{IdentityOutcome, UnverifiedReason, VerifiedIdentity};
 use crate::mode::Mode;
-use crate::provider::{Lookup, LookupFuture, LookupResult, TenantPolicy};
+use crate::provider::{Lookup, LookupFuture, LookupResult, ProviderError, TenantPolicy};
 use crate::verify::{Failure, check, unknown_tenant};
 
 /// The outcome of asking the provider: decided now, or a lookup to wait for.
@@ -34,15 +32,21 @@ pub(crate) enum Resolved {
 /// decides and applies the verdict.
 pub(crate) fn resolve<B>(config: &Config, req: &mut Request<B>, extracted: &mut Extracted) -> Resolved {
     let tenant = extracted.claim.tenant.as_deref();
-    // A panicking provider is a refused request, never a pass and never a dead connection.
-    match std::panic::catch_unwind(AssertUnwindSafe(|| config.provider.lookup(tenant))) {
-        Ok(Lookup::Ready(result)) => match apply(config, req, decide(config, extracted, result)) {
-            None => Resolved::Forward,
-            Some(res) => Resolved::Reject(res),
-        },
-        Ok(Lookup::Pending(lookup)) => Resolved::Later(lookup),
-        Err(_) => Resolved::Reject(provider_panicked(config, &RequestHead::of(req))),
+    let verdict = match config.provider.find(tenant) {
+        Ok(Found::Lent(policy)) => decide(config, extracted, Ok(policy)),
+        Ok(Found::Asked(Lookup::Ready(result))) => decide(config, extracted, borrowed(&result)),
+        Ok(Found::Asked(Lookup::Pending(lookup))) => return Resolved::Later(lookup),
+        Err(()) => return Resolved::Reject(provider_panicked(config, &RequestHead::of(req))),
+    };
+    match apply(config, req, verdict) {
+        None => Resolved::Forward,
+        Some(res) => Resolved::Reject(res),
     }
+}
+
+/// A provider's answer, borrowed for [`decide`].
+pub(crate) fn borrowed(result: &LookupResult) -> Result<Option<&TenantPolicy>, &ProviderError> {
+    result.as_ref().map(Option::as_ref)
 }
 
 /// The answer for one request.
@@ -109,7 +113,11 @@ impl<'a> TenantName<'a> {
 
 /// The verdict for a request whose claim was extracted and whose tenant was
 /// looked up; records it.
-pub(crate) fn decide(config: &Config, extracted: &mut Extracted, lookup: LookupResult) -> Verdict {
+pub(crate) fn decide(
+    config: &Config,
+    extracted: &mut Extracted,
+    lookup: Result<Option<&TenantPolicy>, &ProviderError>,
+) -> Verdict {
     // A provider that failed cannot say whether the tenant exists: counted
     // and logged as unknown too (the name is capped, but attacker-chosen).
     let known = matches!(lookup, Ok(Some(_)));
@@ -122,7 +130,11 @@ pub(crate) fn decide(config: &Config, extracted: &mut Extracted, lookup: LookupR
     verdict
 }
 
-fn judge(config: &Config, extracted: &mut Extracted, lookup: LookupResult) -> (Verdict, Cause) {
+fn judge(
+    config: &Config,
+    extracted: &mut Extracted,
+    lookup: Result<Option<&TenantPolicy>, &ProviderError>,
+) -> (Verdict, Cause) {
     let claim = &mut extracted.claim;
     let policy = match lookup {
         Ok(policy) => policy,
@@ -131,7 +143,7 @@ fn judge(config: &Config, extracted: &mut Extracted, lookup: LookupResult) -> (V
             return (Verdict::Reject(ErrorCode::ProviderUnavailable), Cause::default());
         }
     };
-    let mode = policy.as_ref().and_then(TenantPolicy::mode).unwrap_or(config.mode);
+    let mode = policy.and_then(TenantPolicy::mode).unwrap_or(config.mode);
     let cause = |failure| Cause { mode: Some(mode), failure };
     if mode == Mode::Off {
         let credential = claim.has_credential() || extracted.error.is_some();
@@ -139,7 +151,7 @@ fn judge(config: &Config, extracted: &mut Extracted, lookup: LookupResult) -> (V
             if credential { Verdict::Unverified(UnverifiedReason::VerificationOff) } else { Verdict::Anonymous };
         return (verdict, cause(None));
     }
-    let failure = match (extracted.error, &policy) {
+    let failure = match (extracted.error, policy) {
         (Some(failure), _) => failure,
         (None, _) if !claim.has_credential() => Failure::Missing,
         (None, None) => unknown(config, claim),

@@ -25,8 +25,9 @@ use bytes::Bytes;
 use hmac::Mac;
 
 use super::strict_json::{Fields, Scalar};
-use super::{Failure, Malformed};
+use super::{Failure, Malformed, Proof};
 use crate::claim::IdStr;
+use crate::identity::{Extra, Unsigned};
 pub use crate::identity::SignedClaims;
 use crate::key::{Identifier, Key, KeySet, Scheme};
 
@@ -151,7 +152,7 @@ pub(crate) struct VerifiedToken {
     /// When the token stops verifying: `exp` (plus the leeway), or the key's
     /// `not_after` when that comes first.
     pub(crate) valid_until: u64,
-    pub(crate) claims: Arc<SignedClaims>,
+    pub(crate) claims: SignedClaims,
 }
 
 /// Verifies the signature of a compact HS256 JWS against the JWT keys of
@@ -306,20 +307,25 @@ pub(crate) fn verify_token(token: &[u8], keys: &KeySet, now: u64, opts: &JwtOpti
         valid_until: key
             .not_after
             .map_or(exp.saturating_add(opts.leeway), |na| na.min(exp.saturating_add(opts.leeway))),
-        claims: Arc::new(SignedClaims::new(payload)),
+        claims: SignedClaims::new(payload),
     })
 }
 
 impl VerifiedToken {
-    /// The primary identifier: the email, else the user id, else the visitor id.
-    pub(crate) fn subject(&self) -> Identifier {
-        if self.email.is_some() {
-            Identifier::Email
-        } else if self.user_id.is_some() {
-            Identifier::UserId
+    /// The proof: the primary identifier (the email, else the user id, else
+    /// the visitor id) as the subject, the others and the claims shared.
+    pub(crate) fn into_proof(self) -> Proof {
+        let VerifiedToken { key_id, mut user_id, mut email, mut visitor_id, issued_at, valid_until, claims } = self;
+        let (subject, id) = if let Some(id) = email.take() {
+            (Identifier::Email, id)
+        } else if let Some(id) = user_id.take() {
+            (Identifier::UserId, id)
         } else {
-            Identifier::VisitorId
-        }
+            // `verify_token` refuses a token that signs no identifier.
+            (Identifier::VisitorId, visitor_id.take().unwrap_or(IdStr::from_static("")))
+        };
+        let extra = Extra { user_id, email, visitor_id, claims: Some(claims), unsigned: Unsigned::default() };
+        Proof::Jwt { subject, id, key_id, signed_at: issued_at, valid_until, extra: Arc::new(extra) }
     }
 }
 

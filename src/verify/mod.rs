@@ -27,7 +27,9 @@ use std::fmt;
 
 use crate::claim::{Claim, IdStr, Role};
 pub use crate::code::ErrorCode;
-use crate::identity::{Unsigned, VerifiedIdentity};
+use std::sync::Arc;
+
+use crate::identity::{Extra, Seconds, Unsigned, VerifiedIdentity};
 use crate::key::{Identifier, KeySet, Scheme};
 #[cfg(feature = "jwt")]
 pub use jwt::JwtOptions;
@@ -217,34 +219,63 @@ impl fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 fn check_identifier(v: &IdStr, opts: &VerifyOptions) -> Result<(), Failure> {
-    if v.is_empty() {
+    if v.as_bytes().is_empty() {
         return Err(Failure::Malformed(Malformed::EmptyIdentifier));
     }
-    check_value(v, opts.max_identifier_len)
+    check_utf8(v.as_bytes(), opts.max_identifier_len)
 }
 
 /// The checks an identifier and a tenant name share: at most `max_len`
 /// bytes, no control character, no leading or trailing whitespace. Exactly
 /// the bytes received are signed and forwarded, so a value that two parsers
-/// could read differently is refused rather than normalised.
-pub(crate) fn check_value(v: &str, max_len: usize) -> Result<(), Failure> {
-    if v.len() > max_len {
+/// could read differently is refused rather than normalised. Works on the
+/// bytes of text already known to be UTF-8 (an [`IdStr`] would be validated
+/// again to be seen as `&str`).
+pub(crate) fn check_utf8(utf8: &[u8], max_len: usize) -> Result<(), Failure> {
+    if utf8.len() > max_len {
         return Err(Failure::Malformed(Malformed::IdentifierTooLong));
     }
-    if has_control(v.as_bytes()) {
+    if has_control(utf8) {
         return Err(Failure::Malformed(Malformed::IdentifierCharacters));
     }
-    let edge = |c: Option<char>| c.is_some_and(char::is_whitespace);
-    if edge(v.chars().next()) || edge(v.chars().next_back()) {
+    if edge_is_whitespace(utf8) {
         return Err(Failure::Malformed(Malformed::Whitespace));
     }
     Ok(())
+}
+
+/// Whether valid UTF-8 text starts or ends with whitespace
+/// (`char::is_whitespace`). ASCII edges are read directly; only a
+/// multi-byte edge character is decoded.
+fn edge_is_whitespace(utf8: &[u8]) -> bool {
+    let (Some(&first), Some(&last)) = (utf8.first(), utf8.last()) else { return false };
+    let ascii_space = |b: u8| char::from(b).is_whitespace();
+    let decoded = |bytes: &[u8]| std::str::from_utf8(bytes).ok().and_then(|s| s.chars().next());
+    let starts = if first.is_ascii() {
+        ascii_space(first)
+    } else {
+        // A lead byte announces its length: 110x xxxx two, 1110 xxxx three, 1111 0xxx four.
+        let len = first.leading_ones() as usize;
+        decoded(utf8.get(..len).unwrap_or(utf8)).is_some_and(char::is_whitespace)
+    };
+    let ends = if last.is_ascii() {
+        ascii_space(last)
+    } else {
+        // The last character starts at the last byte that is not a continuation (10xx xxxx).
+        let start = utf8.iter().rposition(|&b| b & 0xC0 != 0x80).unwrap_or(0);
+        decoded(&utf8[start..]).is_some_and(char::is_whitespace)
+    };
+    starts || ends
 }
 
 /// Whether valid UTF-8 text holds a control character (`char::is_control`:
 /// U+0000–U+001F, U+007F–U+009F), on the bytes: C0 and DEL are single bytes,
 /// C1 is `C2 80`–`C2 9F` (0xC2 is only ever a lead byte).
 fn has_control(utf8: &[u8]) -> bool {
+    // Printable ASCII, the usual case, in one vectorisable pass.
+    if utf8.iter().all(|&b| (0x20..0x7F).contains(&b)) {
+        return false;
+    }
     utf8.iter().enumerate().any(|(i, &b)| {
         b < 0x20 || b == 0x7F || (b == 0xC2 && utf8.get(i + 1).is_some_and(|&n| (0x80..=0x9F).contains(&n)))
     })
@@ -287,19 +318,28 @@ pub(crate) fn check(claim: &Claim, keys: &KeySet, now: u64, opts: &VerifyOptions
 }
 
 /// What a valid credential proved; turned into a [`VerifiedIdentity`] with
-/// the claim's values once verification is over.
+/// the claim's values once verification is over. Small (it is returned
+/// through `check` on every request): a token's other identifiers and
+/// claims are already in their shared [`Extra`].
 pub(crate) enum Proof {
     /// An HMAC over the identifier `over`.
     Hmac {
         over: Identifier,
         scheme: Scheme,
-        key_id: Option<std::sync::Arc<str>>,
+        key_id: Option<Arc<str>>,
         signed_at: Option<u64>,
         valid_until: Option<u64>,
     },
     /// A JWT: the identifiers come from its claims.
     #[cfg(feature = "jwt")]
-    Jwt(jwt::VerifiedToken),
+    Jwt {
+        subject: Identifier,
+        id: IdStr,
+        key_id: Option<Arc<str>>,
+        signed_at: Option<u64>,
+        valid_until: u64,
+        extra: Arc<Extra>,
+    },
 }
 
 impl Proof {
@@ -308,7 +348,7 @@ impl Proof {
         match self {
             Proof::Hmac { scheme, .. } => *scheme,
             #[cfg(feature = "jwt")]
-            Proof::Jwt(_) => Scheme::Jwt,
+            Proof::Jwt { .. } => Scheme::Jwt,
         }
     }
 
@@ -318,48 +358,45 @@ impl Proof {
         match self {
             Proof::Hmac { over, scheme, key_id, signed_at, valid_until } => {
                 // Only the identifier the signature covers is proven; the
-                // others (and metadata) are kept apart, boxed only when sent.
-                let proven = claim.slot(over.role()).take();
+                // others (and metadata) are kept apart, shared only when sent.
+                let id = claim.slot(over.role()).take().unwrap_or(IdStr::from_static(""));
                 let unsigned = Unsigned {
                     user_id: claim.user_id.take(),
                     email: claim.email.take(),
                     visitor_id: claim.visitor_id.take(),
                     metadata: claim.metadata.take(),
                 };
-                let (user_id, email, visitor_id) = match over {
-                    Identifier::UserId => (proven, None, None),
-                    Identifier::Email => (None, proven, None),
-                    Identifier::VisitorId => (None, None, proven),
-                };
+                let extra = if unsigned.is_empty() { None } else { Extra { unsigned, ..Extra::default() }.shared() };
                 VerifiedIdentity {
                     subject: over,
-                    user_id,
-                    email,
-                    visitor_id,
                     scheme,
+                    id,
                     tenant,
                     key_id,
-                    signed_at,
-                    valid_until,
-                    #[cfg(feature = "jwt")]
-                    claims: None,
-                    unsigned: unsigned.boxed(),
+                    signed_at: Seconds::new(signed_at),
+                    valid_until: Seconds::new(valid_until),
+                    extra,
                 }
             }
             #[cfg(feature = "jwt")]
-            Proof::Jwt(verified) => VerifiedIdentity {
-                subject: verified.subject(),
-                user_id: verified.user_id,
-                email: verified.email,
-                visitor_id: verified.visitor_id,
-                scheme: Scheme::Jwt,
-                tenant,
-                key_id: verified.key_id,
-                signed_at: verified.issued_at,
-                valid_until: Some(verified.valid_until),
-                claims: Some(verified.claims),
-                unsigned: Unsigned { metadata: claim.metadata.take(), ..Unsigned::default() }.boxed(),
-            },
+            Proof::Jwt { subject, id, key_id, signed_at, valid_until, mut extra } => {
+                if let Some(metadata) = claim.metadata.take() {
+                    // Made for this request by `verify_jwt`: not shared yet.
+                    if let Some(extra) = Arc::get_mut(&mut extra) {
+                        extra.unsigned.metadata = Some(metadata);
+                    }
+                }
+                VerifiedIdentity {
+                    subject,
+                    scheme: Scheme::Jwt,
+                    id,
+                    tenant,
+                    key_id,
+                    signed_at: Seconds::new(signed_at),
+                    valid_until: Seconds::new(Some(valid_until)),
+                    extra: Some(extra),
+                }
+            }
         }
     }
 }
@@ -383,12 +420,16 @@ fn verify_jwt(claim: &Claim, token: &[u8], keys: &KeySet, now: u64, opts: &Verif
             }
         }
     }
-    Ok(Proof::Jwt(verified))
+    Ok(verified.into_proof())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn check_value(v: &str, max_len: usize) -> Result<(), Failure> {
+        check_utf8(v.as_bytes(), max_len)
+    }
 
     #[test]
     fn edge_whitespace_is_refused() {
@@ -399,6 +440,18 @@ mod tests {
         assert_eq!(check_value("a\tb", 256), Err(Failure::Malformed(Malformed::IdentifierCharacters)));
         assert_eq!(check_value(&"a".repeat(257), 256), Err(Failure::Malformed(Malformed::IdentifierTooLong)));
         assert_eq!(check_value(&"a".repeat(256), 256), Ok(()));
+    }
+
+    #[test]
+    fn edge_whitespace_is_found_on_the_bytes_as_on_the_chars() {
+        let samples = (0u32..0x3100).chain([0xFEFF, 0x1F600, 0x10FFFF]).filter_map(char::from_u32);
+        for c in samples {
+            for text in [format!("{c}"), format!("a{c}"), format!("{c}a"), format!("é{c}é"), format!("{c}\u{85}")] {
+                let expected = text.starts_with(char::is_whitespace) || text.ends_with(char::is_whitespace);
+                assert_eq!(edge_is_whitespace(text.as_bytes()), expected, "{text:?}");
+            }
+        }
+        assert!(!edge_is_whitespace(b""));
     }
 
     #[test]
