@@ -51,35 +51,35 @@ fn unauthorized<B: Default>() -> Response<B> {
     res
 }
 
-/// The naive tower layer: [`check`], the identity into the extensions, the
-/// request otherwise unchanged (same body type) to the inner service.
+/// A hand-written tower layer around one header check: the identity the
+/// check returns into the extensions and the request otherwise unchanged
+/// (same body type) to the inner service, or an empty 401.
 #[derive(Clone)]
-pub struct NaiveLayer {
-    mac: Hmac<Sha256>,
+pub struct CheckLayer<C>(C);
+
+/// A check of a request's headers, for [`CheckLayer`].
+pub trait HeaderCheck: Clone {
+    type Identity: Clone + Send + Sync + 'static;
+    fn check(&self, headers: &HeaderMap) -> Option<Self::Identity>;
 }
 
-impl NaiveLayer {
-    pub fn new(secret: &[u8]) -> NaiveLayer {
-        NaiveLayer { mac: prekeyed(secret) }
+impl<S, C: Clone> Layer<S> for CheckLayer<C> {
+    type Service = Checked<S, C>;
+    fn layer(&self, inner: S) -> Checked<S, C> {
+        Checked { inner, check: self.0.clone() }
     }
 }
 
-impl<S> Layer<S> for NaiveLayer {
-    type Service = Naive<S>;
-    fn layer(&self, inner: S) -> Naive<S> {
-        Naive { inner, mac: self.mac.clone() }
-    }
-}
-
 #[derive(Clone)]
-pub struct Naive<S> {
+pub struct Checked<S, C> {
     inner: S,
-    mac: Hmac<Sha256>,
+    check: C,
 }
 
-impl<S, B, RB> Service<Request<B>> for Naive<S>
+impl<S, C, B, RB> Service<Request<B>> for Checked<S, C>
 where
     S: Service<Request<B>, Response = Response<RB>>,
+    C: HeaderCheck,
     RB: Default,
 {
     type Response = Response<RB>;
@@ -91,13 +91,32 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        match check(&self.mac, req.headers()) {
-            Some(user) => {
-                req.extensions_mut().insert(user);
+        match self.check.check(req.headers()) {
+            Some(identity) => {
+                req.extensions_mut().insert(identity);
                 Either::Left(self.inner.call(req))
             }
             None => Either::Right(ready(Ok(unauthorized()))),
         }
+    }
+}
+
+/// The naive layer: [`check`] with a pre-keyed HMAC.
+pub type NaiveLayer = CheckLayer<NaiveHmac>;
+
+#[derive(Clone)]
+pub struct NaiveHmac(Hmac<Sha256>);
+
+impl HeaderCheck for NaiveHmac {
+    type Identity = UserId;
+    fn check(&self, headers: &HeaderMap) -> Option<UserId> {
+        check(&self.0, headers)
+    }
+}
+
+impl NaiveLayer {
+    pub fn new(secret: &[u8]) -> NaiveLayer {
+        CheckLayer(NaiveHmac(prekeyed(secret)))
     }
 }
 
@@ -159,8 +178,10 @@ pub struct JwtClaims {
 /// A tower layer around `jsonwebtoken::decode`: the bearer token of
 /// `Authorization`, HS256 only, the audience and `exp` checked, the claims
 /// into the extensions.
+pub type JsonwebtokenLayer = CheckLayer<Jsonwebtoken>;
+
 #[derive(Clone)]
-pub struct JsonwebtokenLayer {
+pub struct Jsonwebtoken {
     key: jsonwebtoken::DecodingKey,
     validation: jsonwebtoken::Validation,
 }
@@ -171,53 +192,21 @@ impl JsonwebtokenLayer {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[audience]);
         assert!(validation.validate_exp && validation.required_spec_claims.contains("exp"));
-        JsonwebtokenLayer { key: DecodingKey::from_secret(secret), validation }
+        CheckLayer(Jsonwebtoken { key: DecodingKey::from_secret(secret), validation })
     }
 
     /// Decodes `token` into the claims, or `None` when it does not verify.
     pub fn decode(&self, token: &str) -> Option<JwtClaims> {
-        jsonwebtoken::decode::<JwtClaims>(token, &self.key, &self.validation).ok().map(|data| data.claims)
+        let Jsonwebtoken { key, validation } = &self.0;
+        jsonwebtoken::decode::<JwtClaims>(token, key, validation).ok().map(|data| data.claims)
     }
+}
 
+impl HeaderCheck for Jsonwebtoken {
+    type Identity = JwtClaims;
     fn check(&self, headers: &HeaderMap) -> Option<JwtClaims> {
         let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-        self.decode(value.strip_prefix("Bearer ")?)
-    }
-}
-
-impl<S> Layer<S> for JsonwebtokenLayer {
-    type Service = Jsonwebtoken<S>;
-    fn layer(&self, inner: S) -> Jsonwebtoken<S> {
-        Jsonwebtoken { inner, layer: self.clone() }
-    }
-}
-
-#[derive(Clone)]
-pub struct Jsonwebtoken<S> {
-    inner: S,
-    layer: JsonwebtokenLayer,
-}
-
-impl<S, B, RB> Service<Request<B>> for Jsonwebtoken<S>
-where
-    S: Service<Request<B>, Response = Response<RB>>,
-    RB: Default,
-{
-    type Response = Response<RB>;
-    type Error = S::Error;
-    type Future = Either<S::Future, Ready<Result<Response<RB>, S::Error>>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        match self.layer.check(req.headers()) {
-            Some(claims) => {
-                req.extensions_mut().insert(claims);
-                Either::Left(self.inner.call(req))
-            }
-            None => Either::Right(ready(Ok(unauthorized()))),
-        }
+        let token = value.strip_prefix("Bearer ")?;
+        jsonwebtoken::decode::<JwtClaims>(token, &self.key, &self.validation).ok().map(|data| data.claims)
     }
 }
