@@ -138,6 +138,31 @@ async fn sighup_applies_mode_sources_forward_and_verify_and_names_what_needs_a_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_removes_the_upstream_answers_502_no_upstream_and_contacts_no_one() {
+    let (up, seen, _task) = upstream(false).await;
+    let with_upstream = reload_config(up, "127.0.0.1:0", "required", "[authz]\nlisten = \"127.0.0.1:0\"");
+    let proxy = start("no-upstream", &with_upstream, SECRET);
+    let sig = sign::hmac(&Secret::text(SECRET).unwrap(), "u1");
+    let signed = [("x-user-id", "u1"), ("x-identity-signature", sig.as_str())];
+    assert_eq!(send(proxy.addr, "/", &signed, Bytes::new()).await.0, StatusCode::OK);
+    assert_eq!(seen.take().len(), 1);
+
+    // Only [authz] is left: the proxy's listener keeps running until a restart.
+    let authz_only = with_upstream.replace(&format!("upstream = \"http://{up}\"\n"), "");
+    assert_ne!(authz_only, with_upstream);
+    reload(&proxy, &authz_only, 1);
+    proxy.wait_for_log(&["restart", "upstream (set or removed)"]);
+    for headers in [&signed[..], &[]] {
+        let (status, headers, body) = send(proxy.addr, "/chat?x=1", headers, Bytes::from_static(b"{}")).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(body, r#"{"error":"no_upstream","message":"no upstream is configured"}"#);
+    }
+    assert!(seen.take().is_empty(), "the old upstream was contacted");
+    assert_eq!(send(proxy.addr, "/healthz", &[], Bytes::new()).await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_have_no_colour_codes_off_a_terminal_and_can_be_json() {
     let (up, _seen, _task) = upstream(false).await;
     let proxy = start("log-text", &config(up, ""), SECRET);
