@@ -137,9 +137,7 @@ impl Reloader {
             Ok(new) => self.apply(reason, new),
             Err(error) => {
                 // Remember the new modification times so a broken file is not retried in a loop.
-                for (path, time) in &mut self.watched {
-                    *time = std::fs::metadata(&*path).and_then(|m| m.modified()).ok();
-                }
+                config::remember_times(&mut self.watched);
                 tracing::error!(reason, %error, "reload refused; the previous configuration keeps serving");
             }
         }

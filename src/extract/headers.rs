@@ -121,15 +121,27 @@ pub(super) const STRIPPED: [Role; 6] =
 pub(crate) fn strip_claim_headers(sources: &Sources, headers: &mut HeaderMap) {
     let bearer = sources.reads_bearer().then_some(&AUTHORIZATION);
     let names = STRIPPED.map(|r| sources.header_name(r)).into_iter().chain([bearer]).flatten();
-    // The configured spellings go without a copy of their names ...
+    remove_every_spelling(headers, names);
+}
+
+/// Removes every header named as one of `names` is, also when spelled with
+/// `_` or `.` instead of `-` (`x_verified_user_id`, `X.Verified.User.Id`):
+/// some servers and CGI-style upstreams read those as the same name, so a
+/// client could slip a second copy past a proxy under another spelling.
+pub(crate) fn remove_every_spelling<'a, I>(headers: &mut HeaderMap, names: I)
+where
+    I: Iterator<Item = &'a HeaderName> + Clone,
+{
+    // The names as given go without a copy of their names ...
     for name in names.clone() {
         headers.remove(name);
     }
-    // ... the others (sent only to slip past a proxy) are found by a scan that
-    // allocates only when it finds one.
-    let other_spelling = |k: &HeaderName| {
-        sources.header_lengths & length_bit(k) != 0 && names.clone().any(|n| same_name(k.as_str(), n.as_str()))
-    };
+    // ... the other spellings (sent only to slip past a proxy) are found by a
+    // scan that allocates only when it finds one, and passes over a name of a
+    // length none of `names` has with one bit test.
+    let lengths = names.clone().fold(0, |bits, name| bits | length_bit(name));
+    let other_spelling =
+        |k: &HeaderName| lengths & length_bit(k) != 0 && names.clone().any(|n| same_name(k.as_str(), n.as_str()));
     let doomed: Vec<HeaderName> = headers.keys().filter(|k| other_spelling(k)).cloned().collect();
     for name in doomed {
         headers.remove(&name);
@@ -138,7 +150,7 @@ pub(crate) fn strip_claim_headers(sources: &Sources, headers: &mut HeaderMap) {
 
 /// Whether two header names are the same once `_` and `.` read as `-`
 /// (header names are already lowercase).
-pub(crate) fn same_name(a: &str, b: &str) -> bool {
+fn same_name(a: &str, b: &str) -> bool {
     let norm = |c: u8| if c == b'_' || c == b'.' { b'-' } else { c };
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| norm(x) == norm(y))
 }

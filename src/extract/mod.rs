@@ -27,7 +27,7 @@ pub use sources::{DEFAULT_BODY_LIMIT, Sources};
 
 pub(crate) use content_type::{BodyKind, is_encoded};
 pub(crate) use head::{RequestPredicate, is_grpc};
-pub(crate) use headers::{mark_credentials, same_name};
+pub(crate) use headers::{mark_credentials, remove_every_spelling};
 pub(crate) use strip_query::strip_credentials;
 
 use crate::claim::{Claim, IdStr, Role};

@@ -119,8 +119,11 @@ impl IdentityVerificationLayer {
     /// reserves its announced `Content-Length` (or the body limit when none
     /// is announced); when that would pass the budget it is answered 503
     /// `overloaded` with `Retry-After`, in every mode, without reading the
-    /// body. The reservation is given back when the buffered body is dropped
-    /// (the request finished, was refused, or was cancelled). Requests whose
+    /// body. The body is then read no further than its reservation: one
+    /// longer than its `Content-Length` says is over the limit, like a body
+    /// over [`Sources::body_limit`](crate::Sources::body_limit). The
+    /// reservation is given back when the buffered body is dropped (the
+    /// request finished, was refused, or was cancelled). Requests whose
     /// bodies are not read take nothing from it.
     pub fn max_buffered_body_bytes(mut self, bytes: usize) -> Self {
         self.config_mut().body_budget = BodyBudget::new(bytes);

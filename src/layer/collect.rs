@@ -22,7 +22,9 @@ pub const DEFAULT_MAX_BUFFERED_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// encoded, and not announced larger than the limit. A body it cannot read is
 /// a failure for the mode to decide on (413/415 when enforcing); report-only
 /// and off let the original body stream through untouched. `Ok` is the most
-/// the body can take: its announced length, else the limit.
+/// the body can take: its announced length, else the limit. The request
+/// reserves that much of the budget, and [`Collect`] reads no further: a body
+/// longer than its `Content-Length` says is over its limit.
 pub(crate) fn precheck(headers: &HeaderMap, limit: usize) -> Result<usize, Failure> {
     if is_encoded(headers) {
         return Err(Failure::BodyEncoded);
@@ -71,6 +73,13 @@ pub(crate) struct Reservation {
     bytes: usize,
 }
 
+impl Reservation {
+    /// The bytes reserved: the most the body may be read to.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
@@ -96,13 +105,18 @@ pub(crate) enum Collected {
 }
 
 impl Collect {
-    /// Reads frames until the body ends, fails or passes `limit`.
+    /// Reads frames until the body ends, fails or passes what `reservation`
+    /// holds. Never further: the budget counts reservations, so a body read
+    /// past its own (a `Content-Length` that understates, from a server that
+    /// does not enforce it) would hold bytes the budget does not see. The
+    /// frame that passes the limit is the only one held beyond it.
     pub(crate) fn poll<B: Body>(
         &mut self,
         mut body: Pin<&mut B>,
-        limit: usize,
+        reservation: &Reservation,
         cx: &mut Context<'_>,
     ) -> Poll<Collected> {
+        let limit = reservation.bytes();
         loop {
             match ready!(body.as_mut().poll_frame(cx)) {
                 None => {

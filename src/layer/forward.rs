@@ -4,7 +4,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::claim::IdStr;
-use crate::extract::same_name;
+use crate::extract::remove_every_spelling;
 use crate::identity::{IdentityOutcome, VerifiedIdentity};
 use crate::key::Identifier;
 
@@ -95,12 +95,7 @@ impl ForwardHeaders {
     /// calls it on the request's trailers too, which reach the upstream
     /// without passing the layer.
     pub fn strip(&self, headers: &mut HeaderMap) {
-        let names = self.names();
-        let doomed: Vec<HeaderName> =
-            headers.keys().filter(|k| names.iter().any(|n| same_name(k.as_str(), n.as_str()))).cloned().collect();
-        for name in doomed {
-            headers.remove(&name);
-        }
+        remove_every_spelling(headers, self.names().into_iter());
     }
 
     /// Strips, then adds the headers for this outcome.

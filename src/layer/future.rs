@@ -151,8 +151,7 @@ where
     B: Body,
 {
     let buffering = slot.as_mut().expect("ResponseFuture polled after completion");
-    let limit = buffering.pending.config.sources.get_body_limit();
-    let collected = ready!(buffering.collect.poll(buffering.body.as_mut(), limit, cx));
+    let collected = ready!(buffering.collect.poll(buffering.body.as_mut(), &buffering.reservation, cx));
     let Buffering { body, kind, reservation, pending: Pending { inner, req, mut extracted, config }, .. } =
         *taken(slot);
     let (parts, ()) = req.into_parts();

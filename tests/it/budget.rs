@@ -1,7 +1,7 @@
 //! The global budget of buffered body bytes: slow uploads hold it, the next
 //! buffering request is answered 503 before its body is read, requests that
-//! need no body keep being served, and the budget comes back when a buffered
-//! request finishes or is cancelled.
+//! need no body keep being served, the budget comes back when a buffered
+//! request finishes or is cancelled, and no body is read past its share.
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
@@ -144,5 +144,95 @@ async fn the_body_budget_is_shared_by_every_service_and_given_back() {
         assert!(poll_once(&mut slow3).await.is_none() && poll_once(&mut slow4).await.is_none(), "{mode:?}");
         let refused = other.ready().await.unwrap().call(complete(None)).await.unwrap();
         assert_eq!(refused.status(), 503, "{mode:?}");
+    }
+}
+
+/// A request body of one-byte frames, all there at once, that counts the
+/// bytes the layer pulled from it.
+struct Trickle {
+    left: usize,
+    pulled: Arc<AtomicUsize>,
+}
+
+impl Body for Trickle {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        self.left -= 1;
+        self.pulled.fetch_add(1, Ordering::SeqCst);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b" ")))))
+    }
+}
+
+/// A JSON POST of `len` one-byte frames; `announced` is its Content-Length.
+fn trickle(len: usize, announced: Option<usize>, pulled: Arc<AtomicUsize>) -> Request<Trickle> {
+    let mut req = Request::new(Trickle { left: len, pulled });
+    *req.method_mut() = Method::POST;
+    req.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    if let Some(len) = announced {
+        req.headers_mut().insert("content-length", len.into());
+    }
+    req
+}
+
+#[tokio::test]
+async fn a_body_is_never_read_past_its_reservation() {
+    // The budget counts what a request reserved before reading: its announced
+    // Content-Length, or the body limit when none is announced. A body that
+    // sends more than its Content-Length says (a hand-made body, or a server
+    // that does not enforce the length) must not be read past it, or the
+    // budget would count 10 bytes for 100 held.
+    let keys = KeySet::single(Key::hmac(Identifier::UserId, secret()));
+    let sources = Sources::new().json(Role::UserId, "/user_id").json(Role::Signature, "/signature").body_limit(100);
+    const SENT: usize = 300;
+    for mode in [Mode::Off, Mode::ReportOnly, Mode::Optional, Mode::Required] {
+        for announced in [None, Some(10)] {
+            let reserved = announced.unwrap_or(100);
+            let layer = IdentityVerificationLayer::new(keys.clone())
+                .mode(mode)
+                .sources(sources.clone())
+                .max_buffered_body_bytes(reserved);
+            let pulled = Arc::new(AtomicUsize::new(0));
+            // What the layer had pulled when it called the inner service, and
+            // the body the inner service then read.
+            let seen = Arc::new(std::sync::Mutex::new(None));
+            let calls = Arc::new(AtomicUsize::new(0));
+            let inner = tower::service_fn({
+                let (pulled, seen, calls) = (pulled.clone(), seen.clone(), calls.clone());
+                move |req: Request<RequestBody<Trickle>>| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    let at_call = pulled.load(Ordering::SeqCst);
+                    let seen = seen.clone();
+                    async move {
+                        let body = http_body_util::BodyExt::collect(req.into_body()).await.unwrap().to_bytes();
+                        *seen.lock().unwrap() = Some((at_call, body.len()));
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+                    }
+                }
+            });
+            let mut svc = layer.layer(inner);
+            let req = trickle(SENT, announced, pulled.clone());
+            let res = svc.ready().await.unwrap().call(req).await.unwrap();
+            let case = format!("{mode:?}, Content-Length {announced:?}");
+            let seen = seen.lock().unwrap().take();
+            if matches!(mode, Mode::Optional | Mode::Required) {
+                assert_eq!(res.status(), 413, "{case}");
+                assert_eq!(calls.load(Ordering::SeqCst), 0, "{case}: the inner service was called");
+                // One byte past the reservation is how the layer knows the body is longer.
+                assert_eq!(pulled.load(Ordering::SeqCst), reserved + 1, "{case}: read past the reservation");
+            } else {
+                // Not refused in these modes: the inner service gets the whole
+                // body, the bytes read so far and then the rest, streamed.
+                assert_eq!(res.status(), 200, "{case}");
+                assert_eq!(seen, Some((reserved + 1, SENT)), "{case}: (pulled before the call, body length)");
+            }
+            // The reservation is back: the whole budget can be reserved again.
+            let req = trickle(reserved, Some(reserved), Arc::default());
+            let res = svc.ready().await.unwrap().call(req).await.unwrap();
+            assert_ne!(res.status(), 503, "{case}: the budget was not given back");
+        }
     }
 }

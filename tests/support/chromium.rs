@@ -1,7 +1,9 @@
 //! Headless Chromium, run once per page: `--dump-dom` after the page's
 //! network settles (virtual time waits for pending fetches), or
-//! `--screenshot`. Every run has a fresh profile, a deadline, and its whole
-//! process group killed when it ends, however it ends.
+//! `--screenshot`; or left open in real time for a page that reports over
+//! the network ([`Chromium::open`]). Every run has a fresh profile, a
+//! deadline (the caller's, for an open page), and its whole process group
+//! killed when it ends, however it ends.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -54,9 +56,42 @@ impl Chromium {
         assert!(len > 0, "Chromium wrote no screenshot to {}", png.display());
     }
 
+    /// Opens `url` in a browser that runs in real time (no virtual time)
+    /// until the returned [`Running`] is dropped: for pages that report what
+    /// they saw over the network while the test waits, rather than in their DOM.
+    pub fn open(&self, url: &str) -> Running {
+        let profile = profile();
+        let log = std::fs::File::create(profile.path().join("chromium.log")).expect("a log file in the profile");
+        let mut cmd = self.command(profile.path(), &[url]);
+        cmd.stdout(Stdio::null()).stderr(log);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", self.path.display()));
+        let group = KillGroup(child.id().expect("a running child has an id"));
+        Running { _group: group, _child: child, profile }
+    }
+
     async fn run(&self, args: &[&str]) -> Vec<u8> {
-        let profile =
-            tempfile::Builder::new().prefix("tower-identity-chromium-").tempdir().expect("a temporary profile");
+        let profile = profile();
+        let mut cmd = self.command(profile.path(), args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", self.path.display()));
+        // Renderer and GPU processes are in the browser's group: kill them all.
+        let _group = KillGroup(child.id().expect("a running child has an id"));
+        let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("Chromium did not finish within {DEADLINE:?}: killed"))
+            .expect("waiting for Chromium");
+        assert!(
+            out.status.success(),
+            "Chromium failed ({}): {}",
+            out.status,
+            last_lines(&String::from_utf8_lossy(&out.stderr))
+        );
+        out.stdout
+    }
+
+    /// The browser with the usual headless flags, a fresh `profile`, `args`,
+    /// in a process group of its own.
+    fn command(&self, profile: &Path, args: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(&self.path);
         cmd.args([
             "--headless=new",
@@ -69,27 +104,39 @@ impl Chromium {
             "--disable-sync",
             "--disable-dev-shm-usage",
         ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", self.path.display()));
-        // Renderer and GPU processes are in the browser's group: kill them all.
-        let _group = KillGroup(child.id().expect("a running child has an id"));
-        let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("Chromium did not finish within {DEADLINE:?}: killed"))
-            .expect("waiting for Chromium");
-        assert!(
-            out.status.success(),
-            "Chromium failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).lines().rev().take(20).collect::<Vec<_>>().join("\n")
-        );
-        out.stdout
+        cmd
+    }
+}
+
+/// A fresh, temporary browser profile.
+fn profile() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("tower-identity-chromium-").tempdir().expect("a temporary profile")
+}
+
+/// The last lines of a browser's log, for failure messages.
+fn last_lines(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// A browser left running by [`Chromium::open`]: its whole process group is
+/// killed, then its profile removed, when this is dropped.
+pub struct Running {
+    // Fields drop in order: the group is killed before the profile goes.
+    _group: KillGroup,
+    _child: tokio::process::Child,
+    profile: tempfile::TempDir,
+}
+
+impl Running {
+    /// The last lines of the browser's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        last_lines(&std::fs::read_to_string(self.profile.path().join("chromium.log")).unwrap_or_default())
     }
 }
 

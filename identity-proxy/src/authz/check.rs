@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 use tower::{Service, ServiceExt};
@@ -26,6 +27,17 @@ pub struct Described {
     pub method: Method,
     pub uri: Uri,
     pub headers: HeaderMap,
+}
+
+/// The original request's target, when it is in origin form (`/path?query`,
+/// as a gateway describes it): an absolute URI, an empty or relative target,
+/// or one that is not a valid path does not describe a request and is
+/// refused, never checked.
+pub fn origin_form(target: &[u8]) -> Option<Uri> {
+    if !target.starts_with(b"/") {
+        return None;
+    }
+    PathAndQuery::try_from(target).ok().map(Uri::from)
 }
 
 /// The layer's answer to one described request.

@@ -15,13 +15,12 @@ use envoy_types::ext_authz::v3::pb::{
 };
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 use envoy_types::pb::google::rpc;
-use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use tokio::net::TcpListener;
 use tonic::Code;
 use tonic::transport::server::TcpIncoming;
 
-use super::check::{Checker, Described, Verdict, bad_request};
+use super::check::{Checker, Described, Verdict, bad_request, origin_form};
 
 /// The `Authorization` service.
 pub struct ExtAuthz {
@@ -53,10 +52,7 @@ impl Authorization for ExtAuthz {
 /// header could be a spoofed identity header that then reaches the upstream.
 pub fn describe(http: &HttpRequest) -> Option<Described> {
     let method = Method::from_bytes(http.method.as_bytes()).ok()?;
-    let uri = Some(http.path.as_bytes())
-        .filter(|p| p.starts_with(b"/"))
-        .and_then(|p| PathAndQuery::try_from(p).ok())
-        .map(Uri::from)?;
+    let uri = origin_form(http.path.as_bytes())?;
     let mut headers = HeaderMap::new();
     let mut put = |name: &str, value: &[u8]| -> Option<()> {
         if !name.starts_with(':') {

@@ -15,14 +15,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, HOST};
-use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use super::check::{Checker, Described, Verdict, bad_request};
+use super::check::{Checker, Described, Verdict, bad_request, origin_form};
 
 const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
@@ -76,11 +75,7 @@ pub fn describe(mut headers: HeaderMap) -> Result<Described, BadDescription> {
     let method = described(&headers, "method", [&X_ORIGINAL_METHOD, &X_FORWARDED_METHOD])?;
     let method = Method::from_bytes(method).map_err(|_| BadDescription::Invalid("method"))?;
     let target = described(&headers, "uri", [&X_ORIGINAL_URI, &X_FORWARDED_URI])?;
-    let uri = Some(target)
-        .filter(|t| t.starts_with(b"/"))
-        .and_then(|t| PathAndQuery::try_from(t).ok())
-        .map(Uri::from)
-        .ok_or(BadDescription::Invalid("uri"))?;
+    let uri = origin_form(target).ok_or(BadDescription::Invalid("uri"))?;
     if let Some(host) = headers.remove(X_FORWARDED_HOST) {
         headers.insert(HOST, host);
     }

@@ -12,6 +12,9 @@ use tower_identity::{
     provider::CacheOptions, secret::SecretEncoding, verify::VerifyOptions,
 };
 
+use crate::authz::AuthzSettings;
+use crate::revocation::TunnelSettings;
+
 use super::file::{FileConfig, KeySection, PostgresSection, SourcesSection, TenantSection, VerifySection};
 use super::secrets::{mtime, read_secret_source};
 use super::serving;
@@ -25,16 +28,7 @@ pub fn build(
     listen: Option<&str>,
     upstream: Option<&str>,
 ) -> Result<Settings, ConfigError> {
-    let listen = listen_address(path, listen.or(cfg.listen.as_deref()))?;
-    let upstream = match upstream.or(cfg.upstream.as_deref()) {
-        None if cfg.authz.is_some() => None,
-        text => Some(upstream_uri(path, text)?),
-    };
-    let authz = match &cfg.authz {
-        // The proxy's own listener runs only with an upstream.
-        Some(section) => Some(section.build(path, upstream.as_ref().and_then(|_| listen.parse().ok()))?),
-        None => None,
-    };
+    let (listen, upstream, authz) = endpoints(&cfg, path, listen, upstream)?;
     let mode = parse_mode(path, "mode", cfg.mode.as_deref().unwrap_or("required"))?;
     let (health_path, metrics_path) = local_paths(path, cfg.health_path.as_deref(), cfg.metrics_path.as_deref())?;
     let (options, min_secret_len) = verify_options(&cfg.verify);
@@ -75,13 +69,39 @@ pub fn build(
         keys: tenants.keys,
         watched,
         postgres,
-        tunnels: crate::revocation::TunnelSettings {
-            max_lifetime: seconds_or_off(cfg.tunnels.max_connection_lifetime_secs, 86_400),
-            revalidate: seconds_or_off(cfg.tunnels.revalidate_secs, 1),
-        },
+        tunnels: tunnels(&cfg),
         cors,
         authz,
     })
+}
+
+/// The proxy's listen address, its upstream and the auth listeners; the
+/// upstream may be left out only when the auth listeners run.
+fn endpoints(
+    cfg: &FileConfig,
+    path: &Path,
+    listen: Option<&str>,
+    upstream: Option<&str>,
+) -> Result<(String, Option<http::Uri>, Option<AuthzSettings>), ConfigError> {
+    let listen = listen_address(path, listen.or(cfg.listen.as_deref()))?;
+    let upstream = match upstream.or(cfg.upstream.as_deref()) {
+        None if cfg.authz.is_some() => None,
+        text => Some(upstream_uri(path, text)?),
+    };
+    let authz = match &cfg.authz {
+        // The proxy's own listener runs only with an upstream.
+        Some(section) => Some(section.build(path, upstream.as_ref().and_then(|_| listen.parse().ok()))?),
+        None => None,
+    };
+    Ok((listen, upstream, authz))
+}
+
+/// The `[tunnels]` bounds (0 turns one off).
+fn tunnels(cfg: &FileConfig) -> TunnelSettings {
+    TunnelSettings {
+        max_lifetime: seconds_or_off(cfg.tunnels.max_connection_lifetime_secs, 86_400),
+        revalidate: seconds_or_off(cfg.tunnels.revalidate_secs, 1),
+    }
 }
 
 /// Where tenants come from: PostgreSQL (its settings) or the file's

@@ -135,3 +135,11 @@ pub fn load(
 pub fn changed(watched: &[(PathBuf, Option<SystemTime>)]) -> bool {
     watched.iter().any(|(p, t)| secrets::mtime(p) != *t)
 }
+
+/// Takes the watched files' current modification times as the ones read, so
+/// that [`changed`] is false until they change again.
+pub fn remember_times(watched: &mut Watched) {
+    for (path, time) in watched {
+        *time = secrets::mtime(path);
+    }
+}

@@ -117,10 +117,7 @@ fn start(config: &str) -> Proxy {
 /// `start`, with more files beside the configuration.
 fn start_with(config: &str, files: &[(&str, &str)]) -> Proxy {
     let files: Vec<(&str, &str)> = [("secret.txt", SECRET)].into_iter().chain(files.iter().copied()).collect();
-    // A directory of its own per proxy: the tests run in parallel.
-    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Proxy::start(&format!("cors-{n}"), config, &files, &[])
+    Proxy::start("cors", config, &files, &[])
 }
 
 /// One request; the answer's status and headers.

@@ -29,3 +29,4 @@ mod process;
 mod proxy;
 mod readme;
 mod realtime;
+mod realtime_browser;

@@ -2,13 +2,14 @@
 //! readiness, histograms, reloads that apply what they say, logs fit for a
 //! collector, and metric series bounded whatever tenants clients name.
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
 use tower_identity::{Secret, sign};
 
-use crate::process::Proxy;
+use crate::process::{self, Proxy, config_dir};
 use crate::proxy::{SECRET, config, send, start, upstream};
 use crate::rng::Rng;
 
@@ -137,6 +138,31 @@ async fn sighup_applies_mode_sources_forward_and_verify_and_names_what_needs_a_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_removes_the_upstream_answers_502_no_upstream_and_contacts_no_one() {
+    let (up, seen, _task) = upstream(false).await;
+    let with_upstream = reload_config(up, "127.0.0.1:0", "required", "[authz]\nlisten = \"127.0.0.1:0\"");
+    let proxy = start("no-upstream", &with_upstream, SECRET);
+    let sig = sign::hmac(&Secret::text(SECRET).unwrap(), "u1");
+    let signed = [("x-user-id", "u1"), ("x-identity-signature", sig.as_str())];
+    assert_eq!(send(proxy.addr, "/", &signed, Bytes::new()).await.0, StatusCode::OK);
+    assert_eq!(seen.take().len(), 1);
+
+    // Only [authz] is left: the proxy's listener keeps running until a restart.
+    let authz_only = with_upstream.replace(&format!("upstream = \"http://{up}\"\n"), "");
+    assert_ne!(authz_only, with_upstream);
+    reload(&proxy, &authz_only, 1);
+    proxy.wait_for_log(&["restart", "upstream (set or removed)"]);
+    for headers in [&signed[..], &[]] {
+        let (status, headers, body) = send(proxy.addr, "/chat?x=1", headers, Bytes::from_static(b"{}")).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(body, r#"{"error":"no_upstream","message":"no upstream is configured"}"#);
+    }
+    assert!(seen.take().is_empty(), "the old upstream was contacted");
+    assert_eq!(send(proxy.addr, "/healthz", &[], Bytes::new()).await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_have_no_colour_codes_off_a_terminal_and_can_be_json() {
     let (up, _seen, _task) = upstream(false).await;
     let proxy = start("log-text", &config(up, ""), SECRET);
@@ -154,6 +180,52 @@ async fn logs_have_no_colour_codes_off_a_terminal_and_can_be_json() {
     for line in &log {
         let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(value["level"].is_string() && value["fields"]["message"].is_string(), "{line}");
+    }
+}
+
+/// A pseudo-terminal: its controller (what the process writes to the
+/// terminal is read there) and the terminal (the process's stderr).
+#[cfg(unix)]
+fn pty() -> (std::fs::File, std::fs::File) {
+    use rustix::fs::{Mode, OFlags, open};
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let controller = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
+    grantpt(&controller).unwrap();
+    unlockpt(&controller).unwrap();
+    let name = ptsname(&controller, Vec::new()).unwrap();
+    let terminal = open(name.as_c_str(), OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+    (controller.into(), terminal.into())
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+    let (up, _seen, _task) = upstream(false).await;
+    // (stderr on a terminal, NO_COLOR, whether the log has ANSI escape codes)
+    for (tty, no_color, coloured) in
+        [(true, None, true), (true, Some("1"), false), (true, Some(""), true), (false, None, false)]
+    {
+        let dir = config_dir("colour", &config(up, ""), &[("secret.txt", &format!("{SECRET}\n"))]);
+        let mut command = process::command(&dir, &[]);
+        command.stdout(Stdio::null()).env_remove("NO_COLOR");
+        if let Some(value) = no_color {
+            command.env("NO_COLOR", value);
+        }
+        let never_logged = vec![SECRET.to_owned()];
+        let proxy = if tty {
+            let (controller, terminal) = pty();
+            let child = command.stderr(terminal).spawn().unwrap();
+            // The child holds the terminal now; ours closes with the command.
+            drop(command);
+            Proxy::watch(child, controller, dir, never_logged)
+        } else {
+            Proxy::spawn(command, dir, never_logged)
+        };
+        let listening = proxy.wait_for_log(&["listening on"]);
+        let case = format!("tty {tty}, NO_COLOR {no_color:?}");
+        assert_eq!(listening.contains("\u{1b}["), coloured, "{case}: {listening:?}");
+        let log = proxy.log();
+        assert!(coloured || log.iter().all(|l| !l.contains('\u{1b}')), "{case}: escape codes in {log:?}");
     }
 }
 

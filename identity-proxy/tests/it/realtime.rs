@@ -24,19 +24,39 @@ use crate::process::Proxy;
 use crate::proxy::{SECRET, pg_tenant, start};
 use crate::ws::*;
 
-const JWT_SECRET: &str = "proxy-jwt-secret-0123456789abcdef";
+pub const JWT_SECRET: &str = "proxy-jwt-secret-0123456789abcdef";
 
 /// What the WebSocket upstream saw: each handshake's target and headers,
 /// and the close code of each connection the other side closed.
 #[derive(Clone, Default)]
-struct WsSeen {
-    handshakes: Arc<Mutex<Vec<(String, HeaderMap)>>>,
-    closes: Arc<Mutex<Vec<Option<u16>>>>,
-    connections: Arc<AtomicUsize>,
+pub struct WsSeen {
+    pub handshakes: Arc<Mutex<Vec<(String, HeaderMap)>>>,
+    pub closes: Arc<Mutex<Vec<Option<u16>>>>,
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl WsSeen {
+    /// Waits (bounded) until the upstream got exactly `expected` close codes,
+    /// in any order, and asserts that it did.
+    pub async fn assert_closes(&self, mut expected: Vec<Option<u16>>) {
+        expected.sort_unstable();
+        let sorted = || {
+            let mut closes = self.closes.lock().unwrap().clone();
+            closes.sort_unstable();
+            closes
+        };
+        for _ in 0..20 {
+            if sorted() == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(sorted(), expected, "the close frames the upstream got");
+    }
 }
 
 /// A WebSocket echo upstream that selects `chat.v1` when it is offered.
-async fn ws_upstream() -> (SocketAddr, WsSeen, Task) {
+pub async fn ws_upstream() -> (SocketAddr, WsSeen, Task) {
     let seen = WsSeen::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -79,7 +99,7 @@ async fn ws_upstream() -> (SocketAddr, WsSeen, Task) {
 }
 
 /// A task aborted when dropped, so a failing test leaves no server running.
-struct Task(tokio::task::JoinHandle<()>);
+pub struct Task(tokio::task::JoinHandle<()>);
 
 impl Drop for Task {
     fn drop(&mut self) {
@@ -87,7 +107,7 @@ impl Drop for Task {
     }
 }
 
-fn proxy_config(up: SocketAddr, scheme: &str, extra: &str) -> String {
+pub fn proxy_config(up: SocketAddr, scheme: &str, extra: &str) -> String {
     format!(
         r#"
 listen = "127.0.0.1:0"
@@ -114,9 +134,15 @@ secret_file = "secret.txt"
     )
 }
 
-fn jwt(user_id: &str, exp: u64) -> String {
+/// A JWT for `user_id` expiring at `exp`, signed with the proxy's secret.
+pub fn jwt(user_id: &str, exp: u64) -> String {
+    jwt_signed_with(JWT_SECRET, user_id, exp)
+}
+
+/// A JWT for `user_id` expiring at `exp`, signed with `secret`.
+pub fn jwt_signed_with(secret: &str, user_id: &str, exp: u64) -> String {
     let claims = serde_json::json!({ "sub": user_id, "iat": unix_now(), "exp": exp });
-    tower_identity::sign::jwt(&Secret::text(JWT_SECRET).unwrap(), None, claims.as_object().unwrap())
+    tower_identity::sign::jwt(&Secret::text(secret).unwrap(), None, claims.as_object().unwrap())
 }
 
 async fn metrics(proxy: &Proxy) -> String {
@@ -131,7 +157,7 @@ fn sample(metrics: &str, line_start: &str) -> Option<f64> {
 }
 
 /// Asserts how many tunnels the proxy closed for `reason`.
-async fn assert_closed_total(proxy: &Proxy, reason: &str, expected: f64) {
+pub async fn assert_closed_total(proxy: &Proxy, reason: &str, expected: f64) {
     let m = metrics(proxy).await;
     let name = format!("identity_proxy_tunnels_closed_total{{reason=\"{reason}\"}}");
     assert_eq!(sample(&m, &name), Some(expected), "{m}");
@@ -189,15 +215,7 @@ async fn a_tunnel_is_closed_when_its_jwt_expires() {
     let (mut client, _) = connect(&format!("ws://{}/chat?token={}", proxy.addr, jwt("u2", exp)), None).await.unwrap();
     assert_eq!(echo(&mut client, "before").await, "before");
     assert_closed_1008(&mut client, exp, exp + 1).await;
-    let mut upstream_closed = false;
-    for _ in 0..20 {
-        if seen.closes.lock().unwrap().as_slice() == [Some(1008)] {
-            upstream_closed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(upstream_closed, "the upstream got a close frame too: {:?}", seen.closes.lock().unwrap());
+    seen.assert_closes(vec![Some(1008)]).await;
     assert_closed_total(&proxy, "expired", 1.0).await;
 }
 

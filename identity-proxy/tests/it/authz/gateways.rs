@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use crate::authz::cases::{self, Case, Expect};
 use crate::authz::support::{
-    Authz, Client, Process, Upstream, example, free_addr, identity_headers, required, start_authz, temp_dir,
+    Authz, Client, Process, Upstream, example, free_addr, identity_headers, required, start_authz,
 };
+use crate::process::temp_dir;
 
 #[derive(Clone, Copy, Debug)]
 enum Gateway {

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +16,8 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::process::{Listeners, Running};
 
 /// A child process, killed (and its directory removed) on drop.
 pub struct Process {
@@ -63,16 +64,6 @@ impl Process {
     fn output(&self) -> String {
         std::fs::read_to_string(self.dir.join("output.log")).unwrap_or_default()
     }
-}
-
-/// A fresh temporary directory.
-pub fn temp_dir(name: &str) -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("identity-authz-{name}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A port nothing listens on (bound, then released).
@@ -196,49 +187,19 @@ impl Client {
 pub struct Authz {
     pub http: SocketAddr,
     pub grpc: Option<SocketAddr>,
-    _process: Process,
+    _process: Running,
 }
-
-const BIN: &str = env!("CARGO_BIN_EXE_identity-proxy");
 
 /// Starts identity-proxy with `config` (and the secret files of `secrets`)
 /// and waits for its auth listeners.
 pub fn start_authz(config: &str, secrets: &[(&str, &str)]) -> Authz {
-    let dir = temp_dir("proxy");
-    std::fs::write(dir.join("proxy.toml"), config).unwrap();
-    for (file, secret) in secrets {
-        std::fs::write(dir.join(file), format!("{secret}\n")).unwrap();
-    }
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(dir.join("proxy.toml"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let secrets: Vec<String> = secrets.iter().map(|(_, s)| (*s).to_owned()).collect();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            for marker in ["auth checks on http://", "ext_authz checks on http://"] {
-                if let Some(at) = line.find(marker) {
-                    let addr = line[at + marker.len()..].split_whitespace().next().unwrap().to_owned();
-                    let _ = tx.send((marker, addr));
-                }
-            }
-            assert!(secrets.iter().all(|s| !line.contains(s.as_str())), "a secret reached the log: {line}");
-        }
-    });
-    let process = Process { child, dir };
-    let (mut http, mut grpc) = (None, None);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http.is_none() || (config.contains("grpc_listen") && grpc.is_none()) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let (marker, addr) = rx.recv_timeout(left).expect("identity-proxy did not start its auth listeners");
-        let addr: SocketAddr = addr.parse().unwrap();
-        if marker.starts_with("auth") { http = Some(addr) } else { grpc = Some(addr) }
-    }
-    Authz { http: http.unwrap(), grpc, _process: process }
+    let files: Vec<(&str, String)> = secrets.iter().map(|(file, secret)| (*file, format!("{secret}\n"))).collect();
+    let files: Vec<(&str, &str)> = files.iter().map(|(file, text)| (*file, text.as_str())).collect();
+    let ready: fn(&Listeners) -> bool = if config.contains("grpc_listen") {
+        |l| l.auth.is_some() && l.ext_authz.is_some()
+    } else {
+        |l| l.auth.is_some()
+    };
+    let (process, listeners) = Running::start("authz", config, &files, &[], ready);
+    Authz { http: listeners.auth.unwrap(), grpc: listeners.ext_authz, _process: process }
 }
