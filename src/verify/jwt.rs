@@ -27,8 +27,8 @@ use hmac::Mac;
 use super::strict_json::{Fields, Scalar};
 use super::{Failure, Malformed, Proof};
 use crate::claim::IdStr;
-use crate::identity::{Extra, Unsigned};
 pub use crate::identity::SignedClaims;
+use crate::identity::{Extra, Unsigned};
 use crate::key::{Identifier, Key, KeySet, Scheme};
 
 /// JWT limits.
