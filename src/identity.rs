@@ -56,7 +56,7 @@ impl Unsigned {
 /// Cheap to clone (reference-counted fields). Only the identifier the
 /// signature covers is exposed as proven; values sent beside it are in
 /// [`unsigned`](Self::unsigned).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct VerifiedIdentity {
     pub(crate) subject: Identifier,
     pub(crate) scheme: Scheme,
@@ -70,6 +70,24 @@ pub struct VerifiedIdentity {
     /// identity stays two cache lines, which the layer moves and boxes into
     /// the extensions on every verified request without a `memcpy` call.
     pub(crate) extra: Option<Arc<Extra>>,
+}
+
+impl std::fmt::Debug for VerifiedIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("VerifiedIdentity");
+        d.field("subject", &self.subject)
+            .field("user_id", &self.user_id())
+            .field("email", &self.email())
+            .field("visitor_id", &self.visitor_id())
+            .field("scheme", &self.scheme)
+            .field("tenant", &self.tenant())
+            .field("key_id", &self.key_id())
+            .field("signed_at", &self.signed_at())
+            .field("valid_until", &self.valid_until());
+        #[cfg(feature = "jwt")]
+        d.field("claims", &self.claims());
+        d.field("unsigned", self.unsigned()).finish()
+    }
 }
 
 /// The rarer parts of a [`VerifiedIdentity`].
@@ -97,8 +115,10 @@ impl Extra {
 pub(crate) struct Seconds(u64);
 
 impl Seconds {
+    /// `secs` (a computed bound at `u64::MAX`, reachable only by saturating
+    /// additions, reads as one second earlier, still centuries away).
     pub(crate) fn new(secs: Option<u64>) -> Seconds {
-        Seconds(secs.unwrap_or(u64::MAX))
+        Seconds(secs.map_or(u64::MAX, |s| s.min(u64::MAX - 1)))
     }
 
     pub(crate) fn get(self) -> Option<u64> {
@@ -361,5 +381,20 @@ impl SignedClaims {
 impl fmt::Debug for SignedClaims {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.map().iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_keep_every_time_but_the_sentinel() {
+        assert_eq!(Seconds::new(None).get(), None);
+        for t in [0, 1, 1_767_225_600, u64::MAX - 1] {
+            assert_eq!(Seconds::new(Some(t)).get(), Some(t));
+        }
+        // A bound saturated to u64::MAX is still a bound, not "none".
+        assert_eq!(Seconds::new(Some(u64::MAX)).get(), Some(u64::MAX - 1));
     }
 }

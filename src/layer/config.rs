@@ -43,8 +43,8 @@ pub(crate) struct Config {
 pub(crate) enum Policies {
     /// One policy for every request, whatever tenant it names.
     Fixed(TenantPolicy),
-    /// A static map of tenants.
-    Map(TenantMap),
+    /// A static map of tenants (shared: builder calls clone the configuration).
+    Map(Arc<TenantMap>),
     /// Any other provider.
     Provider(Arc<dyn SecretProvider>),
 }
@@ -71,7 +71,7 @@ impl Policies {
             Err(other) => other,
         };
         match any.downcast::<TenantMap>() {
-            Ok(map) => Policies::Map(*map),
+            Ok(map) => Policies::Map(Arc::new(*map)),
             Err(other) => match other.downcast::<P>() {
                 Ok(provider) => Policies::Provider(Arc::new(*provider)),
                 Err(_) => unreachable!("a box holds the type it was made of"),

@@ -250,20 +250,23 @@ pub(crate) fn check_utf8(utf8: &[u8], max_len: usize) -> Result<(), Failure> {
 fn edge_is_whitespace(utf8: &[u8]) -> bool {
     let (Some(&first), Some(&last)) = (utf8.first(), utf8.last()) else { return false };
     let ascii_space = |b: u8| char::from(b).is_whitespace();
-    let decoded = |bytes: &[u8]| std::str::from_utf8(bytes).ok().and_then(|s| s.chars().next());
+    // An edge that does not decode (never the case for an `IdStr`) counts
+    // as whitespace: refused, fail closed.
+    let edge_space =
+        |bytes: &[u8]| std::str::from_utf8(bytes).ok().and_then(|s| s.chars().next()).is_none_or(char::is_whitespace);
     let starts = if first.is_ascii() {
         ascii_space(first)
     } else {
         // A lead byte announces its length: 110x xxxx two, 1110 xxxx three, 1111 0xxx four.
         let len = first.leading_ones() as usize;
-        decoded(utf8.get(..len).unwrap_or(utf8)).is_some_and(char::is_whitespace)
+        edge_space(utf8.get(..len).unwrap_or(utf8))
     };
     let ends = if last.is_ascii() {
         ascii_space(last)
     } else {
         // The last character starts at the last byte that is not a continuation (10xx xxxx).
         let start = utf8.iter().rposition(|&b| b & 0xC0 != 0x80).unwrap_or(0);
-        decoded(&utf8[start..]).is_some_and(char::is_whitespace)
+        edge_space(&utf8[start..])
     };
     starts || ends
 }
@@ -381,10 +384,8 @@ impl Proof {
             #[cfg(feature = "jwt")]
             Proof::Jwt { subject, id, key_id, signed_at, valid_until, mut extra } => {
                 if let Some(metadata) = claim.metadata.take() {
-                    // Made for this request by `verify_jwt`: not shared yet.
-                    if let Some(extra) = Arc::get_mut(&mut extra) {
-                        extra.unsigned.metadata = Some(metadata);
-                    }
+                    // Made for this request by `verify_jwt`: not shared yet, so no copy.
+                    Arc::make_mut(&mut extra).unsigned.metadata = Some(metadata);
                 }
                 VerifiedIdentity {
                     subject,
@@ -442,6 +443,33 @@ mod tests {
         assert_eq!(check_value(&"a".repeat(256), 256), Ok(()));
     }
 
+    /// A JWT signing an email and a user id, with unsigned metadata beside it:
+    /// both identifiers proven (the email the subject), the metadata kept
+    /// apart, and the identity's `Debug` naming what the accessors return.
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn a_token_proves_every_identifier_it_signs_and_keeps_metadata_apart() {
+        use crate::key::Key;
+        use crate::secret::Secret;
+        let secret = Secret::text("jwt-secret-for-the-unit-test").unwrap();
+        let now = 1_767_225_600;
+        let token = crate::sign::jwt_token(&secret, "app", "jane@example.com", None, now, 600, [("sub", "u-7".into())]);
+        let keys = KeySet::single(Key::jwt(secret));
+        let claim = Claim::new().token(token.as_str()).metadata(r#"{"plan":"pro"}"#);
+        let id = verify(&claim, &keys, now, &VerifyOptions::default()).unwrap();
+        assert_eq!((id.subject(), id.id()), (Identifier::Email, "jane@example.com"));
+        assert_eq!((id.email(), id.user_id(), id.visitor_id()), (Some("jane@example.com"), Some("u-7"), None));
+        assert_eq!(id.unsigned().metadata(), Some(r#"{"plan":"pro"}"#));
+        assert_eq!(id.unsigned().user_id(), None);
+        assert!(id.claims().is_some());
+        assert_eq!(id.valid_until(), Some(now + 600 + JwtOptions::default().get_leeway()));
+        let debug = format!("{id:?}");
+        assert!(
+            debug.contains(r#"email: Some("jane@example.com")"#) && debug.contains(r#"user_id: Some("u-7")"#),
+            "{debug}"
+        );
+    }
+
     #[test]
     fn edge_whitespace_is_found_on_the_bytes_as_on_the_chars() {
         let samples = (0u32..0x3100).chain([0xFEFF, 0x1F600, 0x10FFFF]).filter_map(char::from_u32);
@@ -452,6 +480,10 @@ mod tests {
             }
         }
         assert!(!edge_is_whitespace(b""));
+        // Not UTF-8 at an edge (an `IdStr` never is): refused.
+        for bad in [&b"\x80abc"[..], b"abc\x80", b"a\xE3\x80", b"\xFF", b"a\xC2", b"\xE3\x80a"] {
+            assert!(edge_is_whitespace(bad), "{bad:?}");
+        }
     }
 
     #[test]
