@@ -141,7 +141,7 @@ fn serve(stream: TcpStream, peer: SocketAddr, site: Site, current: &Current, sto
     let requests = activity.clone();
     let peer = ForwardedFor::new(peer);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let in_flight = requests.begin();
+        let in_flight = requests.begin(req.version() == http::Version::HTTP_2);
         let site = site.clone();
         let peer = peer.clone();
         async move {
