@@ -148,8 +148,8 @@ impl Provider {
 }
 
 fn postgres(pg: &PostgresSettings) -> std::io::Result<Provider> {
-    let db =
-        PostgresProvider::connect(&pg.url, pg.max_connections).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let db = PostgresProvider::connect_with(pg.options.clone(), pg.max_connections)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     let cached = db.clone().cached(pg.cache.clone());
     if pg.listen_notify {
         listen_for_changes(&pg.url, cached.clone());
