@@ -8,11 +8,15 @@
 #   identity-proxy  the workspace's identity-proxy binary in front (package identity-proxy,
 #                   of the bare service, verifying the same header  release build)
 #                   HMAC (required mode, default settings otherwise:
-#                   metrics recorder on, info logging)
+#                   info logging, no admin listener, so no metrics
+#                   recorder is installed)
 #
 # Prints requests/s, p99 latency and the measured process's CPU time per
 # request for each, the ratio layer / bare (target >= 0.97) and the ratio
-# identity-proxy / plain-proxy (target >= 0.95).
+# identity-proxy / plain-proxy (target >= 0.95), both as ratios of the
+# medians, and the same ratios round by round (the two services of a pair
+# run one after the other in each round, so a slow drift of the machine
+# moves both).
 #
 # CPUs: the measured process always runs on SERVER_CPU (the server for bare
 # and layer, the proxy for the two proxies) and wrk on WRK_CPU. The proxies'
@@ -288,8 +292,15 @@ row "plain hyper-util proxy in front of axum hello" plain-proxy
 row "identity-proxy in front of axum hello" identity-proxy
 echo "(CPU per request: the server's, or the proxy's without its upstream)"
 echo
+# "r1 r2 ... (median m)": the requests/s of mode $1 over those of mode $2, round by round.
+per_round() {
+    paste -d' ' "$WORK/$1.txt" "$WORK/$2.txt" | awk '{printf "%.3f\n", $1 / $4}' >"$WORK/ratios"
+    printf '%s (median %s)' "$(tr '\n' ' ' <"$WORK/ratios" | sed 's/ $//')" "$(median <"$WORK/ratios")"
+}
 echo "ratio layer / bare (requests/s): $layer_ratio (target >= 0.97: $(at_least "$layer_ratio" 0.97))"
+echo "  round by round: $(per_round layer bare)"
 echo "ratio identity-proxy / plain proxy (requests/s): $proxy_ratio (target >= 0.95: $(at_least "$proxy_ratio" 0.95))"
+echo "  round by round: $(per_round identity-proxy plain-proxy)"
 awk -v l="${CPU[layer]}" -v b="${CPU[bare]}" 'BEGIN {printf "server CPU per request: +%.2f us with the layer (x%.3f)\n", l - b, l / b}'
 awk -v l="${CPU[identity-proxy]}" -v b="${CPU[plain-proxy]}" \
     'BEGIN {printf "proxy CPU per request: +%.2f us in identity-proxy over the plain proxy (x%.3f)\n", l - b, l / b}'

@@ -10,6 +10,7 @@
 //! the URL (`sources.query.tenant`) may carry its own `allowed_origins`,
 //! which replaces the global list for its requests.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::Path;
@@ -18,12 +19,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, HeaderValue, ORIGIN, VARY,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, HeaderName, HeaderValue, ORIGIN, VARY,
 };
 use http::{HeaderMap, Request, Response, StatusCode};
 use serde::Deserialize;
 use tower_identity::layer::body::ResponseBody;
-use tower_identity::{Role, Sources};
+use tower_identity::{Role, Sources, cors};
 
 use crate::config::ConfigError;
 
@@ -40,8 +41,6 @@ pub struct CorsSection {
 
 /// The methods a widget may use.
 const ALLOW_METHODS: HeaderValue = HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE");
-/// What a widget needs to read on a rejection: the challenge and `Retry-After`.
-const EXPOSE_HEADERS: HeaderValue = HeaderValue::from_static("www-authenticate, retry-after");
 const VARY_ORIGIN: HeaderValue = HeaderValue::from_static("origin");
 
 /// Which origins may call.
@@ -92,7 +91,15 @@ pub struct Cors {
     tenants: HashMap<String, Origins>,
     tenant_param: Option<Box<str>>,
     allow_headers: HeaderValue,
+    /// What a widget needs to read on a rejection ([`cors::EXPOSE_HEADERS`]).
+    expose_headers: HeaderValue,
     max_age: HeaderValue,
+}
+
+/// `names` as one comma-separated header value.
+fn list(names: &[HeaderName]) -> HeaderValue {
+    let names: Vec<&str> = names.iter().map(HeaderName::as_str).collect();
+    HeaderValue::from_str(&names.join(", ")).expect("header names are valid values")
 }
 
 impl Cors {
@@ -122,12 +129,12 @@ impl Cors {
             };
             by_tenant.insert(id.to_owned(), Origins::parse(file, &key, list)?);
         }
-        let names: Vec<String> = sources.cors_allow_headers().iter().map(|n| n.as_str().to_owned()).collect();
         Ok(Some(Arc::new(Cors {
             global: Origins::parse(file, "cors.allowed_origins", &section.allowed_origins)?,
             tenants: by_tenant,
             tenant_param,
-            allow_headers: HeaderValue::from_str(&names.join(", ")).expect("header names are valid values"),
+            allow_headers: list(&sources.cors_allow_headers()),
+            expose_headers: list(&cors::EXPOSE_HEADERS),
             max_age: HeaderValue::from(section.max_age_secs.unwrap_or(600)),
         })))
     }
@@ -138,22 +145,25 @@ impl Cors {
         let origins = match self.tenant_in(req.uri()) {
             Ok(Some(tenant)) => self.tenants.get(tenant.as_ref()).unwrap_or(&self.global),
             Ok(None) => &self.global,
-            // A tenant named twice: no list applies (the layer refuses it too).
+            // A tenant named twice, or not in UTF-8: no list applies (the
+            // layer refuses it too).
             Err(()) => return None,
         };
         origins.allows(origin).then(|| origin.clone())
     }
 
-    /// The tenant the query names, `Err` when it names two.
-    fn tenant_in<'a>(&self, uri: &'a http::Uri) -> Result<Option<std::borrow::Cow<'a, str>>, ()> {
+    /// The tenant the query names, decoded as the identity layer decodes it;
+    /// `Err` when it names two, or one that is not UTF-8.
+    fn tenant_in<'a>(&self, uri: &'a http::Uri) -> Result<Option<Cow<'a, str>>, ()> {
         let (Some(param), Some(query)) = (self.tenant_param.as_deref(), uri.query()) else { return Ok(None) };
         let mut found = None;
         for pair in query.split('&') {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if decode(name) != param {
+            // A name that is not UTF-8 is no parameter the layer reads.
+            if decode(name).as_deref() != Some(param) {
                 continue;
             }
-            let value = decode(value);
+            let value = decode(value).ok_or(())?;
             if found.as_ref().is_some_and(|f| *f != value) {
                 return Err(());
             }
@@ -179,25 +189,32 @@ impl Cors {
     }
 }
 
-fn decode(text: &str) -> std::borrow::Cow<'_, str> {
-    // Form encoding: `+` is a space; percent_decode leaves it alone.
+/// One `application/x-www-form-urlencoded` component (`+` is a space),
+/// decoded strictly as the identity layer decodes it: `None` when the bytes
+/// are not UTF-8, so that no two byte strings read as one tenant.
+fn decode(text: &str) -> Option<Cow<'_, str>> {
     if text.contains('+') {
         let spaced = text.replace('+', " ");
-        return std::borrow::Cow::Owned(percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned());
+        return percent_encoding::percent_decode_str(&spaced).decode_utf8().ok().map(|d| Cow::Owned(d.into_owned()));
     }
-    percent_encoding::percent_decode_str(text).decode_utf8_lossy()
+    percent_encoding::percent_decode_str(text).decode_utf8().ok()
 }
 
-/// Replaces the upstream's `Access-Control-*` headers with the proxy's own.
-fn decorate(headers: &mut HeaderMap, origin: Option<HeaderValue>) {
-    let theirs: Vec<_> = headers.keys().filter(|k| k.as_str().starts_with("access-control-")).cloned().collect();
-    for name in theirs {
-        headers.remove(name);
+/// Replaces the upstream's `Access-Control-*` headers with the proxy's own
+/// (`expose`, and `origin` when it is allowed).
+fn decorate(headers: &mut HeaderMap, origin: Option<HeaderValue>, expose: &HeaderValue) {
+    let theirs = |name: &HeaderName| name.as_str().starts_with("access-control-");
+    // Most upstreams send none: one pass over the names, no allocation.
+    if headers.keys().any(theirs) {
+        let names: Vec<HeaderName> = headers.keys().filter(|name| theirs(name)).cloned().collect();
+        for name in names {
+            headers.remove(name);
+        }
     }
     headers.append(VARY, VARY_ORIGIN);
     if let Some(origin) = origin {
         headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE_HEADERS);
+        headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
     }
 }
 
@@ -220,6 +237,6 @@ where
         return Ok(cors.preflight(origin));
     }
     let mut res = next(req).await?;
-    decorate(res.headers_mut(), origin);
+    decorate(res.headers_mut(), origin, &cors.expose_headers);
     Ok(res)
 }

@@ -47,7 +47,8 @@ impl Live {
     pub fn new(settings: &Settings, provider: &Provider, metrics: Option<PrometheusHandle>) -> Live {
         let c = &settings.connections;
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout);
+        // The header read timeout is the connection's (`connection::drive`).
+        builder.http1().header_read_timeout(None);
         builder
             .http2()
             .timer(TokioTimer::new())
@@ -55,7 +56,7 @@ impl Live {
             .keep_alive_timeout(c.keep_alive_timeout)
             .max_concurrent_streams(c.max_concurrent_streams);
         let deadlines = Deadlines {
-            first_request: settings.header_read_timeout,
+            request_head: settings.header_read_timeout,
             idle: c.idle_timeout,
             max_age: c.max_age,
             grace: settings.shutdown_grace,
@@ -147,8 +148,8 @@ impl Provider {
 }
 
 fn postgres(pg: &PostgresSettings) -> std::io::Result<Provider> {
-    let db =
-        PostgresProvider::connect(&pg.url, pg.max_connections).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let db = PostgresProvider::connect_with(pg.options.clone(), pg.max_connections)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     let cached = db.clone().cached(pg.cache.clone());
     if pg.listen_notify {
         listen_for_changes(&pg.url, cached.clone());

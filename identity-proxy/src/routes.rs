@@ -3,7 +3,6 @@
 //! every other path through the identity layer to the upstream.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 use tower_identity::layer::ForwardHeaders;
 use tower_identity::layer::body::ResponseBody;
 use tower_identity::{IdentityVerification, IdentityVerificationLayer, SecretProvider};
@@ -20,9 +19,9 @@ use crate::admin::text;
 use crate::config::Settings;
 use crate::live::Live;
 use crate::revocation::Revalidator;
-use crate::timed_body::{BodyTimedOut, TimedBody};
+use crate::timed_body::TimedBody;
 use crate::tunnel;
-use crate::upstream::{self, ProxyBody, Upstream};
+use crate::upstream::{self, ForwardedFor, ProxyBody, Upstream};
 
 /// The identity layer in front of the upstream.
 pub type Verified = IdentityVerification<Upstream>;
@@ -71,20 +70,29 @@ impl Routes {
     }
 }
 
-/// Answers one request from `peer` with the configuration `live`: a local
-/// path, or the proxied route (WebSocket upgrades and event streams watched
-/// by `revalidator`).
+/// Answers one request from the client `peer` with the configuration
+/// `live`, CORS around it: a local path, or the proxied route (WebSocket
+/// upgrades and event streams watched by `revalidator`).
 pub async fn handle(
     live: Arc<Live>,
     revalidator: Arc<Revalidator>,
-    peer: SocketAddr,
+    peer: ForwardedFor,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody<ProxyBody>>, Infallible> {
+    crate::cors::around(live.cors.as_deref(), req, |req| route(&live, &revalidator, &peer, req)).await
+}
+
+async fn route(
+    live: &Live,
+    revalidator: &Arc<Revalidator>,
+    peer: &ForwardedFor,
     mut req: Request<Incoming>,
 ) -> Result<Response<ResponseBody<ProxyBody>>, Infallible> {
     let routes = &live.routes;
     if let Some(res) = routes.local(req.uri().path()) {
         return Ok(res);
     }
-    let Some(svc) = live.svc.clone() else {
+    let Some(mut svc) = live.svc.clone() else {
         // A reload removed the upstream; only a restart stops this listener.
         let res = upstream::json_error(StatusCode::BAD_GATEWAY, "no_upstream", "no upstream is configured");
         return Ok(res.map(ResponseBody::inner));
@@ -99,19 +107,21 @@ pub async fn handle(
     if let Some(tracked) = &mut tracked {
         tracked.prepare(&mut req);
     }
-    let timed_out = BodyTimedOut::default();
-    req.extensions_mut().insert(timed_out.clone());
-    let forward = routes.forward.clone();
-    let req = req.map(|inner| TimedBody::new(inner, routes.body_read_timeout, timed_out.clone(), forward));
-    let res = svc.oneshot(req).await?;
+    let (parts, body) = req.into_parts();
+    let (body, timed_out) = TimedBody::new(body, routes.body_read_timeout, &routes.forward);
+    let mut req = Request::from_parts(parts, body);
+    if let Some(timed_out) = &timed_out {
+        req.extensions_mut().insert(timed_out.clone());
+    }
+    let res = svc.ready().await?.call(req).await?;
     // The identity layer answers a body that failed while it buffered it with
     // 400 body_unreadable; when the failure was the deadline, say so.
-    if timed_out.get() && res.status() == StatusCode::BAD_REQUEST {
+    if timed_out.is_some_and(|t| t.get()) && res.status() == StatusCode::BAD_REQUEST {
         tracing::debug!("the request body was not received in time; answering 408");
         return Ok(upstream::request_timeout().map(ResponseBody::inner));
     }
     Ok(match tracked {
-        Some(tracked) => tracked.finish(res, &revalidator),
+        Some(tracked) => tracked.finish(res, revalidator),
         None => res,
     })
 }

@@ -21,6 +21,7 @@ use crate::live::{Current, Live, Provider, Swap};
 use crate::reload::{Origin, Reloader};
 use crate::revocation::Revalidator;
 use crate::routes;
+use crate::upstream::ForwardedFor;
 
 /// What a listener answers.
 #[derive(Clone)]
@@ -138,16 +139,15 @@ fn serve(stream: TcpStream, peer: SocketAddr, site: Site, current: &Current, sto
     let live = current.load_full();
     let activity = Activity::new();
     let requests = activity.clone();
+    let peer = ForwardedFor::new(peer);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let in_flight = requests.begin();
+        let in_flight = requests.begin(req.version() == http::Version::HTTP_2);
         let site = site.clone();
+        let peer = peer.clone();
         async move {
             let res = match site {
                 Site::Public(current, revalidator) => {
-                    let live = current.load_full();
-                    let cors = live.cors.clone();
-                    crate::cors::around(cors.as_deref(), req, |req| routes::handle(live, revalidator, peer, req))
-                        .await?
+                    routes::handle(current.load_full(), revalidator, peer, req).await?
                 }
                 Site::Admin(admin) => admin.answer(req.uri().path()).await,
             };

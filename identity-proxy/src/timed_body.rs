@@ -57,36 +57,51 @@ impl BodyTimedOut {
 /// a body whose bytes are all here is handed on whatever the time.
 pub struct TimedBody {
     inner: Incoming,
-    deadline: Option<tokio::time::Instant>,
+    /// Headers the client may not send, in trailers either (`None` for a
+    /// body complete when it arrived: it has no trailers).
+    forward: Option<Arc<ForwardHeaders>>,
+    /// `None`: no deadline, or nothing to wait for.
+    deadline: Option<Deadline>,
+}
+
+struct Deadline {
+    at: tokio::time::Instant,
     /// Created the first time the client makes us wait.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     timed_out: BodyTimedOut,
-    /// Headers the client may not send, in trailers either.
-    forward: Arc<ForwardHeaders>,
 }
 
 impl TimedBody {
-    /// `inner` with `timeout` from now (`None`: no deadline); `timed_out` is
-    /// set when it passes. Trailers named like one of `forward` (in any
-    /// spelling) are removed.
+    /// `inner` with `timeout` from now (`None`: no deadline), and the flag
+    /// set when it passes. A body already complete when it arrives (a `GET`)
+    /// has nothing to wait for: no deadline and no flag. Trailers named like
+    /// one of `forward` (in any spelling) are removed.
     pub fn new(
         inner: Incoming,
         timeout: Option<Duration>,
-        timed_out: BodyTimedOut,
-        forward: Arc<ForwardHeaders>,
-    ) -> TimedBody {
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        TimedBody { inner, deadline, sleep: None, timed_out, forward }
+        forward: &Arc<ForwardHeaders>,
+    ) -> (TimedBody, Option<BodyTimedOut>) {
+        if inner.is_end_stream() {
+            return (TimedBody { inner, forward: None, deadline: None }, None);
+        }
+        let deadline = timeout.map(|t| Deadline {
+            at: tokio::time::Instant::now() + t,
+            sleep: None,
+            timed_out: BodyTimedOut::default(),
+        });
+        let timed_out = deadline.as_ref().map(|d| d.timed_out.clone());
+        (TimedBody { inner, forward: Some(forward.clone()), deadline }, timed_out)
     }
 
     /// `frame` with the forwarded identity headers removed from its trailers.
     fn strip(&self, frame: Frame<Bytes>) -> Frame<Bytes> {
-        match frame.into_trailers() {
-            Ok(mut trailers) => {
-                self.forward.strip(&mut trailers);
+        match (frame.into_trailers(), &self.forward) {
+            (Ok(mut trailers), Some(forward)) => {
+                forward.strip(&mut trailers);
                 Frame::trailers(trailers)
             }
-            Err(frame) => frame,
+            (Ok(trailers), None) => Frame::trailers(trailers),
+            (Err(frame), _) => frame,
         }
     }
 }
@@ -97,15 +112,15 @@ impl Body for TimedBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        if this.timed_out.get() {
+        if this.deadline.as_ref().is_some_and(|d| d.timed_out.get()) {
             return Poll::Ready(None);
         }
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             return Poll::Ready(frame.map(|f| f.map(|f| this.strip(f)).map_err(BodyError::Client)));
         }
-        let Some(deadline) = this.deadline else { return Poll::Pending };
-        ready!(this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline))).as_mut().poll(cx));
-        this.timed_out.0.store(true, Ordering::Relaxed);
+        let Some(d) = &mut this.deadline else { return Poll::Pending };
+        ready!(d.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(d.at))).as_mut().poll(cx));
+        d.timed_out.0.store(true, Ordering::Relaxed);
         Poll::Ready(Some(Err(BodyError::Deadline)))
     }
 

@@ -27,11 +27,10 @@ use tower_identity::{Sources, VerifiedIdentity};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::{CloseFrame, Frame};
 
-use http_body_util::BodyExt;
 use tower_identity::layer::body::ResponseBody;
 
 use crate::revocation::{CloseReason, Closing, Head, Open, Revalidator, Watch};
-use crate::upstream::ProxyBody;
+use crate::upstream::{ProxyBody, boxed};
 
 /// The body of the proxy's answers.
 pub type ClientBody = ResponseBody<ProxyBody>;
@@ -55,12 +54,17 @@ fn has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -
 
 /// Whether the request asks for an HTTP/1.1 WebSocket upgrade.
 pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
-    let mut upgrade = req.headers().get_all(UPGRADE).iter();
+    // The cheap tests first: most requests are not upgrades.
     req.version() == Version::HTTP_11
         && req.method() == Method::GET
         && has_token(req.headers(), CONNECTION, "upgrade")
-        && upgrade.next().is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
-        && upgrade.next().is_none()
+        && only_websocket(req.headers())
+}
+
+/// Whether `Upgrade` is one header naming `websocket`.
+fn only_websocket(headers: &HeaderMap) -> bool {
+    let mut upgrade = headers.get_all(UPGRADE).iter();
+    upgrade.next().is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket")) && upgrade.next().is_none()
 }
 
 /// Whether the request asks for a server-sent events stream.
@@ -75,16 +79,18 @@ pub struct Tracked {
     client: Option<OnUpgrade>,
     /// The client offered the bare marker protocol.
     marker: bool,
-    head: Option<Head>,
+    /// Boxed: every request's future has room for a `Tracked`.
+    head: Option<Box<Head>>,
 }
 
 /// Marks the request as carrying a verified identity the response must bring back.
 #[derive(Clone, Copy)]
 struct CarryIdentity;
 
-/// The verified identity, brought from the request to the response.
+/// The verified identity, brought from the request to the response (boxed:
+/// it is carried through the upstream service's future).
 #[derive(Clone)]
-struct Carried(Option<VerifiedIdentity>);
+struct Carried(Option<Box<VerifiedIdentity>>);
 
 /// Before the hop-by-hop headers are removed: takes the client's side of a
 /// WebSocket upgrade, or notes an event-stream request. `None` for any other request.
@@ -104,7 +110,7 @@ impl Tracked {
     /// After the hop-by-hop headers are removed: remembers the head for
     /// re-verification and puts the upgrade headers back for the upstream.
     pub fn prepare<B>(&mut self, req: &mut Request<B>) {
-        self.head = Some(Head::of(req));
+        self.head = Some(Box::new(Head::of(req)));
         req.extensions_mut().insert(CarryIdentity);
         if self.client.is_some() {
             req.headers_mut().insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -118,7 +124,7 @@ impl Tracked {
     pub fn finish(self, mut res: Response<ClientBody>, revalidator: &Arc<Revalidator>) -> Response<ClientBody> {
         let identity = res.extensions_mut().remove::<Carried>().and_then(|c| c.0);
         let Some(head) = self.head else { return res };
-        let watch = revalidator.watch(head, identity.as_ref());
+        let watch = revalidator.watch(*head, identity.as_deref());
         match self.client {
             Some(client) if res.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 let upstream = hyper::upgrade::on(&mut res);
@@ -132,9 +138,7 @@ impl Tracked {
                 res
             }
             Some(_) => res,
-            None if res.status().is_success() => {
-                res.map(|body| ResponseBody::inner(BodyExt::boxed(Closing::new(body, watch))))
-            }
+            None if res.status().is_success() => res.map(|body| ResponseBody::inner(boxed(Closing::new(body, watch)))),
             None => res,
         }
     }
@@ -144,7 +148,7 @@ impl Tracked {
 /// response must carry back to [`Tracked::finish`], for tracked requests only.
 pub fn carried<B>(req: &Request<B>) -> Option<impl FnOnce(&mut http::Extensions) + use<B>> {
     req.extensions().get::<CarryIdentity>()?;
-    let identity = req.extensions().get::<VerifiedIdentity>().cloned();
+    let identity = req.extensions().get::<VerifiedIdentity>().cloned().map(Box::new);
     Some(move |ext: &mut http::Extensions| {
         ext.insert(Carried(identity));
     })

@@ -262,7 +262,7 @@ fn postgres(path: &Path, pg: &PostgresSection, watched: &mut Watched) -> Result<
     let url = read_secret_source(path, "postgres", ("url_env", &pg.url_env), ("url_file", &pg.url_file), watched)?;
     let url = zeroize::Zeroizing::new(url);
     // Reads the sslrootcert file too; the message never holds the URL (it may hold a password).
-    tower_identity::provider::postgres::ConnectOptions::from_url(&url)
+    let options = tower_identity::provider::postgres::ConnectOptions::from_url(&url)
         .map_err(|e| err(path, "postgres", format!("the connection URL cannot be used: {e}")))?;
     let defaults = CacheOptions::default();
     let secs = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_secs);
@@ -274,6 +274,7 @@ fn postgres(path: &Path, pg: &PostgresSection, watched: &mut Watched) -> Result<
         .serve_stale_for(pg.serve_stale_secs.map(Duration::from_secs));
     Ok(PostgresSettings {
         url,
+        options,
         max_connections: pg.max_connections.unwrap_or(8),
         cache,
         listen_notify: pg.listen_notify.unwrap_or(true),

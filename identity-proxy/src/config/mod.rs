@@ -95,7 +95,10 @@ pub struct Settings {
 
 /// The PostgreSQL provider settings, checked.
 pub struct PostgresSettings {
+    /// Kept to tell a changed URL on reload, and for `LISTEN`.
     pub url: zeroize::Zeroizing<String>,
+    /// The URL's connection settings, parsed (and its `sslrootcert` read) once.
+    pub options: tower_identity::provider::postgres::ConnectOptions,
     pub max_connections: usize,
     pub cache: CacheOptions,
     pub listen_notify: bool,

@@ -107,6 +107,35 @@ async fn busy_http2_connections_end_at_their_maximum_age_without_failing_request
     assert!(answered > 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_header_read_timeout_ends_idle_http1_connections_but_not_http2_ones() {
+    let (up, _seen, _task) = upstream(false).await;
+    let proxy = start(
+        "head-timeout",
+        &config(up, "header_read_timeout_secs = 1\n[connections]\nidle_timeout_secs = 0"),
+        SECRET,
+    );
+    // HTTP/2: past the first request, only idle_timeout_secs (off here) ends an idle connection.
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    for pause in [Duration::from_millis(2500), Duration::ZERO] {
+        let req = Request::get(format!("http://{}/healthz", proxy.addr)).body(Empty::<Bytes>::new()).unwrap();
+        assert_eq!(sender.send_request(req).await.expect("the HTTP/2 connection is open").status(), StatusCode::OK);
+        tokio::time::sleep(pause).await;
+    }
+    // HTTP/1.1: a kept-alive connection without a next request is dropped.
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.write_all(format!("GET /healthz HTTP/1.1\r\nhost: {}\r\n\r\n", proxy.addr).as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let (answer, after) = (String::from_utf8_lossy(&answer), started.elapsed());
+    assert!(answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with(r#"{"status":"ok"}"#), "{answer}");
+    assert!(after >= Duration::from_millis(800) && after < Duration::from_secs(5), "closed after {after:?}");
+}
+
 /// Opens an HTTP/2 connection to `addr` by hand (preface and empty SETTINGS)
 /// and returns it with the SETTINGS the server sent first.
 async fn raw_h2(addr: SocketAddr) -> (TcpStream, Vec<(u16, u32)>) {

@@ -186,9 +186,14 @@ async fn preflights_with_cors_are_answered_by_the_proxy() {
     assert_eq!(h["access-control-allow-origin"], ACME_SITE);
     let (_, h) = send(proxy.addr, Method::OPTIONS, "/chat?app=globex", &preflight_headers(ACME_SITE), "").await;
     assert_eq!(access_control(&h), Vec::<String>::new());
-    // A tenant named twice, differently: no list applies.
-    let (_, h) = send(proxy.addr, Method::OPTIONS, "/chat?app=acme&app=globex", &preflight_headers(SHOP), "").await;
-    assert_eq!(access_control(&h), Vec::<String>::new());
+    // A tenant named twice, differently, or not in UTF-8: no list applies.
+    for path in ["/chat?app=acme&app=globex", "/chat?app=%FF", "/chat?app=acme%FF"] {
+        let (_, h) = send(proxy.addr, Method::OPTIONS, path, &preflight_headers(SHOP), "").await;
+        assert_eq!(access_control(&h), Vec::<String>::new(), "{path}");
+    }
+    // The query is decoded as the identity layer decodes it.
+    let (_, h) = send(proxy.addr, Method::OPTIONS, "/chat?%61pp=%61cme", &preflight_headers(ACME_SITE), "").await;
+    assert_eq!(h["access-control-allow-origin"], ACME_SITE);
     assert_eq!(calls.take(), Vec::<String>::new(), "no preflight reaches the upstream");
 }
 

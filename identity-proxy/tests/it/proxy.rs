@@ -29,7 +29,8 @@ impl Seen {
 }
 
 /// An upstream that records headers and the body's sha256, and answers
-/// "upstream". `/slow` waits two seconds first.
+/// "upstream". `/slow` waits two seconds first. The request's path and query
+/// are recorded as the header `x-test-target`.
 pub async fn upstream(h2: bool) -> (SocketAddr, Seen, tokio::task::JoinHandle<()>) {
     let seen = Seen::default();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -45,7 +46,10 @@ pub async fn upstream(h2: bool) -> (SocketAddr, Seen, tokio::task::JoinHandle<()
                     let slow = req.uri().path() == "/slow";
                     let (parts, body) = req.into_parts();
                     let bytes = body.collect().await.unwrap().to_bytes();
-                    rec.0.lock().unwrap().push((parts.headers, hex::encode(sha2::Sha256::digest(&bytes))));
+                    let mut headers = parts.headers;
+                    let target = parts.uri.path_and_query().map_or("", |p| p.as_str());
+                    headers.insert("x-test-target", target.parse().unwrap());
+                    rec.0.lock().unwrap().push((headers, hex::encode(sha2::Sha256::digest(&bytes))));
                     if slow {
                         tokio::time::sleep(Duration::from_secs(2)).await;
                     }
@@ -140,6 +144,22 @@ async fn verifies_strips_spoofs_and_streams_bodies() {
         assert_eq!(h.get_all("x-verified-key-id").iter().collect::<Vec<_>>(), ["k1"]);
         assert!(h.values().all(|v| v != "admin"), "a spoofed header reached the upstream: {h:?}");
         assert!(h.get("x-identity-signature").is_none(), "credential stripped");
+        assert_eq!(
+            (&h["x-test-target"], &h["x-forwarded-for"]),
+            (&"/a".parse().unwrap(), &"127.0.0.1".parse().unwrap())
+        );
+
+        // The request target arrives as sent; the client is appended to a
+        // prior x-forwarded-for, and replaces one that is not visible ASCII.
+        let target = "/a/b%20c?q=1&r=%2F&s";
+        for (prior, expected) in [("203.0.113.7", "203.0.113.7, 127.0.0.1"), ("ÿ", "127.0.0.1")] {
+            let headers = [("x-user-id", "u1"), ("x-identity-signature", sig.as_str()), ("x-forwarded-for", prior)];
+            let (status, _, _) = send(proxy.addr, target, &headers, Bytes::new()).await;
+            assert_eq!(status, StatusCode::OK);
+            let (h, _) = seen.take().pop().unwrap();
+            assert_eq!(h["x-test-target"], target);
+            assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), [expected], "prior {prior:?}");
+        }
 
         // Hop-by-hop names cannot remove the proven identity headers (stripped before the layer).
         let hop = "keep-alive, x-verified-user-id, x-identity-outcome";
