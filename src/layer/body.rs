@@ -26,9 +26,11 @@ pin_project! {
     enum RequestKind<B> {
         /// The original body.
         Stream { #[pin] body: B },
-        /// Buffered bytes (and the trailers that followed them, if any), and
-        /// their share of the layer's body budget, given back with the body.
-        Buffered { data: Option<Bytes>, trailers: Option<HeaderMap>, reservation: Option<Reservation> },
+        /// Buffered bytes (and the trailers that followed them, if any,
+        /// boxed: rare, and a header map inline would more than double the
+        /// size of every request body, which proxies move several times),
+        /// and their share of the layer's body budget, given back with the body.
+        Buffered { data: Option<Bytes>, trailers: Option<Box<HeaderMap>>, reservation: Option<Reservation> },
         /// The bytes read so far, then the rest of the original body (a body
         /// the layer stopped reading at its limit, forwarded in a mode that
         /// does not reject).
@@ -58,6 +60,7 @@ impl<B> RequestBody<B> {
     }
 
     fn buffered_kind(data: Bytes, trailers: Option<HeaderMap>, reservation: Option<Reservation>) -> Self {
+        let trailers = trailers.map(Box::new);
         RequestBody { kind: RequestKind::Buffered { data: (!data.is_empty()).then_some(data), trailers, reservation } }
     }
 
@@ -120,7 +123,7 @@ impl<B: Body> Body for RequestBody<B> {
             RequestKindProj::Stream { body } => poll_inner(body, cx),
             RequestKindProj::Buffered { data, trailers, .. } => match data.take() {
                 Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
-                None => Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t)))),
+                None => Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(*t)))),
             },
             RequestKindProj::Replay { data, rest, .. } => match data.take() {
                 Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
@@ -178,5 +181,16 @@ impl<B: Body> Body for ResponseBody<B> {
             ResponseKind::Inner { body } => body.size_hint(),
             ResponseKind::Full { data } => full_hint(data),
         }
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// A request body is moved several times on its way upstream: it stays
+    /// small whatever it holds (trailers are boxed).
+    #[test]
+    fn a_request_body_is_small() {
+        type Incoming = http_body_util::Empty<bytes::Bytes>;
+        assert!(size_of::<super::RequestBody<Incoming>>() <= 64, "{}", size_of::<super::RequestBody<Incoming>>());
     }
 }
