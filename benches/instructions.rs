@@ -1,0 +1,103 @@
+//! Drives one case 10,000 times, for counting instructions with callgrind,
+//! which this project's noisy VMs do not disturb (criterion's times there
+//! move by ±30 % between runs; instruction counts do not move at all):
+//!
+//! ```sh
+//! cargo bench --bench instructions --no-run   # prints the executable's path
+//! valgrind --tool=callgrind target/release/deps/instructions-<hash> layer
+//! ```
+//!
+//! Cases: `bare`, `layer` and `naive` (the header-HMAC request; `naive` is
+//! the hand-written layer of `overhead/peers.rs`), `bare_jwt`, `jwt` and
+//! `jsonwebtoken` (an HS256 bearer token; `jsonwebtoken` is the layer around
+//! that crate). Every case builds its requests the same way, so the
+//! difference between two totals is the services' own work. Under valgrind
+//! SHA-256 runs in software (no SHA-NI), which inflates the HMAC's share;
+//! `callgrind_annotate` shows it apart (`sha2::sha256::soft::compress`).
+//! Without a case the program does nothing, so `cargo bench` passes over it.
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::hint::black_box;
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use http_body_util::Full;
+use tower::{Layer, Service};
+#[path = "../tests/support/drive.rs"]
+mod drive;
+#[path = "overhead/peers.rs"]
+#[allow(dead_code)] // the JSON peer is the overhead bench's
+mod peers;
+use tower_identity::{Identifier, IdentityVerificationLayer, Key, KeySet, Secret, Sources, clock::Clock, sign};
+
+const REQUESTS: usize = 10_000;
+const SECRET: &str = "bench-secret-0123456789abcdef";
+const JWT_SECRET: &str = "bench-jwt-secret-0123456789abcdef";
+const APP_ID: &str = "app_bench";
+
+type BareFuture = Ready<Result<Response<Full<Bytes>>, Infallible>>;
+
+/// The inner service: an empty 200, whatever the request body type.
+fn bare<B>() -> tower::util::ServiceFn<fn(Request<B>) -> BareFuture> {
+    fn answer<B>(_req: Request<B>) -> BareFuture {
+        ready(Ok(Response::new(Full::new(Bytes::new()))))
+    }
+    tower::service_fn(answer::<B> as fn(Request<B>) -> BareFuture)
+}
+
+/// Drives `svc` with `REQUESTS` requests carrying `headers` (values cloned
+/// from shared buffers, as hyper's are), each answered 200.
+fn run<S, RB>(mut svc: S, headers: &HeaderMap)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<RB>>,
+    S::Error: std::fmt::Debug,
+{
+    for _ in 0..REQUESTS {
+        let mut req = Request::new(Full::new(Bytes::new()));
+        *req.headers_mut() = headers.clone();
+        assert_eq!(black_box(drive::drive(&mut svc, req)).status(), 200);
+    }
+}
+
+fn headers(pairs: &[(HeaderName, String)]) -> HeaderMap {
+    let map: HeaderMap = pairs.iter().map(|(k, v)| (k.clone(), HeaderValue::from_str(v).unwrap())).collect();
+    // The first clone makes every value's buffer shared: later clones are reference counts.
+    let _ = map.clone();
+    map
+}
+
+fn main() {
+    let Some(case) = std::env::args().skip(1).find(|a| !a.starts_with('-')) else { return };
+    let secret = Secret::text(SECRET).unwrap();
+    let hmac = headers(&[
+        (HeaderName::from_static("x-user-id"), "user-42".into()),
+        (HeaderName::from_static("x-identity-signature"), sign::hmac(&secret, "user-42")),
+    ]);
+    let jwt_secret = Secret::text(JWT_SECRET).unwrap();
+    let token = sign::jwt_token(
+        &jwt_secret,
+        APP_ID,
+        "jane@example.com",
+        None,
+        tower_identity::clock::SystemClock.now(),
+        900,
+        [],
+    );
+    let jwt = headers(&[(AUTHORIZATION, format!("Bearer {token}"))]);
+    let jwt_layer = IdentityVerificationLayer::new(KeySet::single(Key::jwt(jwt_secret.clone())).with_audience(APP_ID))
+        .sources(Sources::new().bearer());
+    match case.as_str() {
+        "bare" => run(bare(), &hmac),
+        "layer" => run(
+            IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::UserId, secret))).layer(bare()),
+            &hmac,
+        ),
+        "naive" => run(peers::NaiveLayer::new(SECRET.as_bytes()).layer(bare()), &hmac),
+        "bare_jwt" => run(bare(), &jwt),
+        "jwt" => run(jwt_layer.layer(bare()), &jwt),
+        "jsonwebtoken" => run(peers::JsonwebtokenLayer::new(jwt_secret.expose(), APP_ID).layer(bare()), &jwt),
+        other => panic!("unknown case {other:?}: bare, layer, naive, bare_jwt, jwt, jsonwebtoken"),
+    }
+}
