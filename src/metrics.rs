@@ -36,8 +36,15 @@ mod imp {
     #[derive(Default)]
     pub(crate) struct Handles {
         verdicts: RwLock<HashMap<String, metrics::Counter>>,
+        /// The verdicts without a tenant or key id (a single key set, the
+        /// common case): a few dozen label sets of static strings, found by
+        /// comparing them, without formatting or hashing a key.
+        untenanted: RwLock<Vec<(StaticLabels, metrics::Counter)>>,
         timings: RwLock<Vec<(&'static str, metrics::Histogram)>>,
     }
+
+    /// `outcome`, `reason`, `scheme`: each from a fixed set of static strings.
+    type StaticLabels = [&'static str; 3];
 
     impl Clone for Handles {
         // A reconfigured layer starts with no handles.
@@ -59,6 +66,9 @@ mod imp {
             key_id: Option<&str>,
             scheme: &'static str,
         ) {
+            if tenant.is_none() && key_id.is_none() {
+                return self.untenanted_verdict([outcome, reason, scheme]);
+            }
             let (tenant, key_id) = (tenant.unwrap_or(""), key_id.unwrap_or(""));
             KEY.with_borrow_mut(|key| {
                 key.clear();
@@ -80,6 +90,23 @@ mod imp {
                 };
                 counter.increment(1);
             });
+        }
+
+        fn untenanted_verdict(&self, labels: StaticLabels) {
+            if let Ok(counters) = self.untenanted.read()
+                && let Some((_, counter)) = counters.iter().find(|(l, _)| *l == labels)
+            {
+                counter.increment(1);
+                return;
+            }
+            let [outcome, reason, scheme] = labels;
+            let counter = verdict_counter(outcome, reason, "", "", scheme);
+            counter.increment(1);
+            if let Ok(mut counters) = self.untenanted.write()
+                && !counters.iter().any(|(l, _)| *l == labels)
+            {
+                counters.push((labels, counter));
+            }
         }
 
         pub(crate) fn verification_time(&self, scheme: &'static str, elapsed: Duration) {

@@ -24,6 +24,15 @@ fn verdict_counters_by_key_id_and_would_reject() {
         }
         send(&layer, signed("forged-secret-0123456789", "u1")).await;
         send(&layer, get("/", &[])).await;
+        // A key without an id, no tenant: the label sets found without a formatted key.
+        let plain = IdentityVerificationLayer::new(tower_identity::KeySet::single(tower_identity::Key::hmac(
+            tower_identity::Identifier::UserId,
+            tower_identity::Secret::text(NEW).unwrap(),
+        )));
+        for _ in 0..4 {
+            send(&plain, signed(NEW, "u1")).await;
+        }
+        send(&plain, get("/", &[])).await;
         let failing = IdentityVerificationLayer::new(|_: Option<&str>| Err(ProviderError::new("db down")));
         send(&failing, get("/", &[])).await;
     });
@@ -49,9 +58,11 @@ fn verdict_counters_by_key_id_and_would_reject() {
     assert_eq!(count("verified", "ok", "2025"), 3, "the old key's use is visible before retiring it");
     assert_eq!(count("verified", "ok", "2026"), 2);
     assert_eq!(count("unverified", "signature_invalid", ""), 1, "report-only would-rejects are counted");
+    assert_eq!(count("verified", "ok", ""), 4, "every verdict is counted, also once its handle is cached");
+    assert_eq!(count("rejected", "credential_missing", ""), 1);
     assert_eq!(count("anonymous", "none", ""), 1);
     assert_eq!(count("rejected", "provider_unavailable", ""), 1);
-    assert_eq!(histogram_samples, 6, "one verification time per verification");
+    assert_eq!(histogram_samples, 10, "one verification time per verification");
 }
 
 /// Sends `count` requests through `layer`, user "u1" of a random tenant whose
