@@ -113,8 +113,8 @@ fn appended(prior: &[u8], peer: &[u8]) -> HeaderValue {
 }
 
 /// The body of a request sent upstream, boxed: the client moves each request
-/// many times on its way to the connection, and the identity layer's body is
-/// large.
+/// many times on its way to the connection, and a pointer moves cheaper than
+/// the identity layer's body around the timed body.
 type Sent = Pin<Box<RequestBody<TimedBody>>>;
 
 /// Forwards requests to the upstream. Cloned for every request (the
