@@ -7,8 +7,11 @@
 //! valgrind --tool=callgrind target/release/deps/instructions-<hash> layer
 //! ```
 //!
-//! Cases: `bare`, `layer` and `naive` (the header-HMAC request; `naive` is
-//! the hand-written layer of `overhead/peers.rs`), `bare_jwt`, `jwt` and
+//! Cases: `bare`, `layer`, `head_only` and `naive` (the header-HMAC request;
+//! `head_only` is the layer with the body types kept, `naive` the
+//! hand-written layer of `overhead/peers.rs`); the same in an axum router
+//! with `route_layer`: `bare_axum`, `axum_layer`, `axum_head_only`,
+//! `axum_naive`; `bare_jwt`, `jwt` and
 //! `jsonwebtoken` (an HS256 bearer token; `jsonwebtoken` is the layer around
 //! that crate). Every case builds its requests the same way, so the
 //! difference between two totals is the services' own work. Under valgrind
@@ -49,16 +52,30 @@ fn bare<B>() -> tower::util::ServiceFn<fn(Request<B>) -> BareFuture> {
 
 /// Drives `svc` with `REQUESTS` requests carrying `headers` (values cloned
 /// from shared buffers, as hyper's are), each answered 200.
-fn run<S, RB>(mut svc: S, headers: &HeaderMap)
+fn run<S, RB>(svc: S, headers: &HeaderMap)
 where
     S: Service<Request<Full<Bytes>>, Response = Response<RB>>,
     S::Error: std::fmt::Debug,
 {
+    run_with(svc, headers, || Full::new(Bytes::new()));
+}
+
+/// [`run`] with request bodies made by `body` (axum routers take their own).
+fn run_with<S, B, RB>(mut svc: S, headers: &HeaderMap, body: fn() -> B)
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Error: std::fmt::Debug,
+{
     for _ in 0..REQUESTS {
-        let mut req = Request::new(Full::new(Bytes::new()));
+        let mut req = Request::new(body());
         *req.headers_mut() = headers.clone();
         assert_eq!(black_box(drive::drive(&mut svc, req)).status(), 200);
     }
+}
+
+/// A router with one route answering an empty 200.
+fn router() -> axum::Router {
+    axum::Router::new().route("/", axum::routing::get(|| async {}))
 }
 
 fn headers(pairs: &[(HeaderName, String)]) -> HeaderMap {
@@ -88,16 +105,24 @@ fn main() {
     let jwt = headers(&[(AUTHORIZATION, format!("Bearer {token}"))]);
     let jwt_layer = IdentityVerificationLayer::new(KeySet::single(Key::jwt(jwt_secret.clone())).with_audience(APP_ID))
         .sources(Sources::new().bearer());
+    let hmac_layer = IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::UserId, secret)));
+    let head_only = || hmac_layer.clone().head_only().expect("header sources only");
+    let axum = |router: axum::Router| run_with(router, &hmac, axum::body::Body::empty);
     match case.as_str() {
         "bare" => run(bare(), &hmac),
-        "layer" => run(
-            IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::UserId, secret))).layer(bare()),
-            &hmac,
-        ),
+        "layer" => run(hmac_layer.layer(bare()), &hmac),
+        "head_only" => run(head_only().layer(bare()), &hmac),
         "naive" => run(peers::NaiveLayer::new(SECRET.as_bytes()).layer(bare()), &hmac),
+        "bare_axum" => axum(router()),
+        "axum_layer" => axum(router().route_layer(hmac_layer.clone())),
+        "axum_head_only" => axum(router().route_layer(head_only())),
+        "axum_naive" => axum(router().route_layer(peers::NaiveLayer::new(SECRET.as_bytes()))),
         "bare_jwt" => run(bare(), &jwt),
         "jwt" => run(jwt_layer.layer(bare()), &jwt),
         "jsonwebtoken" => run(peers::JsonwebtokenLayer::new(jwt_secret.expose(), APP_ID).layer(bare()), &jwt),
-        other => panic!("unknown case {other:?}: bare, layer, naive, bare_jwt, jwt, jsonwebtoken"),
+        other => panic!(
+            "unknown case {other:?}: bare, layer, head_only, naive, bare_axum, axum_layer, axum_head_only, \
+             axum_naive, bare_jwt, jwt, jsonwebtoken"
+        ),
     }
 }

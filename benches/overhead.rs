@@ -110,7 +110,10 @@ const JWT_LIFETIME: u64 = 900;
 const RATIOS: &[(&str, &str, &str, &str)] = &[
     ("header_hmac / floor", "layer/header_hmac", "floor", "<= 2.0"),
     ("header_hmac / naive tower layer", "layer/header_hmac", "peer/naive_layer", "<= 1.0"),
+    ("head_only / naive tower layer", "layer/head_only_hmac", "peer/naive_layer", "<= 1.0"),
     ("in axum: layer / naive layer", "axum/layer_header_hmac", "axum/naive_layer", "<= 1.0"),
+    ("in axum: head_only / naive layer", "axum/head_only_hmac", "axum/naive_layer", "<= 1.0"),
+    ("in axum: head_only / from_fn, pre-keyed", "axum/head_only_hmac", "peer/axum_from_fn_hmac", "<= 0.8"),
     ("header_hmac (tower) / axum from_fn, pre-keyed", "layer/header_hmac", "peer/axum_from_fn_hmac", "<= 0.8"),
     ("in axum: layer / from_fn, pre-keyed", "axum/layer_header_hmac", "peer/axum_from_fn_hmac", "<= 0.8"),
     ("jwt_bearer / jsonwebtoken layer", "layer/jwt_bearer", "peer/jsonwebtoken_layer", "<= 0.5"),
@@ -174,6 +177,7 @@ fn cases() -> Vec<Case> {
         case("bare/json_1k", None, 200, bare(), Proto::post_json("/", &json_1k)),
         case("bare/json_64k", None, 200, bare(), Proto::post_json("/", &json_64k)),
         case("layer/header_hmac", Some("bare"), 200, hmac_layer.layer(bare()), header(&sig)),
+        case("layer/head_only_hmac", Some("bare"), 200, head_only(&hmac_layer).layer(bare()), header(&sig)),
         case(
             "layer/header_timestamped",
             Some("bare"),
@@ -231,6 +235,13 @@ fn cases() -> Vec<Case> {
             Some("bare_axum"),
             200,
             axum_router().route_layer(IdentityVerificationLayer::new(hmac_keys.clone())),
+            axum_proto(header(&sig)),
+        ),
+        case(
+            "axum/head_only_hmac",
+            Some("bare_axum"),
+            200,
+            axum_router().route_layer(head_only(&hmac_layer)),
             axum_proto(header(&sig)),
         ),
         case(
@@ -310,6 +321,11 @@ fn bearer_layer() -> tower_http::validate_request::ValidateRequestHeaderLayer<
 }
 
 /// An axum router with one route whose handler answers an empty 200.
+/// `layer` with the inner service's body types kept (no body sources).
+fn head_only(layer: &IdentityVerificationLayer) -> tower_identity::HeadOnlyLayer {
+    layer.clone().head_only().expect("header sources only")
+}
+
 fn axum_router() -> Router {
     Router::new().route("/", get(|| async {}).post(|| async {}))
 }

@@ -272,6 +272,11 @@ impl Sources {
         self.query.iter().any(Option::is_some)
     }
 
+    /// Whether any source is a body field (JSON or form).
+    pub(crate) fn reads_body(&self) -> bool {
+        !self.json.is_empty() || self.form.iter().any(Option::is_some)
+    }
+
     /// Which body to read for this request, if any.
     pub(crate) fn body_kind(&self, head: &RequestHead<'_>) -> Option<BodyKind> {
         let reads_json = !self.json.is_empty();

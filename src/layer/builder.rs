@@ -9,6 +9,7 @@ use tower_layer::Layer;
 use super::collect::{BodyBudget, DEFAULT_MAX_BUFFERED_BODY_BYTES};
 use super::config::{Config, Policies};
 use super::forward::ForwardHeaders;
+use super::head_only::{HeadOnlyLayer, ReadsBody};
 use super::reject::{DefaultResponder, Responder};
 use super::service::IdentityVerification;
 use crate::clock::{Clock, SystemClock};
@@ -207,6 +208,19 @@ impl IdentityVerificationLayer {
     pub fn pass_cors_preflight(mut self, pass: bool) -> Self {
         self.config_mut().pass_cors_preflight = pass;
         self
+    }
+
+    /// This configuration as a [`HeadOnlyLayer`]: the same verification,
+    /// from the request head only, with the inner service's body types kept
+    /// (`Request<B>` in, `Response<ResBody>` out; no body wrapper for a
+    /// framework to box again). Call it last, once configured.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadsBody`] when the [`sources`](Self::sources) read JSON or form
+    /// fields: a head-only layer would not see them.
+    pub fn head_only(self) -> Result<HeadOnlyLayer, ReadsBody> {
+        HeadOnlyLayer::new(self.config)
     }
 
     /// Replaces the responder that builds rejection responses.

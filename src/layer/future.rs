@@ -34,6 +34,18 @@ pub(crate) struct Pending<S, R> {
     pub(crate) config: Arc<Config>,
 }
 
+impl<S: Clone, R> Pending<S, R> {
+    /// What a request needs once it must wait (for its body or its tenant's
+    /// policy). `inner` was driven to readiness: keep that one for this
+    /// request and leave a fresh clone in its place (tower's "be careful when
+    /// cloning inner services").
+    pub(crate) fn new(inner: &mut S, req: R, extracted: Extracted, config: &Arc<Config>) -> Self {
+        let clone = inner.clone();
+        let inner = std::mem::replace(inner, clone);
+        Pending { inner, req, extracted, config: config.clone() }
+    }
+}
+
 /// A request (with its body wrapped for the inner service) waiting for its
 /// tenant's policy.
 type Resolving<S, B> = Pending<S, Request<RequestBody<B>>>;
@@ -140,7 +152,7 @@ where
 
 /// The value a state holds until it moves on; taken exactly once, since a
 /// state that gave it up is replaced before the next poll.
-fn taken<T>(slot: &mut Option<T>) -> T {
+pub(crate) fn taken<T>(slot: &mut Option<T>) -> T {
     slot.take().expect("ResponseFuture polled after completion")
 }
 
@@ -204,6 +216,23 @@ fn poll_resolving<S, B>(
 where
     S: Service<Request<RequestBody<B>>>,
 {
+    Poll::Ready(match ready!(poll_lookup(lookup, slot, cx)) {
+        Ok(fut) => State::Inner { fut },
+        Err(res) => State::done(res),
+    })
+}
+
+/// Waits for the provider, then decides and applies the verdict: the inner
+/// service's future, or the rejection to answer. Shared by every service's
+/// future, whatever body type its inner service takes.
+pub(crate) fn poll_lookup<S, R>(
+    lookup: &mut LookupFuture,
+    slot: &mut Option<Box<Pending<S, Request<R>>>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<S::Future, Response<Bytes>>>
+where
+    S: Service<Request<R>>,
+{
     // A panicking provider is a refused request, never a pass and never a dead connection.
     let polled = std::panic::catch_unwind(AssertUnwindSafe(|| lookup.as_mut().poll(cx)));
     let result: Option<LookupResult> = match polled {
@@ -213,10 +242,10 @@ where
     };
     let Pending { mut inner, mut req, mut extracted, config } = *taken(slot);
     let Some(result) = result else {
-        return Poll::Ready(State::done(provider_panicked(&config, &RequestHead::of(&req))));
+        return Poll::Ready(Err(provider_panicked(&config, &RequestHead::of(&req))));
     };
     Poll::Ready(match apply(&config, &mut req, decide(&config, &mut extracted, borrowed(&result))) {
-        None => State::Inner { fut: inner.call(req) },
-        Some(res) => State::done(res),
+        None => Ok(inner.call(req)),
+        Some(res) => Err(res),
     })
 }

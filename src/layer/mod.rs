@@ -17,6 +17,9 @@
 //!
 //! The inner service receives `Request<`[`RequestBody<B>`](RequestBody)`>`
 //! and the layer answers `Response<`[`ResponseBody<B>`](ResponseBody)`>`.
+//! Without body sources, [`IdentityVerificationLayer::head_only`] builds a
+//! [`HeadOnlyLayer`] instead, whose services keep the inner service's body
+//! types ([`head_only`]).
 
 pub mod body;
 mod builder;
@@ -24,6 +27,7 @@ mod collect;
 mod config;
 mod forward;
 mod future;
+pub mod head_only;
 mod reject;
 mod service;
 mod verdict;
@@ -33,6 +37,7 @@ pub use builder::{DEFAULT_MIN_SECRET_LEN, IdentityVerificationLayer};
 pub use collect::DEFAULT_MAX_BUFFERED_BODY_BYTES;
 pub use forward::{ForwardHeaders, remove_hop_by_hop};
 pub use future::ResponseFuture;
+pub use head_only::{HeadOnlyLayer, HeadOnlyVerification, ReadsBody};
 pub use reject::{DefaultResponder, Rejection, Responder};
 pub use service::IdentityVerification;
 

@@ -69,15 +69,10 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
-        if config.bypass.as_ref().is_some_and(|bypass| bypass(&RequestHead::of(&req))) {
-            guard_bypassed(config, &mut req);
+        if let Admission::Pass = admit(config, &mut req) {
             return ResponseFuture::inner(self.inner.call(req.map(RequestBody::new)));
         }
-        if config.pass_cors_preflight && crate::cors::is_preflight(req.method(), req.headers()) {
-            return ResponseFuture::inner(self.inner.call(pass_preflight(config, req)));
-        }
-        let tenant_cap = config.options.get_max_identifier_len();
-        let mut extracted = Extracted::from_head(&config.sources, tenant_cap, &mut req);
+        let mut extracted = extract_head(config, &mut req);
         if let Some(failure) = extracted.tenant_error() {
             return ResponseFuture::done(refuse_tenant(config, &RequestHead::of(&req), failure));
         }
@@ -105,6 +100,36 @@ where
     }
 }
 
+/// What the head of a request decides before any verification.
+pub(crate) enum Admission {
+    /// Pass unverified: bypassed, or a CORS preflight let through (already
+    /// guarded and marked).
+    Pass,
+    /// Verify: extract the claim ([`extract_head`]).
+    Check,
+}
+
+/// The first step of every request, whatever the service: bypass, then CORS
+/// preflight.
+pub(crate) fn admit<B>(config: &Config, req: &mut Request<B>) -> Admission {
+    if config.bypass.as_ref().is_some_and(|bypass| bypass(&RequestHead::of(req))) {
+        guard_bypassed(config, req);
+        return Admission::Pass;
+    }
+    if config.pass_cors_preflight && crate::cors::is_preflight(req.method(), req.headers()) {
+        pass_preflight(config, req);
+        return Admission::Pass;
+    }
+    Admission::Check
+}
+
+/// The claim in the request head. Its tenant is checked by the caller
+/// ([`Extracted::tenant_error`]): returned in a `Result`, the claim (about
+/// 300 bytes) would be copied on every request.
+pub(crate) fn extract_head<B>(config: &Config, req: &mut Request<B>) -> Extracted {
+    Extracted::from_head(&config.sources, config.options.get_max_identifier_len(), req)
+}
+
 /// A bypassed request is not verified, but its credentials are still guarded
 /// (flagged sensitive, or stripped) and no identity is claimed on the layer's
 /// behalf (forwarded identity headers are removed).
@@ -118,12 +143,11 @@ fn guard_bypassed<B>(config: &Config, req: &mut http::Request<B>) {
 
 /// A CORS preflight let through (`pass_cors_preflight`): anonymous, whatever
 /// it carries, with credentials guarded as on every passed request.
-fn pass_preflight<B>(config: &Config, mut req: Request<B>) -> Request<RequestBody<B>> {
+fn pass_preflight<B>(config: &Config, req: &mut Request<B>) {
     mark_credentials(&config.sources, req.headers_mut());
     tracing::debug!(outcome = "anonymous", "identity: CORS preflight passed unverified");
-    let rejected = apply(config, &mut req, Verdict::Anonymous);
+    let rejected = apply(config, req, Verdict::Anonymous);
     debug_assert!(rejected.is_none(), "an anonymous verdict is always forwarded");
-    req.map(RequestBody::new)
 }
 
 impl<S: Clone> IdentityVerification<S> {
@@ -132,9 +156,7 @@ impl<S: Clone> IdentityVerification<S> {
     /// this request and leave a fresh clone in its place (tower's "be careful
     /// when cloning inner services").
     fn pending<R>(&mut self, req: R, extracted: Extracted) -> Pending<S, R> {
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        Pending { inner, req, extracted, config: self.config.clone() }
+        Pending::new(&mut self.inner, req, extracted, &self.config)
     }
 }
 

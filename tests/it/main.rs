@@ -29,6 +29,8 @@ mod faults;
 mod frameworks;
 #[cfg(all(feature = "json", feature = "jwt"))]
 mod hardening;
+#[cfg(feature = "axum")]
+mod head_only;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod layer;

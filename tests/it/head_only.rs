@@ -1,0 +1,292 @@
+//! `IdentityVerificationLayer::head_only`: the same verification as the full
+//! layer, with the inner service's body types kept. Each case goes through
+//! both layers built from one configuration and must get the same answer,
+//! the same identity and the same calls of the inner service; then the
+//! head-only layer in a real axum router and a real hyper server.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body as AxumBody;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::{HeaderName, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tower::{Layer, Service, ServiceExt};
+use tower_identity::layer::ReadsBody;
+use tower_identity::provider::{LookupResult, from_async_fn};
+use tower_identity::{
+    IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, Role, Sources, TenantPolicy, VerifiedIdentity, sign,
+};
+
+use crate::support::{Answer, SECRET, Server, collect, get as get_request, listener, secret, signed_headers, spawn};
+
+/// What the inner service saw of one request: its identity extensions.
+type Seen = (Option<IdentityOutcome>, Option<(String, Option<String>)>);
+
+/// An inner service over any request body: counts its calls, records what it
+/// saw and answers 200 "inner" in the response body type `R`.
+fn inner<B, R: From<Bytes>>(
+    calls: Arc<AtomicUsize>,
+    seen: Arc<std::sync::Mutex<Option<Seen>>>,
+) -> impl Service<Request<B>, Response = Response<R>, Error = Infallible, Future = impl Send> + Clone {
+    tower::service_fn(move |req: Request<B>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let identity = req.extensions().get::<VerifiedIdentity>();
+        *seen.lock().unwrap() = Some((
+            IdentityOutcome::from_extensions(req.extensions()),
+            identity.map(|i| (i.id().to_owned(), i.tenant().map(str::to_owned))),
+        ));
+        async { Ok(Response::new(R::from(Bytes::from_static(b"inner")))) }
+    })
+}
+
+/// One request through a layer: the answer, the inner service's calls and
+/// what it saw.
+#[derive(Debug, PartialEq)]
+struct Run {
+    status: StatusCode,
+    headers: Vec<(String, String)>,
+    body: String,
+    calls: usize,
+    seen: Option<Seen>,
+}
+
+impl Run {
+    fn of(answer: Answer, calls: &AtomicUsize, seen: &std::sync::Mutex<Option<Seen>>) -> Run {
+        let mut headers: Vec<(String, String)> = answer
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("<bytes>").to_owned()))
+            .collect();
+        headers.sort();
+        Run {
+            status: answer.status,
+            headers,
+            body: answer.body,
+            calls: calls.load(Ordering::SeqCst),
+            seen: seen.lock().unwrap().take(),
+        }
+    }
+}
+
+/// `req` through the full layer and through its head-only twin.
+async fn both(layer: &IdentityVerificationLayer, req: impl Fn() -> Request<Full<Bytes>>) -> (Run, Run) {
+    let (calls, seen) = (Arc::new(AtomicUsize::new(0)), Arc::default());
+    let full = layer.layer(inner::<_, Full<Bytes>>(calls.clone(), Arc::clone(&seen)));
+    let full = Run::of(collect(full.oneshot(req()).await.unwrap()).await, &calls, &seen);
+
+    let (calls, seen) = (Arc::new(AtomicUsize::new(0)), Arc::default());
+    let head_only = layer.clone().head_only().expect("no body sources");
+    // The inner service takes `Request<Full<Bytes>>` itself: the body type is unchanged.
+    let svc = head_only.layer(inner::<Full<Bytes>, Full<Bytes>>(calls.clone(), Arc::clone(&seen)));
+    let head = Run::of(collect(svc.oneshot(req()).await.unwrap()).await, &calls, &seen);
+    (full, head)
+}
+
+fn keys() -> KeySet {
+    KeySet::single(Key::hmac(tower_identity::Identifier::UserId, secret()).with_id("k1"))
+}
+
+fn tenant_sources() -> Sources {
+    Sources::new().header(Role::Tenant, HeaderName::from_static("x-tenant"))
+}
+
+/// A provider that answers after a delay (the `Resolving` state), knows
+/// tenant `acme`, fails for `down` and panics for `boom`.
+fn slow_provider() -> impl tower_identity::SecretProvider {
+    from_async_fn(|tenant: Option<String>| async move {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let answer: LookupResult = match tenant.as_deref() {
+            Some("acme") => Ok(Some(TenantPolicy::new(keys()))),
+            Some("down") => Err(tower_identity::provider::ProviderError::new("the tenant database is down")),
+            Some("boom") => panic!("a provider bug"),
+            _ => Ok(None),
+        };
+        answer
+    })
+}
+
+#[tokio::test]
+async fn head_only_answers_every_request_as_the_full_layer_does() {
+    let signed = signed_headers(SECRET, "42");
+    let valid: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let forged = [("x-user-id", "42"), ("x-identity-signature", &"0".repeat(64) as &str)];
+    let malformed = [("x-user-id", "42"), ("x-identity-signature", "zz")];
+    let with_tenant = |tenant: &'static str, headers: &[(&'static str, &str)]| {
+        let mut h: Vec<(String, String)> = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        h.push(("x-tenant".into(), tenant.into()));
+        h
+    };
+
+    let static_cases: [(&str, Vec<(&str, &str)>); 4] =
+        [("valid", valid.clone()), ("forged", forged.to_vec()), ("malformed", malformed.to_vec()), ("missing", vec![])];
+    for mode in [Mode::Off, Mode::ReportOnly, Mode::Optional, Mode::Required] {
+        let layer = IdentityVerificationLayer::new(keys()).mode(mode);
+        for (name, headers) in &static_cases {
+            let (full, head) = both(&layer, || get_request("/", headers)).await;
+            assert_eq!(full, head, "{mode:?}, {name}");
+        }
+    }
+    // The verified case reached the inner service with the identity; the
+    // forged one did not reach it in `Required`.
+    let layer = IdentityVerificationLayer::new(keys());
+    let (_, head) = both(&layer, || get_request("/", &valid)).await;
+    assert_eq!((head.status, head.calls), (StatusCode::OK, 1));
+    assert_eq!(head.seen.unwrap().1, Some(("42".to_owned(), None)));
+    let (_, head) = both(&layer, || get_request("/", &forged)).await;
+    assert_eq!((head.status, head.calls, head.body.contains("signature_invalid")), (StatusCode::UNAUTHORIZED, 0, true));
+
+    // A provider that waits: known, unknown, failing and panicking tenants,
+    // and a tenant name too long to look up.
+    let layer = IdentityVerificationLayer::new(slow_provider()).sources(tenant_sources());
+    let long = "t".repeat(300);
+    let long: &'static str = Box::leak(long.into_boxed_str());
+    let expectations = [
+        ("acme", StatusCode::OK, 1),
+        ("unknown", StatusCode::UNAUTHORIZED, 0),
+        ("down", StatusCode::SERVICE_UNAVAILABLE, 0),
+        ("boom", StatusCode::INTERNAL_SERVER_ERROR, 0),
+        (long, StatusCode::UNAUTHORIZED, 0),
+    ];
+    for (tenant, status, calls) in expectations {
+        let headers = with_tenant(tenant, &valid);
+        let req = || {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            get_request("/", &h)
+        };
+        let (full, head) = both(&layer, req).await;
+        assert_eq!(full, head, "tenant {:.20}", tenant);
+        assert_eq!((head.status, head.calls), (status, calls), "tenant {:.20}: {}", tenant, head.body);
+    }
+    let (_, head) = both(&layer, || get_request("/", &[("x-tenant", "acme"), valid[0], valid[1]])).await;
+    assert_eq!(head.seen.unwrap().1, Some(("42".to_owned(), Some("acme".to_owned()))));
+
+    // Bypass and CORS preflights pass unverified, with forwarded identity
+    // headers stripped, as in the full layer.
+    let layer = IdentityVerificationLayer::new(keys())
+        .bypass(|head| head.uri.path() == "/health")
+        .pass_cors_preflight(true)
+        .forward_identity_headers(tower_identity::layer::ForwardHeaders::default());
+    let preflight = || {
+        Request::options("/chat")
+            .header("origin", "https://shop.example")
+            .header("access-control-request-method", "POST")
+            .header("x-verified-user-id", "admin")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let (full, head) = both(&layer, preflight).await;
+    assert_eq!(full, head);
+    assert_eq!((head.calls, head.seen.unwrap().0), (1, Some(IdentityOutcome::Anonymous)));
+    let (full, head) = both(&layer, || get_request("/health", &[("x-verified-user-id", "admin")])).await;
+    assert_eq!(full, head);
+    assert_eq!((head.status, head.calls), (StatusCode::OK, 1));
+}
+
+#[test]
+fn head_only_refuses_a_configuration_that_reads_the_body() {
+    let layer = IdentityVerificationLayer::new(keys()).sources(Sources::new().json(Role::UserId, "/user_id"));
+    let err = layer.head_only().unwrap_err();
+    assert_eq!(err, ReadsBody);
+    assert!(err.to_string().contains("read the request body"), "{err}");
+    let form = IdentityVerificationLayer::new(keys()).sources(Sources::new().form(Role::UserId, "user_id"));
+    assert!(form.head_only().is_err());
+    let query = IdentityVerificationLayer::new(keys()).sources(Sources::new().query_defaults().bearer());
+    assert!(query.head_only().is_ok());
+}
+
+#[tokio::test]
+async fn head_only_in_an_axum_router_keeps_the_body_streaming() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let echo = move |identity: VerifiedIdentity, body: Bytes| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move { format!("{}:{}", identity.id(), body.len()) }
+    };
+    let layer = IdentityVerificationLayer::new(keys()).head_only().unwrap();
+    let app = Router::new()
+        .route("/echo", post(echo))
+        .route("/me", get(|i: VerifiedIdentity| async move { i.id().to_owned() }));
+    let server = Server::axum(app.route_layer(layer), calls.clone()).await;
+    let addr = server.addr;
+
+    let signed = signed_headers(SECRET, "7");
+    let mut req = Request::post(format!("http://{addr}/echo"));
+    for (k, v) in &signed {
+        req = req.header(*k, v.as_str());
+    }
+    let res = crate::support::fetch(req.body(Full::new(Bytes::from(vec![b'x'; 100_000]))).unwrap()).await;
+    assert_eq!((res.status, res.body.as_str()), (StatusCode::OK, "7:100000"));
+
+    let forged = [("x-user-id", "7"), ("x-identity-signature", &sign::hmac(&crate::support::secret(), "8") as &str)];
+    let res = crate::support::fetch(get_request(&format!("http://{addr}/me"), &forged)).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(res.code(), "signature_invalid");
+    assert_eq!(res.headers["content-type"], "application/json");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "only the verified request reached a handler");
+    drop(server);
+}
+
+#[tokio::test]
+async fn head_only_in_a_hyper_server_hands_on_incoming() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let layer = IdentityVerificationLayer::new(keys()).head_only().unwrap();
+    // The inner service takes hyper's own `Incoming` and answers `Full`.
+    let svc = layer.layer(tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let user = req.extensions().get::<VerifiedIdentity>().map(|i| i.id().to_owned()).unwrap_or_default();
+            let len = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or_default();
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!("{user}:{len}")))))
+        }
+    }));
+    let (l, addr) = listener().await;
+    let server = spawn(async move {
+        loop {
+            let (stream, _) = l.accept().await.unwrap();
+            let svc = hyper_util::service::TowerToHyperService::new(svc.clone());
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let signed = signed_headers(SECRET, "9");
+    let mut req = Request::post(format!("http://{addr}/"));
+    for (k, v) in &signed {
+        req = req.header(*k, v.as_str());
+    }
+    let res = crate::support::fetch(req.body(Full::new(Bytes::from(vec![b'y'; 70_000]))).unwrap()).await;
+    assert_eq!((res.status, res.body.as_str()), (StatusCode::OK, "9:70000"));
+    let res = crate::support::fetch(get_request(&format!("http://{addr}/"), &[("x-user-id", "9")])).await;
+    assert_eq!((res.status, res.code().as_str()), (StatusCode::UNAUTHORIZED, "credential_missing"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the rejected request never reached the inner service");
+    drop(server);
+}
+
+/// axum's own body type passes through the head-only layer unboxed: the
+/// handler's body and the router's response are `axum::body::Body`.
+#[tokio::test]
+async fn head_only_over_an_axum_body_service() {
+    let (calls, seen) = (Arc::new(AtomicUsize::new(0)), Arc::default());
+    let layer = IdentityVerificationLayer::new(keys()).head_only().unwrap();
+    let svc = layer.layer(inner::<AxumBody, AxumBody>(calls.clone(), Arc::clone(&seen)));
+    let signed = signed_headers(SECRET, "5");
+    let mut req = Request::get("/");
+    for (k, v) in &signed {
+        req = req.header(*k, v.as_str());
+    }
+    let res: Response<AxumBody> = svc.clone().oneshot(req.body(AxumBody::empty()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = svc.oneshot(Request::get("/").body(AxumBody::empty()).unwrap()).await.unwrap();
+    let answer = collect(res).await;
+    assert_eq!((answer.status, answer.code().as_str()), (StatusCode::UNAUTHORIZED, "credential_missing"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
