@@ -5,6 +5,7 @@
 //! ```text
 //! e2e_server bare  <port>                      # GET / answers "hello"
 //! e2e_server layer <port>                      # the same, with the layer (header HMAC over x-user-id)
+//! e2e_server head-only <port>                  # the same, with the layer's head-only form
 //! e2e_server plain-proxy <port> <upstream_port> # a hyper-util reverse proxy to 127.0.0.1:<upstream_port>
 //! e2e_server signature                         # prints the x-identity-signature value for USER
 //! e2e_server user                              # prints USER
@@ -47,12 +48,23 @@ async fn hello() -> &'static str {
     "hello"
 }
 
-fn app(with_layer: bool) -> Router {
+/// Which layer, if any, the hello service runs behind.
+#[derive(Clone, Copy)]
+enum Guard {
+    Bare,
+    /// `IdentityVerificationLayer` as built.
+    Layer,
+    /// The same configuration, `head_only()`: axum's body types kept.
+    HeadOnly,
+}
+
+fn app(guard: Guard) -> Router {
     let app = Router::new().route("/", get(hello));
-    if with_layer {
-        app.route_layer(IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::UserId, secret()))))
-    } else {
-        app
+    let layer = IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::UserId, secret())));
+    match guard {
+        Guard::Bare => app,
+        Guard::Layer => app.route_layer(layer),
+        Guard::HeadOnly => app.route_layer(layer.head_only().expect("header sources only")),
     }
 }
 
@@ -60,15 +72,13 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()
 }
 
-fn serve(with_layer: bool, port: u16) -> std::io::Result<()> {
+fn serve(guard: Guard, port: u16) -> std::io::Result<()> {
     let rt = runtime()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        println!("listening on {} ({})", listener.local_addr()?, if with_layer { "layer" } else { "bare" });
+        println!("listening on {}", listener.local_addr()?);
         // Serve on the worker thread; this thread only waits.
-        tokio::spawn(async move { axum::serve(listener, app(with_layer)).await })
-            .await
-            .map_err(std::io::Error::other)?
+        tokio::spawn(async move { axum::serve(listener, app(guard)).await }).await.map_err(std::io::Error::other)?
     })
 }
 
@@ -162,7 +172,9 @@ fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
-        [mode @ ("bare" | "layer"), p] => serve(*mode == "layer", port(p)?),
+        ["bare", p] => serve(Guard::Bare, port(p)?),
+        ["layer", p] => serve(Guard::Layer, port(p)?),
+        ["head-only", p] => serve(Guard::HeadOnly, port(p)?),
         ["plain-proxy", p, upstream] => plain_proxy(port(p)?, port(upstream)?),
         ["signature"] => {
             println!("{}", sign::hmac(&secret(), USER));
@@ -178,7 +190,7 @@ fn main() -> std::io::Result<()> {
         }
         _ => {
             eprintln!(
-                "e2e_server: usage: e2e_server (bare|layer) <port> | plain-proxy <port> <upstream_port> \
+                "e2e_server: usage: e2e_server (bare|layer|head-only) <port> | plain-proxy <port> <upstream_port> \
                  | signature | user | secret  (run by benches/e2e.sh)"
             );
             Ok(())

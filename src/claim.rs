@@ -253,6 +253,21 @@ impl IdStr {
         }
     }
 
+    /// The identifier as a header value, sharing its bytes where it can (a
+    /// value read from a header, or a slice of a body or token, is not
+    /// copied); `None` when its bytes cannot be a header value.
+    pub(crate) fn to_header_value(&self) -> Option<HeaderValue> {
+        let mut value = match &self.0 {
+            Repr::Header(v) => v.clone(),
+            Repr::Bytes(b) => HeaderValue::from_maybe_shared(b.clone()).ok()?,
+            Repr::Shared(s) => HeaderValue::from_str(s).ok()?,
+            Repr::Static(s) => HeaderValue::from_str(s).ok()?,
+        };
+        // An identifier proves nothing by itself: never hidden from logs.
+        value.set_sensitive(false);
+        Some(value)
+    }
+
     /// The identifier as a string slice.
     pub fn as_str(&self) -> &str {
         match &self.0 {

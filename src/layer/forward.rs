@@ -113,7 +113,7 @@ impl ForwardHeaders {
             // Identifiers were checked to hold no control characters, so every
             // value is a valid header value; anything else is dropped, never
             // forwarded half-way.
-            if let Some(v) = value.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
+            if let Some(v) = value.and_then(IdStr::to_header_value) {
                 headers.insert(name.clone(), v);
             }
         };
