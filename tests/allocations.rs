@@ -167,9 +167,9 @@ fn signed(sig: &str) -> Request<Full<Bytes>> {
 
 /// Allocations for one request through `svc`, after one warm-up request
 /// (first calls may register tracing callsites and the like).
-fn per_request<S, RB>(svc: &mut S, make: impl Fn() -> Request<Full<Bytes>>, status: u16) -> Vec<usize>
+fn per_request<S, B, RB>(svc: &mut S, make: impl Fn() -> Request<B>, status: u16) -> Vec<usize>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<RB>>,
+    S: Service<Request<B>, Response = Response<RB>>,
     S::Error: Debug,
 {
     assert_eq!(drive(svc, make()).status().as_u16(), status);
@@ -297,4 +297,26 @@ fn query_hmac_accept_path() {
     let added = show("query HMAC, accept", &bare_count(), &counts, &query_labels(&[USER, &sig]));
     println!("    => the layer adds {added} allocation(s) (budget {QUERY_BUDGET})");
     assert!(added <= QUERY_BUDGET, "{counts:?}");
+}
+
+/// In an axum router, `head_only` keeps axum's body types: the router boxes
+/// neither body again, so the layer adds no more than the identity's
+/// allocations over a layer that does nothing (`route_layer` itself
+/// allocates per request), two fewer than the full layer's wrapped bodies.
+#[test]
+fn axum_router_head_only_accept_path() {
+    use axum::routing::get;
+    let sig = sign::hmac(&secret(), USER);
+    let router = || axum::Router::new().route("/", get(|| async {}));
+    let make = || signed(&sig).map(axum::body::Body::new);
+    let noop = tower::util::MapRequestLayer::new(|req: Request<axum::body::Body>| req);
+    let noop = per_request(&mut router().route_layer(noop), make, 200);
+    let full = per_request(&mut router().route_layer(hmac_layer()), make, 200);
+    let head_only = hmac_layer().head_only().expect("header sources only");
+    let head_only = per_request(&mut router().route_layer(head_only), make, 200);
+    let full_added = show("axum router, full layer, accept", &noop, &full, &accept_labels());
+    let added = show("axum router, head_only, accept", &noop, &head_only, &accept_labels());
+    println!("    => over a no-op route_layer: head_only adds {added} allocation(s), the full layer {full_added}");
+    assert!(added <= ACCEPT_BUDGET, "head_only in axum allocates {added} times, budget {ACCEPT_BUDGET}: {head_only:?}");
+    assert_eq!(full_added, added + 2, "the full layer's two wrapped bodies, boxed again by axum");
 }
