@@ -11,7 +11,7 @@
 //! `head_only` is the layer with the body types kept, `naive` the
 //! hand-written layer of `overhead/peers.rs`); the same in an axum router
 //! with `route_layer`: `bare_axum`, `axum_layer`, `axum_head_only`,
-//! `axum_naive`; `bare_jwt`, `jwt` and
+//! `axum_naive`, `axum_from_fn` (`from_fn` with a pre-keyed HMAC); `bare_jwt`, `jwt` and
 //! `jsonwebtoken` (an HS256 bearer token; `jsonwebtoken` is the layer around
 //! that crate). Every case builds its requests the same way, so the
 //! difference between two totals is the services' own work. Under valgrind
@@ -117,12 +117,16 @@ fn main() {
         "axum_layer" => axum(router().route_layer(hmac_layer.clone())),
         "axum_head_only" => axum(router().route_layer(head_only())),
         "axum_naive" => axum(router().route_layer(peers::NaiveLayer::new(SECRET.as_bytes()))),
+        "axum_from_fn" => axum(router().route_layer(axum::middleware::from_fn_with_state(
+            peers::prekeyed(SECRET.as_bytes()),
+            peers::from_fn_hmac,
+        ))),
         "bare_jwt" => run(bare(), &jwt),
         "jwt" => run(jwt_layer.layer(bare()), &jwt),
         "jsonwebtoken" => run(peers::JsonwebtokenLayer::new(jwt_secret.expose(), APP_ID).layer(bare()), &jwt),
         other => panic!(
             "unknown case {other:?}: bare, layer, head_only, naive, bare_axum, axum_layer, axum_head_only, \
-             axum_naive, bare_jwt, jwt, jsonwebtoken"
+             axum_naive, axum_from_fn, bare_jwt, jwt, jsonwebtoken"
         ),
     }
 }
