@@ -1,7 +1,8 @@
 //! Strict JSON reading: object keys read without copying (shared with the
 //! JSON body walker), and, for JWT headers and payloads, one pass over an
 //! object that keeps the fields the verifier reads and refuses duplicate
-//! keys at every level.
+//! keys at every level (after the [`flat_json`](super::flat_json) fast path,
+//! which reads the common flat objects and leaves the rest to this pass).
 
 use std::borrow::Cow;
 use std::fmt;

@@ -215,7 +215,7 @@ fn tail_bits_set(part: &str) -> String {
 fn signed_tokens_with_non_canonical_base64url_are_malformed() {
     // JSON padded with trailing spaces to a length that leaves unused bits.
     let spaced = |json: String| {
-        let pad = if json.len() % 3 == 0 { 1 } else { 0 };
+        let pad = usize::from(json.len().is_multiple_of(3));
         URL_SAFE_NO_PAD.encode(json + &" ".repeat(pad))
     };
     let h64 = spaced(r#"{"alg":"HS256","typ":"JWT"}"#.to_owned());
