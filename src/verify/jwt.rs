@@ -19,8 +19,7 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64_simd::{Out, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use hmac::Mac;
 
@@ -107,38 +106,69 @@ impl JwtOptions {
     }
 }
 
+/// Strict base64url: the URL-safe alphabet, no padding, a length that is not
+/// 1 mod 4, and the unused bits of the last character zero (one encoding per
+/// byte string, RFC 7515 §2 and RFC 4648 §3.5).
 fn b64(part: &[u8]) -> Result<Vec<u8>, Failure> {
-    URL_SAFE_NO_PAD.decode(part).map_err(|_| Failure::Malformed(Malformed::Token))
+    URL_SAFE_NO_PAD.decode_to_vec(part).map_err(|_| Failure::Malformed(Malformed::Token))
 }
 
-/// The header fields the verifier reads.
-fn header_field(name: &str) -> Option<usize> {
-    Some(match name {
-        "alg" => 0,
-        "typ" => 1,
-        "kid" => 2,
-        "crit" => 3,
-        "jwk" => 4,
-        "jku" => 5,
-        "x5u" => 6,
-        "x5c" => 7,
-        _ => return None,
-    })
+/// [`b64`] into `out`, which must have room for the decoded bytes.
+fn b64_into<'o>(part: &[u8], out: &'o mut [u8]) -> Result<&'o [u8], Failure> {
+    let malformed = Failure::Malformed(Malformed::Token);
+    let len = URL_SAFE_NO_PAD.decoded_length(part).map_err(|_| malformed)?;
+    let out = out.get_mut(..len).ok_or(malformed)?;
+    URL_SAFE_NO_PAD.decode(part, Out::from_slice(out)).map(|decoded| &*decoded).map_err(|_| malformed)
 }
 
-/// The payload claims the verifier reads.
-fn payload_field(name: &str) -> Option<usize> {
-    Some(match name {
-        "exp" => 0,
-        "iat" => 1,
-        "nbf" => 2,
-        "aud" => 3,
-        "sub" => 4,
-        "user_id" => 5,
-        "email" => 6,
-        "visitor_id" => 7,
-        _ => return None,
-    })
+/// The slots of the header fields the verifier reads.
+mod header {
+    pub(super) const ALG: usize = 0;
+    pub(super) const TYP: usize = 1;
+    pub(super) const KID: usize = 2;
+    /// Refused: the verifier understands no extension, and keys never come
+    /// from the token.
+    pub(super) const REFUSED: [usize; 5] = [3, 4, 5, 6, 7];
+
+    pub(super) fn slot(name: &str) -> Option<usize> {
+        Some(match name {
+            "alg" => ALG,
+            "typ" => TYP,
+            "kid" => KID,
+            "crit" => REFUSED[0],
+            "jwk" => REFUSED[1],
+            "jku" => REFUSED[2],
+            "x5u" => REFUSED[3],
+            "x5c" => REFUSED[4],
+            _ => return None,
+        })
+    }
+}
+
+/// The slots of the payload claims the verifier reads.
+mod claim {
+    pub(super) const EXP: usize = 0;
+    pub(super) const IAT: usize = 1;
+    pub(super) const NBF: usize = 2;
+    pub(super) const AUD: usize = 3;
+    pub(super) const SUB: usize = 4;
+    pub(super) const USER_ID: usize = 5;
+    pub(super) const EMAIL: usize = 6;
+    pub(super) const VISITOR_ID: usize = 7;
+
+    pub(super) fn slot(name: &str) -> Option<usize> {
+        Some(match name {
+            "exp" => EXP,
+            "iat" => IAT,
+            "nbf" => NBF,
+            "aud" => AUD,
+            "sub" => SUB,
+            "user_id" => USER_ID,
+            "email" => EMAIL,
+            "visitor_id" => VISITOR_ID,
+            _ => return None,
+        })
+    }
 }
 
 /// What a verified token proves.
@@ -200,29 +230,28 @@ fn verify_jws_bytes<'k>(
     let mut stack = [0u8; 384];
     let heap;
     let header_json: &[u8] = if h64.len() <= 512 {
-        let len = URL_SAFE_NO_PAD.decode_slice(h64, &mut stack).map_err(|_| malformed)?;
-        &stack[..len]
+        b64_into(h64, &mut stack)?
     } else {
         heap = b64(h64)?;
         &heap
     };
-    let mut header = Fields::<8>::new(header_field);
+    let mut header = Fields::<8>::new(header::slot);
     header.read(header_json)?;
-    if header.get("alg").and_then(Scalar::as_str) != Some("HS256") {
+    if header.get(header::ALG).and_then(Scalar::as_str) != Some("HS256") {
         return Err(Failure::Invalid);
     }
-    if ["crit", "jwk", "jku", "x5u", "x5c"].iter().any(|k| header.get(k).is_some()) {
+    if header::REFUSED.iter().any(|&slot| header.get(slot).is_some()) {
         return Err(Failure::Invalid);
     }
-    if let Some(typ) = header.get("typ")
+    if let Some(typ) = header.get(header::TYP)
         && !typ.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT"))
     {
         return Err(Failure::Invalid);
     }
-    let kid = header.string("kid")?;
+    let kid = header.string(header::KID)?;
     // 43 base64url characters are exactly 32 bytes; decoded in place, no allocation.
     let mut tag = [0u8; 32];
-    if s64.len() != 43 || URL_SAFE_NO_PAD.decode_slice(s64, &mut tag) != Ok(32) {
+    if s64.len() != 43 || b64_into(s64, &mut tag)?.len() != 32 {
         return Err(malformed);
     }
     let payload = b64(p64)?;
@@ -258,11 +287,11 @@ pub(crate) fn verify_token(token: &[u8], keys: &KeySet, now: u64, opts: &JwtOpti
     let (key, payload) = verify_jws_bytes(token, keys, now, opts)?;
     // Authentic from here on: check the claims.
     let payload = Bytes::from(payload);
-    let mut claims = Fields::<8>::new(payload_field);
+    let mut claims = Fields::<8>::new(claim::slot);
     claims.read(&payload)?;
-    let exp = claims.numeric("exp")?.ok_or(malformed)?;
-    let iat = claims.numeric("iat")?;
-    let nbf = claims.numeric("nbf")?;
+    let exp = claims.numeric(claim::EXP)?.ok_or(malformed)?;
+    let iat = claims.numeric(claim::IAT)?;
+    let nbf = claims.numeric(claim::NBF)?;
     if opts.require_iat && iat.is_none() {
         return Err(malformed);
     }
@@ -285,7 +314,7 @@ pub(crate) fn verify_token(token: &[u8], keys: &KeySet, now: u64, opts: &JwtOpti
         return Err(Failure::NotYetValid);
     }
     if let Some(expected) = keys.audience() {
-        let ok = match claims.get("aud") {
+        let ok = match claims.get(claim::AUD) {
             Some(Scalar::Str(a) | Scalar::OneStrList(a)) => **a == *expected,
             _ => false,
         };
@@ -293,14 +322,14 @@ pub(crate) fn verify_token(token: &[u8], keys: &KeySet, now: u64, opts: &JwtOpti
             return Err(Failure::Invalid);
         }
     }
-    let user_id = match claims.string("sub")? {
+    let user_id = match claims.string(claim::SUB)? {
         Some(sub) => Some(sub),
-        None => claims.string("user_id")?,
+        None => claims.string(claim::USER_ID)?,
     };
     let (user_id, email, visitor_id) = (
         user_id.map(|v| IdStr::shared_in(&payload, v)),
-        claims.string("email")?.map(|v| IdStr::shared_in(&payload, v)),
-        claims.string("visitor_id")?.map(|v| IdStr::shared_in(&payload, v)),
+        claims.string(claim::EMAIL)?.map(|v| IdStr::shared_in(&payload, v)),
+        claims.string(claim::VISITOR_ID)?.map(|v| IdStr::shared_in(&payload, v)),
     );
     drop(claims);
     if user_id.is_none() && email.is_none() && visitor_id.is_none() {
@@ -352,8 +381,39 @@ mod tests {
     use crate::verify::strict_json::MAX_KEYS;
 
     #[test]
+    fn base64url_is_strict() {
+        let decode = |part: &str| {
+            let mut out = [0u8; 16];
+            let on_stack = b64_into(part.as_bytes(), &mut out).map(<[u8]>::to_vec);
+            assert_eq!(on_stack, b64(part.as_bytes()), "{part:?}");
+            on_stack.ok()
+        };
+        assert_eq!(decode("QQ"), Some(b"A".to_vec()));
+        assert_eq!(decode("QUI"), Some(b"AB".to_vec()));
+        assert_eq!(decode("QUJD"), Some(b"ABC".to_vec()));
+        assert_eq!(decode("-_-_"), Some(vec![0xfb, 0xff, 0xbf]));
+        assert_eq!(decode(""), Some(vec![]));
+        for bad in [
+            // The unused bits of the last character set: another spelling of the same bytes.
+            "QR", "QT", "QUJ", "QUK", "QUJDQR",
+            // Padding, a length of 1 mod 4, the standard alphabet, anything else.
+            "QQ==", "QUI=", "QQ=", "Q", "QUJDQ", "+/+/", "QU+D", "QU/D", "QUJ\n", " QUJD", "QUJD ", "QU.D", "QU\0D",
+        ] {
+            assert_eq!(decode(bad), None, "{bad:?}");
+        }
+        // Longer than the SIMD blocks: the tail is checked as strictly.
+        let long = "QUJD".repeat(20);
+        assert!(b64(format!("{long}QQ").as_bytes()).is_ok());
+        assert!(b64(format!("{long}QR").as_bytes()).is_err());
+        assert!(b64(format!("{long}Q").as_bytes()).is_err());
+        assert!(b64(format!("{long}QQ==").as_bytes()).is_err());
+        let mut out = [0u8; 2];
+        assert!(b64_into(b"QUJD", &mut out).is_err(), "no room: refused, not truncated");
+    }
+
+    #[test]
     fn strict_object_refuses_duplicates() {
-        let read = |json: &[u8]| Fields::<8>::parse(payload_field, json).map(|_| ());
+        let read = |json: &[u8]| Fields::<8>::parse(claim::slot, json).map(|_| ());
         assert!(read(br#"{"a":1,"a":1}"#).is_err());
         assert!(read(br#"{"exp":1,"exp":1}"#).is_err());
         assert!(read(br#"{"exp":1,"\u0065xp":1}"#).is_err());
@@ -374,17 +434,17 @@ mod tests {
     #[test]
     fn fields_keep_what_the_verifier_reads() {
         let json = br#"{"exp":17,"iat":-1,"aud":["app"],"email":"a\u0040b","sub":"x","nbf":1.5,"user_id":null}"#;
-        let f = Fields::<8>::parse(payload_field, json).unwrap();
-        assert_eq!(f.numeric("exp"), Ok(Some(17)));
-        assert!(f.numeric("iat").is_err() && f.numeric("nbf").is_err());
-        assert!(matches!(f.get("aud"), Some(Scalar::OneStrList(a)) if a == "app"));
-        assert_eq!(f.string("email"), Ok(Some("a@b")));
-        assert_eq!(f.string("sub"), Ok(Some("x")));
-        assert!(f.string("user_id").is_err());
-        assert_eq!(f.string("visitor_id"), Ok(None));
-        let zero = Fields::<8>::parse(payload_field, br#"{"exp":-0}"#).unwrap();
-        assert!(zero.numeric("exp").is_err(), "-0 is a float to serde_json, as it was to its Value");
-        let two = Fields::<8>::parse(payload_field, br#"{"aud":["a","b"]}"#).unwrap();
-        assert!(matches!(two.get("aud"), Some(Scalar::Other)));
+        let f = Fields::<8>::parse(claim::slot, json).unwrap();
+        assert_eq!(f.numeric(claim::EXP), Ok(Some(17)));
+        assert!(f.numeric(claim::IAT).is_err() && f.numeric(claim::NBF).is_err());
+        assert!(matches!(f.get(claim::AUD), Some(Scalar::OneStrList(a)) if a == "app"));
+        assert_eq!(f.string(claim::EMAIL), Ok(Some("a@b")));
+        assert_eq!(f.string(claim::SUB), Ok(Some("x")));
+        assert!(f.string(claim::USER_ID).is_err());
+        assert_eq!(f.string(claim::VISITOR_ID), Ok(None));
+        let zero = Fields::<8>::parse(claim::slot, br#"{"exp":-0}"#).unwrap();
+        assert!(zero.numeric(claim::EXP).is_err(), "-0 is a float to serde_json, as it was to its Value");
+        let two = Fields::<8>::parse(claim::slot, br#"{"aud":["a","b"]}"#).unwrap();
+        assert!(matches!(two.get(claim::AUD), Some(Scalar::Other)));
     }
 }

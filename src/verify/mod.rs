@@ -18,6 +18,8 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod jwt;
 
+#[cfg(feature = "jwt")]
+mod flat_json;
 mod hmac;
 #[cfg(any(feature = "json", feature = "jwt"))]
 pub(crate) mod strict_json;

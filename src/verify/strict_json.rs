@@ -1,7 +1,8 @@
 //! Strict JSON reading: object keys read without copying (shared with the
 //! JSON body walker), and, for JWT headers and payloads, one pass over an
 //! object that keeps the fields the verifier reads and refuses duplicate
-//! keys at every level.
+//! keys at every level (after the [`flat_json`](super::flat_json) fast path,
+//! which reads the common flat objects and leaves the rest to this pass).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -50,6 +51,8 @@ impl<'de> Deserialize<'de> for JsonKey<'de> {
 /// A JSON value as the verifier needs it: a string (borrowed from the
 /// decoded bytes when it has no escapes), a non-negative integer, an array of
 /// exactly one string (`aud`), or anything else, checked but not kept.
+#[cfg_attr(debug_assertions, derive(PartialEq))]
+#[cfg_attr(test, derive(Debug))]
 pub(super) enum Scalar<'de> {
     Str(Cow<'de, str>),
     U64(u64),
@@ -163,10 +166,45 @@ impl<'de, const N: usize> Fields<'de, N> {
     }
 
     /// Reads `json` into these (empty) fields, in place: the fields are a
-    /// few hundred bytes, not worth returning by value.
+    /// few hundred bytes, not worth returning by value. A flat object is
+    /// read by the [`flat_json`](super::flat_json) fast path; anything it
+    /// leaves, by the strict serde pass, which alone refuses.
     pub(super) fn read(&mut self, json: &'de [u8]) -> Result<(), Failure> {
+        if super::flat_json::read(json, self.index, &mut self.values).is_some() {
+            #[cfg(debug_assertions)]
+            self.assert_serde_agrees(json);
+            return Ok(());
+        }
+        self.values = [const { None }; N];
+        self.read_serde(json)
+    }
+
+    /// The strict serde pass.
+    fn read_serde(&mut self, json: &'de [u8]) -> Result<(), Failure> {
         let mut de = serde_json::Deserializer::from_slice(json);
         self.deserialize(&mut de).and_then(|()| de.end()).map_err(|_| Failure::Malformed(Malformed::Token))
+    }
+
+    /// The fast path accepts only what the serde pass accepts, with the
+    /// same values: checked on every acceptance in debug builds, so the
+    /// tests and the fuzz targets compare the two.
+    #[cfg(debug_assertions)]
+    fn assert_serde_agrees(&self, json: &'de [u8]) {
+        let mut serde = Fields::<N>::new(self.index);
+        assert_eq!(serde.read_serde(json), Ok(()), "the flat JSON fast path accepted what serde refuses");
+        assert!(serde.values == self.values, "the flat JSON fast path read other values than serde");
+    }
+
+    /// The serde pass alone, for comparing the fast path with it.
+    #[cfg(test)]
+    pub(super) fn parse_serde(index: fn(&str) -> Option<usize>, json: &'de [u8]) -> Result<Self, Failure> {
+        let mut fields = Fields::new(index);
+        fields.read_serde(json).map(|()| fields)
+    }
+
+    #[cfg(test)]
+    pub(super) fn values(&self) -> &[Option<Scalar<'de>>; N] {
+        &self.values
     }
 
     #[cfg(test)]
@@ -175,13 +213,14 @@ impl<'de, const N: usize> Fields<'de, N> {
         fields.read(json).map(|()| fields)
     }
 
-    pub(super) fn get(&self, name: &str) -> Option<&Scalar<'de>> {
-        self.values.get((self.index)(name)?)?.as_ref()
+    /// The value in `slot` (as `index` gives it for the field's name).
+    pub(super) fn get(&self, slot: usize) -> Option<&Scalar<'de>> {
+        self.values.get(slot)?.as_ref()
     }
 
     /// A non-negative integer claim; any other type is malformed.
-    pub(super) fn numeric(&self, name: &str) -> Result<Option<u64>, Failure> {
-        match self.get(name) {
+    pub(super) fn numeric(&self, slot: usize) -> Result<Option<u64>, Failure> {
+        match self.get(slot) {
             None => Ok(None),
             Some(Scalar::U64(v)) => Ok(Some(*v)),
             Some(_) => Err(Failure::Malformed(Malformed::Token)),
@@ -189,8 +228,8 @@ impl<'de, const N: usize> Fields<'de, N> {
     }
 
     /// A string claim; any other type is malformed.
-    pub(super) fn string(&self, name: &str) -> Result<Option<&str>, Failure> {
-        match self.get(name) {
+    pub(super) fn string(&self, slot: usize) -> Result<Option<&str>, Failure> {
+        match self.get(slot) {
             None => Ok(None),
             Some(Scalar::Str(s)) => Ok(Some(s)),
             Some(_) => Err(Failure::Malformed(Malformed::Token)),

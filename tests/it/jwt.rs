@@ -10,7 +10,7 @@ use tower_identity::sign;
 use tower_identity::verify::jwt::{self, JwtOptions};
 use tower_identity::{
     Identifier, IdentityVerificationLayer, Key, KeySet, Mode, Role, Scheme, Secret, Sources, claim::Claim,
-    verify::Failure, verify::VerifyOptions, verify::verify,
+    verify::Failure, verify::Malformed, verify::VerifyOptions, verify::verify,
 };
 
 fn options(max_lifetime: u64) -> VerifyOptions {
@@ -199,6 +199,69 @@ fn strictness() {
     assert!(check(&forge(&hs256, &with("pad", json!("x".repeat(5000))), SECRET)).is_ok());
     // exp is exclusive: a token at its exp is expired.
     assert_eq!(check(&forge(&hs256, &with("exp", json!(NOW)), SECRET)).unwrap_err(), Failure::Expired);
+}
+
+/// Another spelling of the same bytes: the unused low bits of the last
+/// character set (a part whose length is a multiple of 4 has none).
+fn tail_bits_set(part: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    assert_ne!(part.len() % 4, 0, "{part} has no unused bits");
+    let (head, last) = part.split_at(part.len() - 1);
+    let v = ALPHABET.iter().position(|&c| c == last.as_bytes()[0]).unwrap();
+    format!("{head}{}", ALPHABET[v | 1] as char)
+}
+
+#[test]
+fn signed_tokens_with_non_canonical_base64url_are_malformed() {
+    // JSON padded with trailing spaces to a length that leaves unused bits.
+    let spaced = |json: String| {
+        let pad = usize::from(json.len().is_multiple_of(3));
+        URL_SAFE_NO_PAD.encode(json + &" ".repeat(pad))
+    };
+    let h64 = spaced(r#"{"alg":"HS256","typ":"JWT"}"#.to_owned());
+    let p64 = spaced(claims().to_string());
+    assert!(check(&forge_raw(&h64, &p64, SECRET)).is_ok(), "the canonical spelling verifies");
+    let signature = |token: String| token.rsplit_once('.').unwrap().1.to_owned();
+    let s64 = signature(forge_raw(&h64, &p64, SECRET));
+    let std_alphabet = |part: &str| part.replace('-', "+").replace('_', "/");
+    let cases: Vec<(&str, String)> = vec![
+        // Each is correctly signed: only the encoding is wrong.
+        ("header tail bits", forge_raw(&tail_bits_set(&h64), &p64, SECRET)),
+        ("payload tail bits", forge_raw(&h64, &tail_bits_set(&p64), SECRET)),
+        ("header padded", forge_raw(&format!("{h64}="), &p64, SECRET)),
+        ("payload padded", forge_raw(&h64, &format!("{p64}=="), SECRET)),
+        ("payload with a newline", forge_raw(&h64, &format!("{}\n{}", &p64[..8], &p64[8..]), SECRET)),
+        ("payload in the standard alphabet", {
+            let mut payload = claims();
+            let p64 = (3..)
+                .map(|n| {
+                    payload["x"] = json!("~?".repeat(n));
+                    URL_SAFE_NO_PAD.encode(payload.to_string())
+                })
+                .find(|p64| p64.contains(['-', '_']))
+                .unwrap();
+            assert!(check(&forge_raw(&h64, &p64, SECRET)).is_ok());
+            forge_raw(&h64, &std_alphabet(&p64), SECRET)
+        }),
+        ("signature tail bits", format!("{h64}.{p64}.{}", tail_bits_set(&s64))),
+        ("signature padded", format!("{h64}.{p64}.{s64}=")),
+        ("signature in the standard alphabet", {
+            let mut payload = claims();
+            let t = (0..)
+                .map(|n| {
+                    payload["n"] = json!(n);
+                    forge(&json!({"alg": "HS256"}), &payload, SECRET)
+                })
+                .find(|t| signature(t.clone()).contains(['-', '_']))
+                .unwrap();
+            assert!(check(&t).is_ok());
+            let (input, sig) = t.rsplit_once('.').unwrap();
+            format!("{input}.{}", std_alphabet(sig))
+        }),
+    ];
+    for (name, token) in &cases {
+        assert_eq!(check(token).unwrap_err(), Failure::Malformed(Malformed::Token), "{name}");
+    }
 }
 
 #[test]
