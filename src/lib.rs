@@ -38,7 +38,11 @@
 //! ```
 //!
 //! A client then sends `x-user-id: 42` and `x-identity-signature: <hex of
-//! HMAC-SHA256(secret, "42")>`; see [`sign`] for the signing side.
+//! HMAC-SHA256(secret, "42")>`; see [`sign`] for the signing side. When no
+//! identity is read from request bodies,
+//! [`head_only()`](IdentityVerificationLayer::head_only) gives the same
+//! verification with the inner service's body types kept (axum then boxes no
+//! body again): `.route_layer(IdentityVerificationLayer::new(keys).head_only()?)`.
 //!
 //! ## Schemes
 //!
