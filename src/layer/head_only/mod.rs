@@ -13,7 +13,9 @@
 //! service's own body type (its rejections are made with
 //! `ResBody::from(Bytes)`). Everything else (modes, tenants, providers,
 //! metrics, forwarded headers, stripping, bypass, responders) is the same
-//! code as the full layer's.
+//! code as the full layer's. axum's `Body`, `http_body_util::Full` and any
+//! body with `From<Bytes>` qualify; tonic's body has no `From<Bytes>`, so
+//! tonic servers keep the full layer.
 //!
 //! ```
 //! use axum::{Router, routing::get};
