@@ -951,34 +951,3 @@ async fn a_misconfigured_tenant_is_refused_in_every_enforcing_mode() {
         assert_rejected(&answer, &rec, 500, "misconfigured", &[SECRET]);
     }
 }
-
-/// Identity state that arrived with the request (put there by code in front
-/// of the layer, or by an outer identity layer) is never handed on: the
-/// inner service sees only the layer's own verdict.
-#[tokio::test]
-async fn identity_extensions_set_before_the_layer_are_replaced() {
-    use tower::{Layer, ServiceExt};
-    let seen = Arc::new(RwLock::new(None));
-    let record = seen.clone();
-    let inner = tower::service_fn(move |req: http::Request<_>| {
-        let ext = req.extensions();
-        *record.write().unwrap() = Some((
-            ext.get::<IdentityOutcome>().copied(),
-            ext.get::<tower_identity::VerifiedIdentity>().map(|i| i.id().to_owned()),
-        ));
-        async { Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new()))) }
-    });
-    let svc = plain_layer(Mode::Optional).layer(inner);
-    let forged = |mut req: http::Request<_>| {
-        req.extensions_mut().insert(IdentityOutcome::Unverified(UnverifiedReason::VerificationOff));
-        req
-    };
-    // Verified: the identity, and no stale outcome beside it.
-    let res = svc.clone().oneshot(forged(signed(SECRET, "user-42"))).await.unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(seen.write().unwrap().take(), Some((None, Some("user-42".to_owned()))));
-    // Anonymous: the layer's outcome, not the one sent.
-    let res = svc.oneshot(forged(get("/", &[]))).await.unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(seen.write().unwrap().take(), Some((Some(IdentityOutcome::Anonymous), None)));
-}
