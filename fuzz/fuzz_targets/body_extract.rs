@@ -196,8 +196,15 @@ fuzz_target!(|data: &[u8]| {
             if matches!(mode, Mode::Off | Mode::ReportOnly) {
                 // A tenant that cannot be read (not a string, too long, not
                 // UTF-8) chooses no policy, so no mode: it is refused in every
-                // mode, like an ambiguous one. Only the body names a tenant here.
-                let malformed_tenant = code == "credential_malformed" && memmem(&body, b"app");
+                // mode, like an ambiguous one. Only the body names a tenant
+                // here: a JSON key `"app"` (or one written with escapes, which
+                // are not decoded here) or a form field `app`.
+                let form_names_tenant = body.split(|&b| b == b'&').any(|pair| {
+                    let key = pair.split(|&b| b == b'=').next().unwrap_or_default();
+                    form_decode(key) == "app"
+                });
+                let names_tenant = memmem(&body, b"\"app\"") || memmem(&body, b"\\") || form_names_tenant;
+                let malformed_tenant = code == "credential_malformed" && names_tenant;
                 assert!(
                     code == "conflicting_values" || malformed_tenant || (code == "body_unreadable" && error_at_end),
                     "{mode:?} rejected a request with {code}"

@@ -153,7 +153,7 @@ where
 /// The value a state holds until it moves on; taken exactly once, since a
 /// state that gave it up is replaced before the next poll.
 pub(crate) fn taken<T>(slot: &mut Option<T>) -> T {
-    slot.take().expect("ResponseFuture polled after completion")
+    slot.take().expect("response future polled after completion")
 }
 
 /// Reads the body, then adds the roles it carries and resolves the tenant.

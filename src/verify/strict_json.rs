@@ -51,7 +51,7 @@ impl<'de> Deserialize<'de> for JsonKey<'de> {
 /// A JSON value as the verifier needs it: a string (borrowed from the
 /// decoded bytes when it has no escapes), a non-negative integer, an array of
 /// exactly one string (`aud`), or anything else, checked but not kept.
-#[cfg_attr(debug_assertions, derive(PartialEq))]
+#[cfg_attr(any(test, debug_assertions), derive(PartialEq))]
 #[cfg_attr(test, derive(Debug))]
 pub(super) enum Scalar<'de> {
     Str(Cow<'de, str>),

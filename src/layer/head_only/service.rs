@@ -84,9 +84,3 @@ where
         }
     }
 }
-
-#[cfg(feature = "tonic")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
-impl<S: tonic::server::NamedService> tonic::server::NamedService for HeadOnlyVerification<S> {
-    const NAME: &'static str = S::NAME;
-}
