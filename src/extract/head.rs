@@ -7,9 +7,7 @@ use http::{HeaderMap, Method, Request, Uri, Version};
 
 /// Whether a request is gRPC, by its content type.
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().len() >= 16 && ct.as_bytes()[..16].eq_ignore_ascii_case(b"application/grpc"))
+    headers.get(CONTENT_TYPE).is_some_and(super::content_type::is_grpc_type)
 }
 
 /// A predicate over a request's head (`bypass`, `body_filter`).

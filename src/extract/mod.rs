@@ -357,6 +357,15 @@ mod tests {
         assert_eq!(head(&Method::GET, &h), None);
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/vnd.api+json"));
         assert_eq!(head(&Method::POST, &h), Some(BodyKind::Json));
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(" application/json\t; charset=utf-8"));
+        assert_eq!(head(&Method::POST, &h), Some(BodyKind::Json));
+        h.insert(CONTENT_TYPE, HeaderValue::from_bytes(b"application/json; charset=\"\xe9\"").unwrap());
+        assert_eq!(head(&Method::POST, &h), None, "not visible ASCII");
+        // gRPC bodies are never read, whatever their format.
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc+json"));
+        assert_eq!(head(&Method::POST, &h), None);
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("Application/GRPC+JSON"));
+        assert_eq!(head(&Method::POST, &h), None);
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert_eq!(head(&Method::POST, &h), None);
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));

@@ -15,7 +15,7 @@ use super::collect::precheck;
 use super::config::Config;
 use super::future::{Pending, ResponseFuture};
 use super::verdict::{Resolved, Verdict, apply, overloaded, refuse_tenant, resolve};
-use crate::extract::{Extracted, RequestHead, is_grpc, mark_credentials, strip_credentials};
+use crate::extract::{Extracted, RequestHead, mark_credentials, strip_credentials};
 
 /// The service built by [`IdentityVerificationLayer`](super::IdentityVerificationLayer).
 ///
@@ -76,9 +76,8 @@ where
         if let Some(failure) = extracted.tenant_error() {
             return ResponseFuture::done(refuse_tenant(config, &RequestHead::of(&req), failure));
         }
-        // gRPC bodies are never read (`application/grpc+json` would look like JSON).
-        let body_kind = config.sources.body_kind(&RequestHead::of(&req)).filter(|_| !is_grpc(req.headers()));
-        if let Some(kind) = body_kind {
+        // gRPC bodies are never read (`body_kind` is `None` for them).
+        if let Some(kind) = config.sources.body_kind(&RequestHead::of(&req)) {
             match precheck(req.headers(), config.sources.get_body_limit()) {
                 Err(failure) => extracted.fail(failure),
                 Ok(most) => {
