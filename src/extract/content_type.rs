@@ -16,28 +16,33 @@ pub(crate) enum BodyKind {
 /// `application/x-www-form-urlencoded`, parameters ignored. Never a gRPC
 /// body (`application/grpc+json` would look like JSON): those are not read.
 pub(super) fn body_kind(headers: &HeaderMap) -> Option<BodyKind> {
-    let ct = headers.get(CONTENT_TYPE)?;
-    if is_grpc_type(ct) {
+    let ct = headers.get(CONTENT_TYPE)?.as_bytes();
+    // What browsers and SDKs send, recognised without parsing.
+    match ct {
+        b"application/json" => return Some(BodyKind::Json),
+        b"application/x-www-form-urlencoded" => return Some(BodyKind::Form),
+        _ => {}
+    }
+    // A header value holds tabs and bytes from 0x20 up (no 0x7f): the ASCII
+    // ones are exactly what `HeaderValue::to_str` accepts, which this keeps.
+    if !ct.is_ascii() || ct.get(..GRPC.len()).is_some_and(|p| p.eq_ignore_ascii_case(GRPC)) {
         return None;
     }
-    let ct = ct.to_str().ok()?;
-    // The value is visible ASCII (`to_str`): only spaces and tabs to trim.
-    let essence = ct.find(';').map_or(ct, |end| &ct[..end]).trim_ascii();
+    // Only spaces and tabs to trim, for the same reason.
+    let essence = ct.iter().position(|&b| b == b';').map_or(ct, |end| &ct[..end]).trim_ascii();
     if is_json(essence) {
         Some(BodyKind::Json)
-    } else if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+    } else if essence.eq_ignore_ascii_case(b"application/x-www-form-urlencoded") {
         Some(BodyKind::Form)
     } else {
         None
     }
 }
 
-fn is_json(essence: &str) -> bool {
-    let Some(sub) = essence.get(..12).filter(|p| p.eq_ignore_ascii_case("application/")).map(|_| &essence[12..]) else {
-        return false;
-    };
-    sub.eq_ignore_ascii_case("json")
-        || (sub.len() > 5 && sub.get(sub.len() - 5..).is_some_and(|t| t.eq_ignore_ascii_case("+json")))
+fn is_json(essence: &[u8]) -> bool {
+    let Some((prefix, sub)) = essence.split_at_checked(12) else { return false };
+    prefix.eq_ignore_ascii_case(b"application/")
+        && (sub.eq_ignore_ascii_case(b"json") || (sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case(b"+json")))
 }
 
 /// Whether the body carries a content coding the layer cannot read.
@@ -45,8 +50,11 @@ pub(crate) fn is_encoded(headers: &HeaderMap) -> bool {
     headers.get_all(CONTENT_ENCODING).iter().any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
 }
 
+/// The `Content-Type` of gRPC, before its optional `+format` suffix.
+const GRPC: &[u8] = b"application/grpc";
+
 /// Whether a `Content-Type` value is gRPC's (`application/grpc`, with or
 /// without a `+format` suffix).
 pub(crate) fn is_grpc_type(ct: &HeaderValue) -> bool {
-    ct.as_bytes().get(..16).is_some_and(|p| p.eq_ignore_ascii_case(b"application/grpc"))
+    ct.as_bytes().get(..GRPC.len()).is_some_and(|p| p.eq_ignore_ascii_case(GRPC))
 }

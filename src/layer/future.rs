@@ -157,6 +157,9 @@ pub(crate) fn taken<T>(slot: &mut Option<T>) -> T {
 }
 
 /// Reads the body, then adds the roles it carries and resolves the tenant.
+/// The buffered request stays in its box (a claim and a request head are
+/// several hundred bytes): only the request head moves out of it, into the
+/// request the inner service takes.
 fn poll_buffering<S, B>(slot: &mut Option<Box<Buffering<S, B>>>, cx: &mut Context<'_>) -> Poll<State<S, B>>
 where
     S: Service<Request<RequestBody<B>>>,
@@ -164,47 +167,36 @@ where
 {
     let buffering = slot.as_mut().expect("ResponseFuture polled after completion");
     let collected = ready!(buffering.collect.poll(buffering.body.as_mut(), &buffering.reservation, cx));
-    let Buffering { body, kind, reservation, pending: Pending { inner, req, mut extracted, config }, .. } =
-        *taken(slot);
-    let (parts, ()) = req.into_parts();
+    let mut buffering = taken(slot);
+    let (parts, ()) = buffering.pending.req.into_parts();
+    let (inner, extracted, config) =
+        (&mut buffering.pending.inner, &mut buffering.pending.extracted, &buffering.pending.config);
     let body = match collected {
         Collected::Failed => {
             tracing::debug!("identity: the request body failed while being read");
-            return Poll::Ready(State::done(reject(
-                &config,
-                &RequestHead::of_parts(&parts),
-                ErrorCode::BodyUnreadable,
-            )));
+            return Poll::Ready(State::done(reject(config, &RequestHead::of_parts(&parts), ErrorCode::BodyUnreadable)));
         }
         Collected::OverLimit(read) => {
             extracted.fail(Failure::BodyTooLarge);
-            RequestBody::replay(read, body, reservation)
+            RequestBody::replay(read, buffering.body, buffering.reservation)
         }
         Collected::Whole { bytes, trailers } => {
-            extracted.add_body(&config.sources, kind, &bytes);
+            extracted.add_body(&config.sources, buffering.kind, &bytes);
             if let Some(failure) = extracted.tenant_error() {
-                return Poll::Ready(State::done(refuse_tenant(&config, &RequestHead::of_parts(&parts), failure)));
+                return Poll::Ready(State::done(refuse_tenant(config, &RequestHead::of_parts(&parts), failure)));
             }
-            RequestBody::reserved(bytes, trailers, reservation)
+            RequestBody::reserved(bytes, trailers, buffering.reservation)
         }
     };
-    let req = Request::from_parts(parts, body);
-    Poll::Ready(resolved(Pending { inner, req, extracted, config }))
-}
-
-/// Asks the provider for a request whose claim is complete.
-fn resolved<S, B>(pending: Resolving<S, B>) -> State<S, B>
-where
-    S: Service<Request<RequestBody<B>>>,
-{
-    let Pending { mut inner, mut req, mut extracted, config } = pending;
-    match resolve(&config, &mut req, &mut extracted) {
+    let mut req = Request::from_parts(parts, body);
+    Poll::Ready(match resolve(config, &mut req, extracted) {
         Resolved::Forward => State::Inner { fut: inner.call(req) },
         Resolved::Reject(res) => State::done(res),
         Resolved::Later(lookup) => {
+            let Pending { inner, extracted, config, .. } = buffering.pending;
             State::Resolving { lookup, pending: Some(Box::new(Pending { inner, req, extracted, config })) }
         }
-    }
+    })
 }
 
 /// Waits for the provider, then decides and applies the verdict.
