@@ -1,8 +1,9 @@
 //! Which body a request's identity is read from, by its content type, and
 //! whether the layer can read that body at all.
 
-use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue};
+use http::HeaderValue;
+#[cfg(test)]
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 
 /// The kind of body a request's identity is read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,12 +12,47 @@ pub(crate) enum BodyKind {
     Form,
 }
 
-/// The body kind the request's `Content-Type` names, if the layer reads it:
+/// What a request's headers say about its body, noted in the same pass over
+/// the headers that reads the claim (when the sources read a body) rather
+/// than by a lookup per header.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct BodyHeaders {
+    /// The kind its first `Content-Type` names ([`body_kind`]).
+    pub(crate) kind: Option<BodyKind>,
+    /// Its first `Content-Length`, when that is a number.
+    pub(crate) length: Option<u64>,
+    /// Whether it carries a content coding the layer cannot read: a
+    /// `Content-Encoding` other than `identity`.
+    pub(crate) encoded: bool,
+}
+
+impl BodyHeaders {
+    /// From the first `Content-Type` and `Content-Length` values and the
+    /// codings seen.
+    pub(super) fn new(content_type: Option<&HeaderValue>, length: Option<&HeaderValue>, encoded: bool) -> Self {
+        let length = length.and_then(|v| v.to_str().ok()?.parse().ok());
+        BodyHeaders { kind: content_type.and_then(body_kind), length, encoded }
+    }
+
+    /// Looked up in `headers` (for tests: requests are read in one pass).
+    #[cfg(test)]
+    pub(crate) fn of(headers: &http::HeaderMap) -> Self {
+        let encoded = headers.get_all(CONTENT_ENCODING).iter().any(is_coded);
+        BodyHeaders::new(headers.get(CONTENT_TYPE), headers.get(CONTENT_LENGTH), encoded)
+    }
+}
+
+/// Whether a `Content-Encoding` value names a coding other than `identity`.
+pub(super) fn is_coded(value: &HeaderValue) -> bool {
+    !value.as_bytes().eq_ignore_ascii_case(b"identity")
+}
+
+/// The body kind a `Content-Type` names, if the layer reads it:
 /// `application/json`, `application/*+json` or
 /// `application/x-www-form-urlencoded`, parameters ignored. Never a gRPC
 /// body (`application/grpc+json` would look like JSON): those are not read.
-pub(super) fn body_kind(headers: &HeaderMap) -> Option<BodyKind> {
-    let ct = headers.get(CONTENT_TYPE)?.as_bytes();
+fn body_kind(ct: &HeaderValue) -> Option<BodyKind> {
+    let ct = ct.as_bytes();
     // What browsers and SDKs send, recognised without parsing.
     match ct {
         b"application/json" => return Some(BodyKind::Json),
@@ -43,11 +79,6 @@ fn is_json(essence: &[u8]) -> bool {
     let Some((prefix, sub)) = essence.split_at_checked(12) else { return false };
     prefix.eq_ignore_ascii_case(b"application/")
         && (sub.eq_ignore_ascii_case(b"json") || (sub.len() > 5 && sub[sub.len() - 5..].eq_ignore_ascii_case(b"+json")))
-}
-
-/// Whether the body carries a content coding the layer cannot read.
-pub(crate) fn is_encoded(headers: &HeaderMap) -> bool {
-    headers.get_all(CONTENT_ENCODING).iter().any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
 }
 
 /// The `Content-Type` of gRPC, before its optional `+format` suffix.

@@ -9,10 +9,9 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
-use http::header::CONTENT_LENGTH;
 use http_body::Body;
 
-use crate::extract::is_encoded;
+use crate::extract::BodyHeaders;
 use crate::verify::Failure;
 
 /// Default of [`max_buffered_body_bytes`](super::IdentityVerificationLayer::max_buffered_body_bytes): 32 MiB.
@@ -25,12 +24,11 @@ pub const DEFAULT_MAX_BUFFERED_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// the body can take: its announced length, else the limit. The request
 /// reserves that much of the budget, and [`Collect`] reads no further: a body
 /// longer than its `Content-Length` says is over its limit.
-pub(crate) fn precheck(headers: &HeaderMap, limit: usize) -> Result<usize, Failure> {
-    if is_encoded(headers) {
+pub(crate) fn precheck(body: &BodyHeaders, limit: usize) -> Result<usize, Failure> {
+    if body.encoded {
         return Err(Failure::BodyEncoded);
     }
-    let announced: Option<u64> = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
-    match announced {
+    match body.length {
         Some(len) if len > limit as u64 => Err(Failure::BodyTooLarge),
         // At most `limit`, so it fits in a usize.
         Some(len) => Ok(len as usize),

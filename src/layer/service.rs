@@ -77,8 +77,8 @@ where
             return ResponseFuture::done(refuse_tenant(config, &RequestHead::of(&req), failure));
         }
         // gRPC bodies are never read (`body_kind` is `None` for them).
-        if let Some(kind) = config.sources.body_kind(&RequestHead::of(&req)) {
-            match precheck(req.headers(), config.sources.get_body_limit()) {
+        if let Some(kind) = config.sources.body_kind(&RequestHead::of(&req), &extracted.body) {
+            match precheck(&extracted.body, config.sources.get_body_limit()) {
                 Err(failure) => extracted.fail(failure),
                 Ok(most) => {
                     let Some(reservation) = config.body_budget.reserve(most) else {
