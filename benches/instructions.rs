@@ -15,8 +15,9 @@
 //! `jsonwebtoken` (an HS256 bearer token; `jsonwebtoken` is the layer around
 //! that crate); `bare_axum_json`, `axum_json` and `axum_from_fn_json` (a
 //! 1 KiB JSON body carrying `/user_id` and `/user_hash`, built like the
-//! overhead bench's, in an axum router: the layer with JSON sources, and the
-//! `from_fn` peer doing `to_bytes` + a serde struct + verify). Every case builds its requests the same way, so the
+//! overhead bench's, in an axum router: the layer with JSON sources, the same
+//! with `keep_response_body` as `axum_keep_body_json`, and the `from_fn` peer
+//! doing `to_bytes` + a serde struct + verify). Every case builds its requests the same way, so the
 //! difference between two totals is the services' own work. Under valgrind
 //! SHA-256 runs in software (no SHA-NI), which inflates the HMAC's share;
 //! `callgrind_annotate` shows it apart (`sha2::sha256::soft::compress`).
@@ -155,10 +156,12 @@ fn main() {
         "jsonwebtoken" => run(peers::JsonwebtokenLayer::new(jwt_secret.expose(), APP_ID).layer(bare()), &jwt),
         "bare_axum_json" => run_json(router(), &json),
         "axum_json" => run_json(router().route_layer(json_layer), &json),
+        "axum_keep_body_json" => run_json(router().route_layer(json_layer.keep_response_body()), &json),
         "axum_from_fn_json" => run_json(router().route_layer(from_fn_json), &json),
         other => panic!(
             "unknown case {other:?}: bare, layer, head_only, naive, bare_axum, axum_layer, axum_head_only, \
-             axum_naive, bare_jwt, jwt, jsonwebtoken, bare_axum_json, axum_json, axum_from_fn_json"
+             axum_naive, bare_jwt, jwt, jsonwebtoken, bare_axum_json, axum_json, axum_keep_body_json, \
+             axum_from_fn_json"
         ),
     }
 }

@@ -30,7 +30,7 @@ impl BodyHeaders {
     /// From the first `Content-Type` and `Content-Length` values and the
     /// codings seen.
     pub(super) fn new(content_type: Option<&HeaderValue>, length: Option<&HeaderValue>, encoded: bool) -> Self {
-        let length = length.and_then(|v| v.to_str().ok()?.parse().ok());
+        let length = length.and_then(|v| parse_length(v.as_bytes()));
         BodyHeaders { kind: content_type.and_then(body_kind), length, encoded }
     }
 
@@ -40,6 +40,20 @@ impl BodyHeaders {
         let encoded = headers.get_all(CONTENT_ENCODING).iter().any(is_coded);
         BodyHeaders::new(headers.get(CONTENT_TYPE), headers.get(CONTENT_LENGTH), encoded)
     }
+}
+
+/// A `Content-Length` value as `u64::from_str` reads it (digits, one
+/// optional leading `+`, no overflow), without first checking the bytes are
+/// text: a digit is.
+fn parse_length(value: &[u8]) -> Option<u64> {
+    let digits = value.strip_prefix(b"+").unwrap_or(value);
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        let digit = d.checked_sub(b'0').filter(|d| *d < 10)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 /// Whether a `Content-Encoding` value names a coding other than `identity`.
@@ -88,4 +102,20 @@ const GRPC: &[u8] = b"application/grpc";
 /// without a `+format` suffix).
 pub(crate) fn is_grpc_type(ct: &HeaderValue) -> bool {
     ct.as_bytes().get(..GRPC.len()).is_some_and(|p| p.eq_ignore_ascii_case(GRPC))
+}
+
+#[cfg(test)]
+mod tests {
+    /// `parse_length` reads what `str::parse::<u64>` reads, and nothing else.
+    #[test]
+    fn lengths_parse_as_u64_from_str_does() {
+        let samples = [
+            "0", "1024", "+7", "007", "18446744073709551615", "18446744073709551616", "", "+", "-1", " 1", "1 ", "1_0",
+            "0x10", "１", "99999999999999999999999", "+-1", "++1",
+        ];
+        for s in samples {
+            assert_eq!(super::parse_length(s.as_bytes()), s.parse::<u64>().ok(), "{s:?}");
+        }
+        assert_eq!(super::parse_length(b"1\xff"), None);
+    }
 }

@@ -129,6 +129,35 @@ where
     }
 }
 
+impl<S, B, ResBody> ResponseFuture<S, B>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
+    B: Body,
+{
+    /// Drives the request to its answer, whose body is made by `inner` from
+    /// the inner service's body or by `full` from a rejection's bytes. Each
+    /// future that answers with its own body type calls it with its own
+    /// functions: no answer is built twice.
+    #[inline]
+    pub(crate) fn poll_answer<R>(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        inner: impl FnOnce(ResBody) -> R,
+        full: impl FnOnce(Bytes) -> R,
+    ) -> Poll<Result<Response<R>, S::Error>> {
+        loop {
+            let mut this = self.as_mut().project();
+            let next = match this.state.as_mut().project() {
+                StateProj::Inner { fut } => return fut.poll(cx).map_ok(|res| res.map(inner)),
+                StateProj::Done { response } => return Poll::Ready(Ok(taken(response).map(full))),
+                StateProj::Buffering { buffering } => ready!(poll_buffering(buffering, cx)),
+                StateProj::Resolving { lookup, pending } => ready!(poll_resolving(lookup, pending, cx)),
+            };
+            this.state.set(next);
+        }
+    }
+}
+
 impl<S, B, ResBody> Future for ResponseFuture<S, B>
 where
     S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
@@ -136,17 +165,8 @@ where
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        loop {
-            let mut this = self.as_mut().project();
-            let next = match this.state.as_mut().project() {
-                StateProj::Inner { fut } => return fut.poll(cx).map_ok(|res| res.map(ResponseBody::inner)),
-                StateProj::Done { response } => return Poll::Ready(Ok(taken(response).map(ResponseBody::full))),
-                StateProj::Buffering { buffering } => ready!(poll_buffering(buffering, cx)),
-                StateProj::Resolving { lookup, pending } => ready!(poll_resolving(lookup, pending, cx)),
-            };
-            this.state.set(next);
-        }
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.poll_answer(cx, ResponseBody::inner, ResponseBody::full)
     }
 }
 
@@ -160,6 +180,7 @@ pub(crate) fn taken<T>(slot: &mut Option<T>) -> T {
 /// The buffered request stays in its box (a claim and a request head are
 /// several hundred bytes): only the request head moves out of it, into the
 /// request the inner service takes.
+#[inline]
 fn poll_buffering<S, B>(slot: &mut Option<Box<Buffering<S, B>>>, cx: &mut Context<'_>) -> Poll<State<S, B>>
 where
     S: Service<Request<RequestBody<B>>>,
