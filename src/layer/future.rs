@@ -40,10 +40,15 @@ impl<S: Clone, R> Pending<S, R> {
     /// request and leave a fresh clone in its place (tower's "be careful when
     /// cloning inner services").
     pub(crate) fn new(inner: &mut S, req: R, extracted: Extracted, config: &Arc<Config>) -> Self {
-        let clone = inner.clone();
-        let inner = std::mem::replace(inner, clone);
-        Pending { inner, req, extracted, config: config.clone() }
+        Pending { inner: ready_inner(inner), req, extracted, config: config.clone() }
     }
+}
+
+/// The inner service `inner` was driven to readiness, taken for the request
+/// that must wait, with a fresh clone left in its place.
+pub(crate) fn ready_inner<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
 }
 
 /// A request (with its body wrapped for the inner service) waiting for its

@@ -13,7 +13,7 @@ use tower_service::Service;
 use super::body::{RequestBody, ResponseBody};
 use super::collect::precheck;
 use super::config::Config;
-use super::future::{Pending, ResponseFuture};
+use super::future::{Pending, ResponseFuture, ready_inner};
 use super::verdict::{Resolved, Verdict, apply, overloaded, refuse_tenant, resolve};
 use crate::extract::{Extracted, RequestHead, mark_credentials, strip_credentials};
 
@@ -84,8 +84,11 @@ where
                     let Some(reservation) = config.body_budget.reserve(most) else {
                         return ResponseFuture::done(overloaded(config, &RequestHead::of(&req)));
                     };
+                    // The clone first: nothing large is held (copied) across the call.
+                    let inner = ready_inner(&mut self.inner);
                     let (parts, body) = req.into_parts();
-                    let pending = self.pending(Request::from_parts(parts, ()), extracted);
+                    let req = Request::from_parts(parts, ());
+                    let pending = Pending { inner, req, extracted, config: self.config.clone() };
                     return ResponseFuture::buffering(body, kind, reservation, pending);
                 }
             }
