@@ -2,7 +2,7 @@
 //! type: [`KeepResponseBodyLayer`], built by
 //! [`IdentityVerificationLayer::keep_response_body`](super::IdentityVerificationLayer::keep_response_body).
 //!
-//! [`IdentityVerification`] answers `Response<`[`ResponseBody<ResBody>`]`>`,
+//! [`IdentityVerification`] answers `Response<`[`ResponseBody<ResBody>`](super::ResponseBody)`>`,
 //! which works over any body (hyper's `Incoming` has no way to hold a
 //! rejection). A framework that keeps one response body type (axum's `Body`)
 //! boxes that wrapper again, one allocation per request. When the inner

@@ -23,7 +23,7 @@ use tower_identity::{
     IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, Role, Sources, TenantPolicy, VerifiedIdentity, sign,
 };
 
-use crate::support::{Answer, SECRET, Server, collect, get as get_request, listener, secret, signed_headers, spawn};
+use crate::support::{Run, SECRET, Server, collect, get as get_request, listener, secret, signed_headers, spawn};
 
 /// What the inner service saw of one request: its identity extensions.
 type Seen = (Option<IdentityOutcome>, Option<(String, Option<String>)>);
@@ -45,37 +45,8 @@ fn inner<B, R: From<Bytes>>(
     })
 }
 
-/// One request through a layer: the answer, the inner service's calls and
-/// what it saw.
-#[derive(Debug, PartialEq)]
-struct Run {
-    status: StatusCode,
-    headers: Vec<(String, String)>,
-    body: String,
-    calls: usize,
-    seen: Option<Seen>,
-}
-
-impl Run {
-    fn of(answer: Answer, calls: &AtomicUsize, seen: &std::sync::Mutex<Option<Seen>>) -> Run {
-        let mut headers: Vec<(String, String)> = answer
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("<bytes>").to_owned()))
-            .collect();
-        headers.sort();
-        Run {
-            status: answer.status,
-            headers,
-            body: answer.body,
-            calls: calls.load(Ordering::SeqCst),
-            seen: seen.lock().unwrap().take(),
-        }
-    }
-}
-
 /// `req` through the full layer and through its head-only twin.
-async fn both(layer: &IdentityVerificationLayer, req: impl Fn() -> Request<Full<Bytes>>) -> (Run, Run) {
+async fn both(layer: &IdentityVerificationLayer, req: impl Fn() -> Request<Full<Bytes>>) -> (Run<Seen>, Run<Seen>) {
     let (calls, seen) = (Arc::new(AtomicUsize::new(0)), Arc::default());
     let full = layer.layer(inner::<_, Full<Bytes>>(calls.clone(), Arc::clone(&seen)));
     let full = Run::of(collect(full.oneshot(req()).await.unwrap()).await, &calls, &seen);

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceExt};
 use tower_identity::{IdentityVerificationLayer, Key, KeySet, Mode, Role, Sources, VerifiedIdentity, sign};
 
-use crate::support::{Answer, SECRET, Server, collect, fetch, secret};
+use crate::support::{Run, SECRET, Server, collect, fetch, secret};
 
 /// What the inner service saw of one request: the identity and the body.
 type Seen = (Option<String>, Bytes);
@@ -44,37 +44,13 @@ where
     })
 }
 
-/// One request through a layer: the answer, the inner service's calls and
-/// what it saw.
-#[derive(Debug, PartialEq)]
-struct Run {
-    status: StatusCode,
-    headers: Vec<(String, String)>,
-    body: String,
-    calls: usize,
-    seen: Option<Seen>,
-}
-
-impl Run {
-    fn of(answer: Answer, calls: &AtomicUsize, seen: &Mutex<Option<Seen>>) -> Run {
-        let mut headers: Vec<(String, String)> = answer
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("<bytes>").to_owned()))
-            .collect();
-        headers.sort();
-        let seen = seen.lock().unwrap().take();
-        Run { status: answer.status, headers, body: answer.body, calls: calls.load(Ordering::SeqCst), seen }
-    }
-}
-
 /// A JSON POST of `body`.
 fn post_json(body: &str) -> Request<Full<Bytes>> {
     Request::post("/").header("content-type", "application/json").body(Full::new(Bytes::from(body.to_owned()))).unwrap()
 }
 
 /// `body` through the full layer and through its `keep_response_body` twin.
-async fn both(layer: &IdentityVerificationLayer, body: &str) -> (Run, Run) {
+async fn both(layer: &IdentityVerificationLayer, body: &str) -> (Run<Seen>, Run<Seen>) {
     let (calls, seen) = (Arc::new(AtomicUsize::new(0)), Arc::default());
     let full = layer.layer(inner::<_, Full<Bytes>>(calls.clone(), Arc::clone(&seen)));
     let full = Run::of(collect(full.oneshot(post_json(body)).await.unwrap()).await, &calls, &seen);
