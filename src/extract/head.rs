@@ -31,10 +31,6 @@ impl<'a> RequestHead<'a> {
     pub(crate) fn of<B>(req: &'a Request<B>) -> RequestHead<'a> {
         RequestHead { method: req.method(), uri: req.uri(), version: req.version(), headers: req.headers() }
     }
-
-    pub(crate) fn of_parts(parts: &'a http::request::Parts) -> RequestHead<'a> {
-        RequestHead { method: &parts.method, uri: &parts.uri, version: parts.version, headers: &parts.headers }
-    }
 }
 
 #[cfg(test)]

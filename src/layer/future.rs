@@ -52,7 +52,7 @@ pub(crate) fn ready_inner<S: Clone>(inner: &mut S) -> S {
 }
 
 /// A request (with its body wrapped for the inner service) waiting for its
-/// tenant's policy.
+/// tenant's policy, or for its body.
 type Resolving<S, B> = Pending<S, Request<RequestBody<B>>>;
 
 /// A request whose body is being buffered (boxed once: the future stays small).
@@ -62,7 +62,8 @@ struct Buffering<S, B> {
     collect: Collect,
     /// The body's share of the layer's budget, handed on with the body.
     reservation: Reservation,
-    pending: Pending<S, Request<()>>,
+    /// The request, its body empty until the buffered one takes its place.
+    pending: Resolving<S, B>,
 }
 
 pin_project! {
@@ -102,12 +103,7 @@ where
     }
 
     /// A request whose body is read before its claim is complete.
-    pub(crate) fn buffering(
-        body: B,
-        kind: BodyKind,
-        reservation: Reservation,
-        pending: Pending<S, Request<()>>,
-    ) -> Self {
+    pub(crate) fn buffering(body: B, kind: BodyKind, reservation: Reservation, pending: Resolving<S, B>) -> Self {
         // Allocated first, then written: the fields (a claim and a request
         // head, several hundred bytes) go straight into the box, not through
         // a copy on the stack.
@@ -190,8 +186,8 @@ pub(crate) fn taken<T>(slot: &mut Option<T>) -> T {
 
 /// Reads the body, then adds the roles it carries and resolves the tenant.
 /// The buffered request stays in its box (a claim and a request head are
-/// several hundred bytes): only the request head moves out of it, into the
-/// request the inner service takes.
+/// several hundred bytes): its body is set in place, and the request moves
+/// out only into the inner service's call.
 #[inline]
 fn poll_buffering<S, B>(slot: &mut Option<Box<Buffering<S, B>>>, cx: &mut Context<'_>) -> Poll<State<S, B>>
 where
@@ -201,13 +197,11 @@ where
     let buffering = slot.as_mut().expect("ResponseFuture polled after completion");
     let collected = ready!(buffering.collect.poll(buffering.body.as_mut(), &buffering.reservation, cx));
     let mut buffering = taken(slot);
-    let (parts, ()) = buffering.pending.req.into_parts();
-    let (inner, extracted, config) =
-        (&mut buffering.pending.inner, &mut buffering.pending.extracted, &buffering.pending.config);
-    let body = match collected {
+    let Pending { req, extracted, config, .. } = &mut buffering.pending;
+    *req.body_mut() = match collected {
         Collected::Failed => {
             tracing::debug!("identity: the request body failed while being read");
-            return Poll::Ready(State::done(reject(config, &RequestHead::of_parts(&parts), ErrorCode::BodyUnreadable)));
+            return Poll::Ready(State::done(reject(config, &RequestHead::of(req), ErrorCode::BodyUnreadable)));
         }
         Collected::OverLimit(read) => {
             extracted.fail(Failure::BodyTooLarge);
@@ -216,19 +210,15 @@ where
         Collected::Whole { bytes, trailers } => {
             extracted.add_body(&config.sources, buffering.kind, &bytes);
             if let Some(failure) = extracted.tenant_error() {
-                return Poll::Ready(State::done(refuse_tenant(config, &RequestHead::of_parts(&parts), failure)));
+                return Poll::Ready(State::done(refuse_tenant(config, &RequestHead::of(req), failure)));
             }
             RequestBody::reserved(bytes, trailers, buffering.reservation)
         }
     };
-    let mut req = Request::from_parts(parts, body);
-    Poll::Ready(match resolve(config, &mut req, extracted) {
-        Resolved::Forward => State::Inner { fut: inner.call(req) },
+    Poll::Ready(match resolve(config, req, extracted) {
+        Resolved::Forward => State::Inner { fut: buffering.pending.inner.call(buffering.pending.req) },
         Resolved::Reject(res) => State::done(res),
-        Resolved::Later(lookup) => {
-            let Pending { inner, extracted, config, .. } = buffering.pending;
-            State::Resolving { lookup, pending: Some(Box::new(Pending { inner, req, extracted, config })) }
-        }
+        Resolved::Later(lookup) => State::Resolving { lookup, pending: Some(Box::new(buffering.pending)) },
     })
 }
 

@@ -87,7 +87,7 @@ where
                     // The clone first: nothing large is held (copied) across the call.
                     let inner = ready_inner(&mut self.inner);
                     let (parts, body) = req.into_parts();
-                    let req = Request::from_parts(parts, ());
+                    let req = Request::from_parts(parts, RequestBody::empty());
                     let pending = Pending { inner, req, extracted, config: self.config.clone() };
                     return ResponseFuture::buffering(body, kind, reservation, pending);
                 }
