@@ -13,7 +13,11 @@
 //! with `route_layer`: `bare_axum`, `axum_layer`, `axum_head_only`,
 //! `axum_naive`, `axum_from_fn` (`from_fn` with a pre-keyed HMAC); `bare_jwt`, `jwt` and
 //! `jsonwebtoken` (an HS256 bearer token; `jsonwebtoken` is the layer around
-//! that crate). Every case builds its requests the same way, so the
+//! that crate); `bare_axum_json`, `axum_json` and `axum_from_fn_json` (a
+//! 1 KiB JSON body carrying `/user_id` and `/user_hash`, built like the
+//! overhead bench's, in an axum router: the layer with JSON sources, the same
+//! with `keep_response_body` as `axum_keep_body_json`, and the `from_fn` peer
+//! doing `to_bytes` + a serde struct + verify). Every case builds its requests the same way, so the
 //! difference between two totals is the services' own work. Under valgrind
 //! SHA-256 runs in software (no SHA-NI), which inflates the HMAC's share;
 //! `callgrind_annotate` shows it apart (`sha2::sha256::soft::compress`).
@@ -31,9 +35,9 @@ use tower::{Layer, Service};
 #[path = "../tests/support/drive.rs"]
 mod drive;
 #[path = "overhead/peers.rs"]
-#[allow(dead_code)] // the JSON peer is the overhead bench's
+#[allow(dead_code)] // `from_fn_hmac` is the overhead bench's
 mod peers;
-use tower_identity::{Identifier, IdentityVerificationLayer, Key, KeySet, Secret, Sources, clock::Clock, sign};
+use tower_identity::{Identifier, IdentityVerificationLayer, Key, KeySet, Role, Secret, Sources, clock::Clock, sign};
 
 const REQUESTS: usize = 10_000;
 const SECRET: &str = "bench-secret-0123456789abcdef";
@@ -73,9 +77,35 @@ where
     }
 }
 
-/// A router with one route answering an empty 200.
+/// A router with one route answering an empty 200 to GET and POST.
 fn router() -> axum::Router {
-    axum::Router::new().route("/", axum::routing::get(|| async {}))
+    axum::Router::new().route("/", axum::routing::get(|| async {}).post(|| async {}))
+}
+
+/// A JSON body of exactly 1 KiB carrying the identity, padded with an
+/// unsigned field (the overhead bench's `json_body`).
+fn json_body(sig: &str) -> Bytes {
+    const LEN: usize = 1024;
+    let head = format!(r#"{{"user_id":"user-42","user_hash":"{sig}","padding":""#);
+    let tail = r#""}"#;
+    let body = format!("{head}{}{tail}", "x".repeat(LEN - head.len() - tail.len()));
+    assert_eq!(body.len(), LEN);
+    Bytes::from(body)
+}
+
+/// Drives an axum router with `REQUESTS` JSON POSTs of `body` (a reference
+/// count per request: the buffer is shared, as a received body's is).
+fn run_json(mut router: axum::Router, body: &Bytes) {
+    let headers = headers(&[
+        (http::header::CONTENT_TYPE, "application/json".into()),
+        (http::header::CONTENT_LENGTH, body.len().to_string()),
+    ]);
+    for _ in 0..REQUESTS {
+        let mut req = Request::new(axum::body::Body::from(body.clone()));
+        *req.method_mut() = http::Method::POST;
+        *req.headers_mut() = headers.clone();
+        assert_eq!(black_box(drive::drive(&mut router, req)).status(), 200);
+    }
 }
 
 fn headers(pairs: &[(HeaderName, String)]) -> HeaderMap {
@@ -105,9 +135,13 @@ fn main() {
     let jwt = headers(&[(AUTHORIZATION, format!("Bearer {token}"))]);
     let jwt_layer = IdentityVerificationLayer::new(KeySet::single(Key::jwt(jwt_secret.clone())).with_audience(APP_ID))
         .sources(Sources::new().bearer());
+    let json = json_body(&sign::hmac(&secret, "user-42"));
     let hmac_layer = IdentityVerificationLayer::new(KeySet::single(Key::hmac(Identifier::UserId, secret)));
     let head_only = || hmac_layer.clone().head_only().expect("header sources only");
     let axum = |router: axum::Router| run_with(router, &hmac, axum::body::Body::empty);
+    let json_layer =
+        hmac_layer.clone().sources(Sources::new().json(Role::UserId, "/user_id").json(Role::Signature, "/user_hash"));
+    let from_fn_json = axum::middleware::from_fn_with_state(peers::prekeyed(SECRET.as_bytes()), peers::from_fn_json);
     match case.as_str() {
         "bare" => run(bare(), &hmac),
         "layer" => run(hmac_layer.layer(bare()), &hmac),
@@ -124,9 +158,14 @@ fn main() {
         "bare_jwt" => run(bare(), &jwt),
         "jwt" => run(jwt_layer.layer(bare()), &jwt),
         "jsonwebtoken" => run(peers::JsonwebtokenLayer::new(jwt_secret.expose(), APP_ID).layer(bare()), &jwt),
+        "bare_axum_json" => run_json(router(), &json),
+        "axum_json" => run_json(router().route_layer(json_layer), &json),
+        "axum_keep_body_json" => run_json(router().route_layer(json_layer.keep_response_body()), &json),
+        "axum_from_fn_json" => run_json(router().route_layer(from_fn_json), &json),
         other => panic!(
             "unknown case {other:?}: bare, layer, head_only, naive, bare_axum, axum_layer, axum_head_only, \
-             axum_naive, axum_from_fn, bare_jwt, jwt, jsonwebtoken"
+             axum_naive, axum_from_fn, bare_jwt, jwt, jsonwebtoken, bare_axum_json, axum_json, \
+             axum_keep_body_json, axum_from_fn_json"
         ),
     }
 }

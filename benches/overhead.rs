@@ -119,6 +119,12 @@ const RATIOS: &[(&str, &str, &str, &str)] = &[
     ("jwt_bearer / jsonwebtoken layer", "layer/jwt_bearer", "peer/jsonwebtoken_layer", "<= 0.5"),
     ("jwt verify / jsonwebtoken decode", "part/jwt_verify", "peer/jsonwebtoken_decode", "<= 0.5"),
     ("in axum: json_1k / from_fn to_bytes + serde", "axum/layer_json_1k", "peer/axum_from_fn_json_1k", "<= 1.0"),
+    (
+        "in axum: keep_response_body json_1k / from_fn to_bytes + serde",
+        "axum/keep_body_json_1k",
+        "peer/axum_from_fn_json_1k",
+        "<= 1.0",
+    ),
     ("reject / accept", "layer/reject_invalid", "layer/header_hmac", "<= 1.0"),
     ("tenants_100000 / tenants_1", "layer/tenants_100000", "layer/tenants_1", "<= 1.0"),
     ("unknown tenant / known tenant, bad signature", "layer/tenant_unknown", "layer/tenant_known_bad", "<= 1.0"),
@@ -270,6 +276,13 @@ fn cases() -> Vec<Case> {
             Some("bare_axum/json_1k"),
             200,
             axum_router().route_layer(json_layer.clone()),
+            axum_json(&json_1k),
+        ),
+        case(
+            "axum/keep_body_json_1k",
+            Some("bare_axum/json_1k"),
+            200,
+            axum_router().route_layer(json_layer.clone().keep_response_body()),
             axum_json(&json_1k),
         ),
         case(

@@ -218,22 +218,15 @@ impl IdStr {
         Some(IdStr(Repr::Header(value.clone())))
     }
 
-    /// An identifier sharing the bytes of a buffer (e.g. a slice of a request
-    /// body), or `None` when they are not UTF-8.
-    #[cfg_attr(not(any(feature = "json", feature = "jwt")), allow(dead_code))]
-    pub(crate) fn from_utf8_bytes(bytes: bytes::Bytes) -> Option<IdStr> {
-        std::str::from_utf8(&bytes).ok()?;
-        Some(IdStr(Repr::Bytes(bytes)))
-    }
-
     /// `s` as a slice of `base` when it points into it (no copy), else a copy.
+    /// When `s` lies within `base`'s memory, those bytes are `s` (both are
+    /// borrowed, so neither can change): already UTF-8, shared without a
+    /// second check or a comparison.
     #[cfg(any(feature = "json", feature = "jwt"))]
     pub(crate) fn shared_in(base: &bytes::Bytes, s: &str) -> IdStr {
         let start = (s.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
         match start.checked_add(s.len()) {
-            Some(end) if end <= base.len() && base.get(start..end) == Some(s.as_bytes()) => {
-                IdStr::from_utf8_bytes(base.slice(start..end)).unwrap_or_else(|| IdStr::from(s))
-            }
+            Some(end) if end <= base.len() => IdStr(Repr::Bytes(base.slice(start..end))),
             _ => IdStr::from(s),
         }
     }
@@ -345,5 +338,31 @@ impl fmt::Debug for IdStr {
 impl fmt::Display for IdStr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(all(test, any(feature = "json", feature = "jwt")))]
+mod tests {
+    use super::*;
+
+    /// A string inside the buffer is shared (same bytes, no copy); one
+    /// elsewhere is copied; both read as the string.
+    #[test]
+    fn shared_in_shares_only_slices_of_its_buffer() {
+        let base = bytes::Bytes::from_static("{\"user_id\":\"jane-ü\"}".as_bytes());
+        let inside = std::str::from_utf8(&base[12..19]).unwrap();
+        let shared = IdStr::shared_in(&base, inside);
+        assert_eq!(shared, "jane-ü");
+        assert_eq!(shared.as_bytes().as_ptr(), inside.as_ptr());
+        assert!(matches!(shared.0, Repr::Bytes(_)));
+
+        let elsewhere = String::from("jane-ü");
+        let copied = IdStr::shared_in(&base, &elsewhere);
+        assert_eq!(copied, "jane-ü");
+        assert!(matches!(copied.0, Repr::Shared(_)));
+        // A string that starts inside the buffer but runs past its end is copied too.
+        let straddling = IdStr::shared_in(&base.slice(..15), inside);
+        assert_eq!(straddling, "jane-ü");
+        assert!(matches!(straddling.0, Repr::Shared(_)));
     }
 }

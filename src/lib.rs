@@ -126,7 +126,7 @@ pub use claim::Role;
 pub use extract::Sources;
 pub use identity::{IdentityOutcome, VerifiedIdentity};
 pub use key::{Identifier, Key, KeySet, Scheme};
-pub use layer::{HeadOnlyLayer, IdentityVerification, IdentityVerificationLayer};
+pub use layer::{HeadOnlyLayer, IdentityVerification, IdentityVerificationLayer, KeepResponseBodyLayer};
 pub use mode::Mode;
 pub use provider::{SecretProvider, TenantMap, TenantPolicy};
 pub use secret::Secret;

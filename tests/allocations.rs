@@ -48,6 +48,12 @@ const ACCEPT_BUDGET: usize = 3;
 const REJECT_BUDGET: usize = 2;
 /// Accept path with a tenant looked up in a `TenantMap`: same as `ACCEPT_BUDGET`.
 const TENANT_BUDGET: usize = 3;
+/// Accept path with the claim in a JSON body that arrives in one chunk:
+/// `ACCEPT_BUDGET` plus the box of the buffering state (claim, request head,
+/// budget share) and the box that pins the body while it is read. The chunk
+/// is kept as is (no list of chunks, no copy) and the identifiers are slices
+/// of it.
+const JSON_BUDGET: usize = 5;
 /// Accept path with the claim read from query parameters: `ACCEPT_BUDGET` plus
 /// one per parameter read: the decoded value's `Arc<str>` (a query string is
 /// percent-encoded, so it cannot be shared as is).
@@ -319,4 +325,32 @@ fn axum_router_head_only_accept_path() {
     println!("    => over a no-op route_layer: head_only adds {added} allocation(s), the full layer {full_added}");
     assert!(added <= ACCEPT_BUDGET, "head_only in axum allocates {added} times, budget {ACCEPT_BUDGET}: {head_only:?}");
     assert_eq!(full_added, added + 2, "the full layer's two wrapped bodies, boxed again by axum");
+}
+
+#[test]
+fn json_body_accept_path() {
+    let sig = sign::hmac(&secret(), USER);
+    let body = Bytes::from(format!(r#"{{"user_id":"{USER}","user_hash":"{sig}","padding":"{}"}}"#, "x".repeat(900)));
+    let _promote = body.clone(); // shared now, as a received body's buffer is
+    let make = || {
+        let mut req = request("/", &[("content-type", "application/json")]);
+        *req.method_mut() = http::Method::POST;
+        *req.body_mut() = Full::new(body.clone());
+        req
+    };
+    let sources = Sources::new().json(Role::UserId, "/user_id").json(Role::Signature, "/user_hash");
+    let counts = per_request(&mut hmac_layer().sources(sources).layer(bare()), make, 200);
+    // The pinned body (a `Full<Bytes>`) is as large as the extensions map's
+    // box; the buffering state is private, and the one allocation of its size.
+    let mut labels = accept_labels();
+    for (size, what) in &mut labels {
+        if *size == size_of::<Full<Bytes>>() {
+            *what = "Box around the http::Extensions map, or the Box pinning the request body";
+        }
+    }
+    labels
+        .extend(counts.iter().filter(|&&s| s > 512).map(|&s| (s, "Box of the buffering state (claim, request head)")));
+    let added = show("JSON body HMAC, accept", &bare_count(), &counts, &labels);
+    println!("    => the layer adds {added} allocation(s) (budget {JSON_BUDGET})");
+    assert!(added <= JSON_BUDGET, "{counts:?}");
 }

@@ -7,9 +7,7 @@ use http::{HeaderMap, Method, Request, Uri, Version};
 
 /// Whether a request is gRPC, by its content type.
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().len() >= 16 && ct.as_bytes()[..16].eq_ignore_ascii_case(b"application/grpc"))
+    headers.get(CONTENT_TYPE).is_some_and(super::content_type::is_grpc_type)
 }
 
 /// A predicate over a request's head (`bypass`, `body_filter`).
@@ -32,10 +30,6 @@ pub struct RequestHead<'a> {
 impl<'a> RequestHead<'a> {
     pub(crate) fn of<B>(req: &'a Request<B>) -> RequestHead<'a> {
         RequestHead { method: req.method(), uri: req.uri(), version: req.version(), headers: req.headers() }
-    }
-
-    pub(crate) fn of_parts(parts: &'a http::request::Parts) -> RequestHead<'a> {
-        RequestHead { method: &parts.method, uri: &parts.uri, version: parts.version, headers: &parts.headers }
     }
 }
 

@@ -1,9 +1,10 @@
 //! Reading the claim's headers: one pass over the request's headers that
 //! also flags credential headers as sensitive, and stripping them again.
 
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::content_type::{BodyHeaders, is_coded};
 use super::{Extracted, ROLES, Sources};
 use crate::claim::{IdStr, Role};
 use crate::verify::{Failure, Malformed};
@@ -22,6 +23,32 @@ pub(super) struct HeaderHits<'a> {
     pub(super) repeated: [bool; ROLES],
     pub(super) authorization: Option<&'a HeaderValue>,
     pub(super) authorization_repeated: bool,
+    /// The body's headers, noted only when the sources read a body.
+    pub(super) body: BodyHits<'a>,
+}
+
+/// The body's first `Content-Type` and `Content-Length`, and whether a
+/// `Content-Encoding` names a coding.
+#[derive(Default)]
+pub(super) struct BodyHits<'a> {
+    content_type: Option<&'a HeaderValue>,
+    content_length: Option<&'a HeaderValue>,
+    encoded: bool,
+}
+
+impl<'a> BodyHits<'a> {
+    /// Notes `value` when `name` is one of the body's headers. Not inlined:
+    /// the header pass stays as lean for sources that read no body.
+    #[inline(never)]
+    fn note(&mut self, name: &HeaderName, value: &'a HeaderValue) {
+        if name == CONTENT_TYPE {
+            self.content_type.get_or_insert(value);
+        } else if name == CONTENT_LENGTH {
+            self.content_length.get_or_insert(value);
+        } else if name == CONTENT_ENCODING {
+            self.encoded |= is_coded(value);
+        }
+    }
 }
 
 fn note<'a>(slot: &mut Option<&'a HeaderValue>, repeated: &mut bool, value: &'a HeaderValue) {
@@ -36,12 +63,17 @@ fn note<'a>(slot: &mut Option<&'a HeaderValue>, repeated: &mut bool, value: &'a 
 ///
 /// The same pass flags the headers that carry a signature or a token as
 /// sensitive, so that loggers that honour the flag and HTTP/2 header
-/// compression leave them alone wherever the request goes next.
+/// compression leave them alone wherever the request goes next, and notes
+/// the body's headers when the sources read a body.
 pub(super) fn scan_headers<'a>(sources: &Sources, headers: &'a mut HeaderMap) -> HeaderHits<'a> {
     const CREDENTIALS: u8 = (1 << Role::Signature as u8) | (1 << Role::Token as u8);
     let mut hits = HeaderHits::default();
+    let reads_body = sources.reads_body();
     for (name, value) in headers.iter_mut() {
         if sources.header_lengths & length_bit(name) == 0 {
+            if reads_body {
+                hits.body.note(name, value);
+            }
             continue;
         }
         // The roles this header is configured for (one name may serve several).
@@ -59,6 +91,9 @@ pub(super) fn scan_headers<'a>(sources: &Sources, headers: &'a mut HeaderMap) ->
             value.set_sensitive(true);
         }
         let value: &'a HeaderValue = value;
+        if reads_body {
+            hits.body.note(name, value);
+        }
         let mut left = roles;
         while left != 0 {
             let i = left.trailing_zeros() as usize;
@@ -83,6 +118,10 @@ pub(crate) fn mark_credentials(sources: &Sources, headers: &mut HeaderMap) {
 /// headers as sensitive.
 pub(super) fn read(sources: &Sources, headers: &mut HeaderMap, out: &mut Extracted) {
     let hits = scan_headers(sources, headers);
+    if sources.reads_body() {
+        let body = &hits.body;
+        out.body = BodyHeaders::new(body.content_type, body.content_length, body.encoded);
+    }
     for role in Role::ALL {
         let Some(first) = hits.values[role.index()] else { continue };
         if hits.repeated[role.index()] {

@@ -92,8 +92,9 @@ pub(super) fn read(sources: &Sources, body: &Bytes, out: &mut Extracted) {
         }
         return;
     }
-    for (role, value) in Role::ALL.into_iter().zip(found.values) {
-        if let Some(value) = value {
+    // Taken in place: the array is a few hundred bytes.
+    for (role, value) in Role::ALL.into_iter().zip(&mut found.values) {
+        if let Some(value) = value.take() {
             out.put(role, value);
         }
     }

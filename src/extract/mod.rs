@@ -25,7 +25,7 @@ use http::Request;
 pub use head::RequestHead;
 pub use sources::{DEFAULT_BODY_LIMIT, Sources};
 
-pub(crate) use content_type::{BodyKind, is_encoded};
+pub(crate) use content_type::{BodyHeaders, BodyKind};
 pub(crate) use head::{RequestPredicate, is_grpc};
 pub(crate) use headers::{mark_credentials, remove_every_spelling};
 pub(crate) use strip_query::strip_credentials;
@@ -48,6 +48,8 @@ pub(crate) struct Extracted {
     tenant_error: Option<Failure>,
     /// The longest tenant name read, in bytes (the identifier cap).
     tenant_cap: usize,
+    /// What the headers say about the body (noted only when the sources read one).
+    pub(crate) body: BodyHeaders,
 }
 
 impl Default for Extracted {
@@ -59,7 +61,7 @@ impl Default for Extracted {
 impl Extracted {
     /// Nothing read yet; tenant names longer than `tenant_cap` bytes will be refused.
     pub(crate) fn new(tenant_cap: usize) -> Extracted {
-        Extracted { claim: Claim::default(), error: None, tenant_error: None, tenant_cap }
+        Extracted { claim: Claim::default(), error: None, tenant_error: None, tenant_cap, body: BodyHeaders::default() }
     }
 
     /// Reads the claim from the request head (headers, then the query),
@@ -343,13 +345,51 @@ mod tests {
         assert_eq!(e.error, Some(Failure::Conflict(Role::UserId)));
     }
 
+    /// The head's pass notes the body's headers, as lookups would find them,
+    /// and only when the sources read a body.
+    #[test]
+    fn the_header_pass_notes_the_body_headers() {
+        use http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
+        let json = Sources::new().json(Role::UserId, "/u");
+        let cases: [&[(HeaderName, &str)]; 5] = [
+            &[],
+            &[(CONTENT_TYPE, "application/json"), (CONTENT_LENGTH, "17")],
+            &[(CONTENT_TYPE, "text/plain"), (CONTENT_TYPE, "application/json"), (CONTENT_LENGTH, "x17")],
+            &[(CONTENT_LENGTH, "9"), (CONTENT_LENGTH, "12"), (CONTENT_ENCODING, "IDENTITY")],
+            &[(CONTENT_ENCODING, "identity"), (CONTENT_ENCODING, "gzip"), (CONTENT_TYPE, "application/grpc+json")],
+        ];
+        for pairs in cases {
+            let mut h = HeaderMap::new();
+            for (name, value) in pairs {
+                h.append(name, HeaderValue::from_static(value));
+            }
+            let noted = extract(&json, &h, &uri("/")).unwrap().body;
+            let looked_up = BodyHeaders::of(&h);
+            assert_eq!(
+                (noted.kind, noted.length, noted.encoded),
+                (looked_up.kind, looked_up.length, looked_up.encoded),
+                "{pairs:?}"
+            );
+            let unread = extract(&Sources::new(), &h, &uri("/")).unwrap().body;
+            assert_eq!((unread.kind, unread.length, unread.encoded), (None, None, false));
+        }
+        let mut h = HeaderMap::new();
+        h.append(CONTENT_ENCODING, HeaderValue::from_static("identity"));
+        h.append(CONTENT_ENCODING, HeaderValue::from_static("br"));
+        h.append(CONTENT_LENGTH, HeaderValue::from_static("12"));
+        h.append(CONTENT_LENGTH, HeaderValue::from_static("9"));
+        let noted = extract(&json, &h, &uri("/")).unwrap().body;
+        assert_eq!((noted.length, noted.encoded), (Some(12), true), "the first length; any coding");
+    }
+
     #[test]
     fn body_kind_by_content_type_and_method() {
         let sources = Sources::new().json(Role::UserId, "/u");
         let mut h = HeaderMap::new();
         let uri = uri("/");
         let head = |m: &'static Method, h: &HeaderMap| -> Option<BodyKind> {
-            sources.body_kind(&RequestHead { method: m, uri: &uri, version: http::Version::HTTP_11, headers: h })
+            let head = RequestHead { method: m, uri: &uri, version: http::Version::HTTP_11, headers: h };
+            sources.body_kind(&head, &BodyHeaders::of(h))
         };
         assert_eq!(head(&Method::POST, &h), None);
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
@@ -357,6 +397,15 @@ mod tests {
         assert_eq!(head(&Method::GET, &h), None);
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/vnd.api+json"));
         assert_eq!(head(&Method::POST, &h), Some(BodyKind::Json));
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(" application/json\t; charset=utf-8"));
+        assert_eq!(head(&Method::POST, &h), Some(BodyKind::Json));
+        h.insert(CONTENT_TYPE, HeaderValue::from_bytes(b"application/json; charset=\"\xe9\"").unwrap());
+        assert_eq!(head(&Method::POST, &h), None, "not visible ASCII");
+        // gRPC bodies are never read, whatever their format.
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc+json"));
+        assert_eq!(head(&Method::POST, &h), None);
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("Application/GRPC+JSON"));
+        assert_eq!(head(&Method::POST, &h), None);
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert_eq!(head(&Method::POST, &h), None);
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));

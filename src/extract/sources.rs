@@ -9,7 +9,7 @@ use http::header::AUTHORIZATION;
 use http::{HeaderName, Method};
 
 use super::ROLES;
-use super::content_type::{self, BodyKind};
+use super::content_type::{BodyHeaders, BodyKind};
 use super::head::{RequestHead, RequestPredicate as BodyFilter};
 use super::headers::length_bit;
 use super::json::JsonNode;
@@ -75,6 +75,9 @@ pub struct Sources {
     pub(super) bearer: bool,
     pub(super) json: JsonNode,
     pub(super) form: [Option<Box<str>>; ROLES],
+    /// Whether `json` or `form` names a field (kept with them: the header
+    /// pass asks on every request).
+    reads_body: bool,
     pub(super) body_limit: usize,
     pub(super) body_methods: Vec<Method>,
     pub(super) body_filter: Option<BodyFilter>,
@@ -132,6 +135,7 @@ impl Sources {
             bearer: false,
             json: JsonNode::default(),
             form: Default::default(),
+            reads_body: false,
             body_limit: DEFAULT_BODY_LIMIT,
             body_methods: vec![Method::POST, Method::PUT, Method::PATCH],
             body_filter: None,
@@ -216,6 +220,7 @@ impl Sources {
     /// instead of panicking (for configuration read at run time).
     pub fn try_json(mut self, role: Role, pointer: &str) -> Result<Sources, &'static str> {
         self.json.insert(role, pointer)?;
+        self.reads_body = true;
         Ok(self)
     }
 
@@ -224,6 +229,7 @@ impl Sources {
     #[must_use]
     pub fn form(mut self, role: Role, name: impl Into<Box<str>>) -> Sources {
         self.form[role.index()] = Some(name.into());
+        self.reads_body = true;
         self
     }
 
@@ -274,17 +280,18 @@ impl Sources {
 
     /// Whether any source is a body field (JSON or form).
     pub(crate) fn reads_body(&self) -> bool {
-        !self.json.is_empty() || self.form.iter().any(Option::is_some)
+        self.reads_body
     }
 
-    /// Which body to read for this request, if any.
-    pub(crate) fn body_kind(&self, head: &RequestHead<'_>) -> Option<BodyKind> {
+    /// Which body to read for this request, if any, given what its headers
+    /// say about it ([`Extracted::body`](super::Extracted::body)).
+    pub(crate) fn body_kind(&self, head: &RequestHead<'_>, body: &BodyHeaders) -> Option<BodyKind> {
         let reads_json = !self.json.is_empty();
         let reads_form = self.form.iter().any(Option::is_some);
         if !(reads_json || reads_form) || !self.body_methods.contains(head.method) {
             return None;
         }
-        let kind = match content_type::body_kind(head.headers)? {
+        let kind = match body.kind? {
             BodyKind::Json if reads_json => BodyKind::Json,
             BodyKind::Form if reads_form => BodyKind::Form,
             _ => return None,

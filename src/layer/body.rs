@@ -44,6 +44,11 @@ impl<B> RequestBody<B> {
         RequestBody { kind: RequestKind::Stream { body } }
     }
 
+    /// No bytes (a placeholder until the buffered body takes its place).
+    pub(crate) fn empty() -> Self {
+        RequestBody { kind: RequestKind::Buffered { data: None, trailers: None, reservation: None } }
+    }
+
     /// A body made of buffered bytes.
     pub fn buffered(data: Bytes) -> Self {
         Self::buffered_with_trailers(data, None)

@@ -10,6 +10,7 @@ use super::collect::{BodyBudget, DEFAULT_MAX_BUFFERED_BODY_BYTES};
 use super::config::{Config, Policies};
 use super::forward::ForwardHeaders;
 use super::head_only::{HeadOnlyLayer, ReadsBody};
+use super::keep_body::KeepResponseBodyLayer;
 use super::reject::{DefaultResponder, Responder};
 use super::service::IdentityVerification;
 use crate::clock::{Clock, SystemClock};
@@ -221,6 +222,16 @@ impl IdentityVerificationLayer {
     /// fields: a head-only layer would not see them.
     pub fn head_only(self) -> Result<HeadOnlyLayer, ReadsBody> {
         HeadOnlyLayer::new(self.config)
+    }
+
+    /// This configuration as a [`KeepResponseBodyLayer`]: the same
+    /// verification (body sources included), answering with the inner
+    /// service's own response body type (`Response<ResBody>` for
+    /// `ResBody: From<Bytes>`, such as axum's `Body`; rejections made with
+    /// `ResBody::from`), so that no framework boxes a body wrapper again.
+    /// Call it last, once configured.
+    pub fn keep_response_body(self) -> KeepResponseBodyLayer {
+        KeepResponseBodyLayer::new(self)
     }
 
     /// Replaces the responder that builds rejection responses.

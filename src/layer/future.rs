@@ -40,14 +40,19 @@ impl<S: Clone, R> Pending<S, R> {
     /// request and leave a fresh clone in its place (tower's "be careful when
     /// cloning inner services").
     pub(crate) fn new(inner: &mut S, req: R, extracted: Extracted, config: &Arc<Config>) -> Self {
-        let clone = inner.clone();
-        let inner = std::mem::replace(inner, clone);
-        Pending { inner, req, extracted, config: config.clone() }
+        Pending { inner: ready_inner(inner), req, extracted, config: config.clone() }
     }
 }
 
+/// The inner service `inner` was driven to readiness, taken for the request
+/// that must wait, with a fresh clone left in its place.
+pub(crate) fn ready_inner<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
+}
+
 /// A request (with its body wrapped for the inner service) waiting for its
-/// tenant's policy.
+/// tenant's policy, or for its body.
 type Resolving<S, B> = Pending<S, Request<RequestBody<B>>>;
 
 /// A request whose body is being buffered (boxed once: the future stays small).
@@ -57,7 +62,8 @@ struct Buffering<S, B> {
     collect: Collect,
     /// The body's share of the layer's budget, handed on with the body.
     reservation: Reservation,
-    pending: Pending<S, Request<()>>,
+    /// The request, its body empty until the buffered one takes its place.
+    pending: Resolving<S, B>,
 }
 
 pin_project! {
@@ -96,14 +102,16 @@ where
         ResponseFuture { state: State::done(response) }
     }
 
-    pub(crate) fn buffering(
-        body: B,
-        kind: BodyKind,
-        reservation: Reservation,
-        pending: Pending<S, Request<()>>,
-    ) -> Self {
-        let buffering = Buffering { body: Box::pin(body), kind, collect: Collect::default(), reservation, pending };
-        ResponseFuture { state: State::Buffering { buffering: Some(Box::new(buffering)) } }
+    /// A request whose body is read before its claim is complete.
+    pub(crate) fn buffering(body: B, kind: BodyKind, reservation: Reservation, pending: Resolving<S, B>) -> Self {
+        // Allocated first, then written: the fields (a claim and a request
+        // head, several hundred bytes) go straight into the box, not through
+        // a copy on the stack.
+        let buffering = Box::write(
+            Box::new_uninit(),
+            Buffering { body: Box::pin(body), kind, collect: Collect::default(), reservation, pending },
+        );
+        ResponseFuture { state: State::Buffering { buffering: Some(buffering) } }
     }
 
     pub(crate) fn resolving(lookup: LookupFuture, pending: Resolving<S, B>) -> Self {
@@ -129,6 +137,35 @@ where
     }
 }
 
+impl<S, B, ResBody> ResponseFuture<S, B>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
+    B: Body,
+{
+    /// Drives the request to its answer, whose body is made by `inner` from
+    /// the inner service's body or by `full` from a rejection's bytes. Each
+    /// future that answers with its own body type calls it with its own
+    /// functions: no answer is built twice.
+    #[inline]
+    pub(crate) fn poll_answer<R>(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        inner: impl FnOnce(ResBody) -> R,
+        full: impl FnOnce(Bytes) -> R,
+    ) -> Poll<Result<Response<R>, S::Error>> {
+        loop {
+            let mut this = self.as_mut().project();
+            let next = match this.state.as_mut().project() {
+                StateProj::Inner { fut } => return fut.poll(cx).map_ok(|res| res.map(inner)),
+                StateProj::Done { response } => return Poll::Ready(Ok(taken(response).map(full))),
+                StateProj::Buffering { buffering } => ready!(poll_buffering(buffering, cx)),
+                StateProj::Resolving { lookup, pending } => ready!(poll_resolving(lookup, pending, cx)),
+            };
+            this.state.set(next);
+        }
+    }
+}
+
 impl<S, B, ResBody> Future for ResponseFuture<S, B>
 where
     S: Service<Request<RequestBody<B>>, Response = Response<ResBody>>,
@@ -136,17 +173,8 @@ where
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        loop {
-            let mut this = self.as_mut().project();
-            let next = match this.state.as_mut().project() {
-                StateProj::Inner { fut } => return fut.poll(cx).map_ok(|res| res.map(ResponseBody::inner)),
-                StateProj::Done { response } => return Poll::Ready(Ok(taken(response).map(ResponseBody::full))),
-                StateProj::Buffering { buffering } => ready!(poll_buffering(buffering, cx)),
-                StateProj::Resolving { lookup, pending } => ready!(poll_resolving(lookup, pending, cx)),
-            };
-            this.state.set(next);
-        }
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.poll_answer(cx, ResponseBody::inner, ResponseBody::full)
     }
 }
 
@@ -157,6 +185,10 @@ pub(crate) fn taken<T>(slot: &mut Option<T>) -> T {
 }
 
 /// Reads the body, then adds the roles it carries and resolves the tenant.
+/// The buffered request stays in its box (a claim and a request head are
+/// several hundred bytes): its body is set in place, and the request moves
+/// out only into the inner service's call.
+#[inline]
 fn poll_buffering<S, B>(slot: &mut Option<Box<Buffering<S, B>>>, cx: &mut Context<'_>) -> Poll<State<S, B>>
 where
     S: Service<Request<RequestBody<B>>>,
@@ -164,47 +196,30 @@ where
 {
     let buffering = slot.as_mut().expect("ResponseFuture polled after completion");
     let collected = ready!(buffering.collect.poll(buffering.body.as_mut(), &buffering.reservation, cx));
-    let Buffering { body, kind, reservation, pending: Pending { inner, req, mut extracted, config }, .. } =
-        *taken(slot);
-    let (parts, ()) = req.into_parts();
-    let body = match collected {
+    let mut buffering = taken(slot);
+    let Pending { req, extracted, config, .. } = &mut buffering.pending;
+    *req.body_mut() = match collected {
         Collected::Failed => {
             tracing::debug!("identity: the request body failed while being read");
-            return Poll::Ready(State::done(reject(
-                &config,
-                &RequestHead::of_parts(&parts),
-                ErrorCode::BodyUnreadable,
-            )));
+            return Poll::Ready(State::done(reject(config, &RequestHead::of(req), ErrorCode::BodyUnreadable)));
         }
         Collected::OverLimit(read) => {
             extracted.fail(Failure::BodyTooLarge);
-            RequestBody::replay(read, body, reservation)
+            RequestBody::replay(read, buffering.body, buffering.reservation)
         }
         Collected::Whole { bytes, trailers } => {
-            extracted.add_body(&config.sources, kind, &bytes);
+            extracted.add_body(&config.sources, buffering.kind, &bytes);
             if let Some(failure) = extracted.tenant_error() {
-                return Poll::Ready(State::done(refuse_tenant(&config, &RequestHead::of_parts(&parts), failure)));
+                return Poll::Ready(State::done(refuse_tenant(config, &RequestHead::of(req), failure)));
             }
-            RequestBody::reserved(bytes, trailers, reservation)
+            RequestBody::reserved(bytes, trailers, buffering.reservation)
         }
     };
-    let req = Request::from_parts(parts, body);
-    Poll::Ready(resolved(Pending { inner, req, extracted, config }))
-}
-
-/// Asks the provider for a request whose claim is complete.
-fn resolved<S, B>(pending: Resolving<S, B>) -> State<S, B>
-where
-    S: Service<Request<RequestBody<B>>>,
-{
-    let Pending { mut inner, mut req, mut extracted, config } = pending;
-    match resolve(&config, &mut req, &mut extracted) {
-        Resolved::Forward => State::Inner { fut: inner.call(req) },
+    Poll::Ready(match resolve(config, req, extracted) {
+        Resolved::Forward => State::Inner { fut: buffering.pending.inner.call(buffering.pending.req) },
         Resolved::Reject(res) => State::done(res),
-        Resolved::Later(lookup) => {
-            State::Resolving { lookup, pending: Some(Box::new(Pending { inner, req, extracted, config })) }
-        }
-    }
+        Resolved::Later(lookup) => State::Resolving { lookup, pending: Some(Box::new(buffering.pending)) },
+    })
 }
 
 /// Waits for the provider, then decides and applies the verdict.

@@ -19,7 +19,10 @@
 //! and the layer answers `Response<`[`ResponseBody<B>`](ResponseBody)`>`.
 //! Without body sources, [`IdentityVerificationLayer::head_only`] builds a
 //! [`HeadOnlyLayer`] instead, whose services keep the inner service's body
-//! types ([`head_only`]).
+//! types ([`head_only`]); with them,
+//! [`IdentityVerificationLayer::keep_response_body`] builds a
+//! [`KeepResponseBodyLayer`], whose services keep the response body type
+//! ([`keep_body`]).
 
 pub mod body;
 mod builder;
@@ -28,6 +31,7 @@ mod config;
 mod forward;
 mod future;
 pub mod head_only;
+pub mod keep_body;
 mod reject;
 mod service;
 mod verdict;
@@ -38,6 +42,7 @@ pub use collect::DEFAULT_MAX_BUFFERED_BODY_BYTES;
 pub use forward::{ForwardHeaders, remove_hop_by_hop};
 pub use future::ResponseFuture;
 pub use head_only::{HeadOnlyLayer, HeadOnlyVerification, ReadsBody};
+pub use keep_body::{KeepResponseBody, KeepResponseBodyFuture, KeepResponseBodyLayer};
 pub use reject::{DefaultResponder, Rejection, Responder};
 pub use service::IdentityVerification;
 

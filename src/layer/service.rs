@@ -13,9 +13,9 @@ use tower_service::Service;
 use super::body::{RequestBody, ResponseBody};
 use super::collect::precheck;
 use super::config::Config;
-use super::future::{Pending, ResponseFuture};
+use super::future::{Pending, ResponseFuture, ready_inner};
 use super::verdict::{Resolved, Verdict, apply, overloaded, refuse_tenant, resolve};
-use crate::extract::{Extracted, RequestHead, is_grpc, mark_credentials, strip_credentials};
+use crate::extract::{Extracted, RequestHead, mark_credentials, strip_credentials};
 
 /// The service built by [`IdentityVerificationLayer`](super::IdentityVerificationLayer).
 ///
@@ -76,17 +76,19 @@ where
         if let Some(failure) = extracted.tenant_error() {
             return ResponseFuture::done(refuse_tenant(config, &RequestHead::of(&req), failure));
         }
-        // gRPC bodies are never read (`application/grpc+json` would look like JSON).
-        let body_kind = config.sources.body_kind(&RequestHead::of(&req)).filter(|_| !is_grpc(req.headers()));
-        if let Some(kind) = body_kind {
-            match precheck(req.headers(), config.sources.get_body_limit()) {
+        // gRPC bodies are never read (`body_kind` is `None` for them).
+        if let Some(kind) = config.sources.body_kind(&RequestHead::of(&req), &extracted.body) {
+            match precheck(&extracted.body, config.sources.get_body_limit()) {
                 Err(failure) => extracted.fail(failure),
                 Ok(most) => {
                     let Some(reservation) = config.body_budget.reserve(most) else {
                         return ResponseFuture::done(overloaded(config, &RequestHead::of(&req)));
                     };
+                    // The clone first: nothing large is held (copied) across the call.
+                    let inner = ready_inner(&mut self.inner);
                     let (parts, body) = req.into_parts();
-                    let pending = self.pending(Request::from_parts(parts, ()), extracted);
+                    let req = Request::from_parts(parts, RequestBody::empty());
+                    let pending = Pending { inner, req, extracted, config: self.config.clone() };
                     return ResponseFuture::buffering(body, kind, reservation, pending);
                 }
             }

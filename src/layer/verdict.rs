@@ -272,15 +272,15 @@ pub(crate) fn apply<B>(config: &Config, req: &mut Request<B>, verdict: Verdict) 
     }
     let ext = req.extensions_mut();
     // Never trust state that arrived with the request (an outer identity
-    // layer, or code in front of this one). Both removals are free on the
-    // usual empty extensions.
-    ext.remove::<VerifiedIdentity>();
-    ext.remove::<IdentityOutcome>();
-    // A verified request carries only its identity (the outcome is implied,
-    // see `IdentityOutcome::from_extensions`): one insert, one allocation fewer.
+    // layer, or code in front of this one): the insert replaces a value of
+    // its own type, the other one is removed. A verified request carries
+    // only its identity (the outcome is implied, see
+    // `IdentityOutcome::from_extensions`): one insert, one allocation fewer.
     if let Some(identity) = identity {
+        ext.remove::<IdentityOutcome>();
         ext.insert(identity);
     } else {
+        ext.remove::<VerifiedIdentity>();
         ext.insert(outcome);
     }
     None

@@ -23,10 +23,11 @@ use tower_identity::{
     IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, Role, Sources, TenantPolicy, VerifiedIdentity, sign,
 };
 
-use crate::support::{Answer, SECRET, Server, collect, get as get_request, listener, secret, signed_headers, spawn};
+use crate::support::{Run, SECRET, Server, collect, get as get_request, listener, secret, signed_headers, spawn};
 
-/// What the inner service saw of one request: its identity extensions.
-type Seen = (Option<IdentityOutcome>, Option<(String, Option<String>)>);
+/// What the inner service saw of one request: its identity extensions, its
+/// URI and its headers (name, value, flagged sensitive), sorted.
+type Seen = (Option<IdentityOutcome>, Option<(String, Option<String>)>, String, Vec<(String, String, bool)>);
 
 /// An inner service over any request body: counts its calls, records what it
 /// saw and answers 200 "inner" in the response body type `R`.
@@ -37,45 +38,24 @@ fn inner<B, R: From<Bytes>>(
     tower::service_fn(move |req: Request<B>| {
         calls.fetch_add(1, Ordering::SeqCst);
         let identity = req.extensions().get::<VerifiedIdentity>();
+        let mut headers: Vec<(String, String, bool)> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned(), v.is_sensitive()))
+            .collect();
+        headers.sort();
         *seen.lock().unwrap() = Some((
             IdentityOutcome::from_extensions(req.extensions()),
             identity.map(|i| (i.id().to_owned(), i.tenant().map(str::to_owned))),
+            req.uri().to_string(),
+            headers,
         ));
         async { Ok(Response::new(R::from(Bytes::from_static(b"inner")))) }
     })
 }
 
-/// One request through a layer: the answer, the inner service's calls and
-/// what it saw.
-#[derive(Debug, PartialEq)]
-struct Run {
-    status: StatusCode,
-    headers: Vec<(String, String)>,
-    body: String,
-    calls: usize,
-    seen: Option<Seen>,
-}
-
-impl Run {
-    fn of(answer: Answer, calls: &AtomicUsize, seen: &std::sync::Mutex<Option<Seen>>) -> Run {
-        let mut headers: Vec<(String, String)> = answer
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("<bytes>").to_owned()))
-            .collect();
-        headers.sort();
-        Run {
-            status: answer.status,
-            headers,
-            body: answer.body,
-            calls: calls.load(Ordering::SeqCst),
-            seen: seen.lock().unwrap().take(),
-        }
-    }
-}
-
 /// `req` through the full layer and through its head-only twin.
-async fn both(layer: &IdentityVerificationLayer, req: impl Fn() -> Request<Full<Bytes>>) -> (Run, Run) {
+async fn both(layer: &IdentityVerificationLayer, req: impl Fn() -> Request<Full<Bytes>>) -> (Run<Seen>, Run<Seen>) {
     let (calls, seen) = (Arc::new(AtomicUsize::new(0)), Arc::default());
     let full = layer.layer(inner::<_, Full<Bytes>>(calls.clone(), Arc::clone(&seen)));
     let full = Run::of(collect(full.oneshot(req()).await.unwrap()).await, &calls, &seen);
@@ -182,10 +162,76 @@ async fn head_only_answers_every_request_as_the_full_layer_does() {
     };
     let (full, head) = both(&layer, preflight).await;
     assert_eq!(full, head);
-    assert_eq!((head.calls, head.seen.unwrap().0), (1, Some(IdentityOutcome::Anonymous)));
+    let seen = head.seen.unwrap();
+    assert_eq!((head.calls, seen.0), (1, Some(IdentityOutcome::Anonymous)));
+    assert_eq!(header(&seen.3, "x-verified-user-id"), None, "a client-sent identity header passed a preflight");
+    assert_eq!(header(&seen.3, "x-identity-outcome"), Some("anonymous"));
     let (full, head) = both(&layer, || get_request("/health", &[("x-verified-user-id", "admin")])).await;
     assert_eq!(full, head);
     assert_eq!((head.status, head.calls), (StatusCode::OK, 1));
+    assert_eq!(header(&head.seen.unwrap().3, "x-verified-user-id"), None, "a client-sent identity header was bypassed");
+}
+
+/// The value of header `name` the inner service saw, if any.
+fn header<'a>(seen: &'a [(String, String, bool)], name: &str) -> Option<&'a str> {
+    seen.iter().find(|(n, _, _)| n == name).map(|(_, v, _)| v.as_str())
+}
+
+/// Forwarded identity headers, stripped credentials (headers and query),
+/// sensitive flags, JWT bearer tokens and gRPC rejections: the same in both.
+#[tokio::test]
+async fn head_only_forwards_and_strips_as_the_full_layer_does() {
+    let forward = tower_identity::layer::ForwardHeaders::default;
+    let sources = Sources::new().query_defaults();
+    let layer = IdentityVerificationLayer::new(keys()).forward_identity_headers(forward());
+    let stripping = layer.clone().strip_credentials(true).sources(sources.clone());
+    let sig = sign::hmac(&secret(), "42");
+    let spoofed = [("x-user-id", "42"), ("x-identity-signature", sig.as_str()), ("x-verified-user-id", "admin")];
+    let query = format!("/chat?room=5&user_id=42&signature={sig}");
+
+    for (name, layer) in [("marking", &layer), ("stripping", &stripping)] {
+        let (full, head) = both(layer, || get_request("/chat", &spoofed)).await;
+        assert_eq!(full, head, "{name}: headers");
+        let seen = head.seen.unwrap();
+        assert_eq!(header(&seen.3, "x-verified-user-id"), Some("42"), "{name}");
+        let signature = seen.3.iter().find(|(n, _, _)| n == "x-identity-signature");
+        match name {
+            "marking" => assert!(signature.is_some_and(|(_, _, sensitive)| *sensitive), "{name}: {signature:?}"),
+            _ => assert_eq!(signature, None, "{name}: the signature reached the inner service"),
+        }
+    }
+    let (full, head) = both(&stripping, || get_request(&query, &[])).await;
+    assert_eq!(full, head, "query");
+    assert_eq!(head.seen.unwrap().2, "/chat?room=5", "the query's credentials are stripped");
+
+    // gRPC: the rejection is a gRPC status in both.
+    let grpc = || {
+        Request::post("/chat.Chat/Send")
+            .header("content-type", "application/grpc")
+            .header("x-user-id", "42")
+            .header("x-identity-signature", "0".repeat(64))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let (full, head) = both(&layer, grpc).await;
+    assert_eq!(full, head, "gRPC");
+    assert_eq!((head.status, head.calls), (StatusCode::OK, 0));
+    assert!(head.headers.iter().any(|(k, v)| k == "grpc-status" && v == "16"), "{:?}", head.headers);
+
+    // An HS256 bearer token, valid and then signed with another secret.
+    let jwt_secret = tower_identity::Secret::text("head-only-jwt-secret-0123456789").unwrap();
+    let jwt = IdentityVerificationLayer::new(KeySet::single(Key::jwt(jwt_secret.clone())).with_audience("app"))
+        .sources(Sources::new().bearer());
+    let now = tower_identity::clock::Clock::now(&tower_identity::clock::SystemClock);
+    let token = sign::jwt_token(&jwt_secret, "app", "jane@example.com", None, now, 300, []);
+    let other = tower_identity::Secret::text("another-jwt-secret-0123456789ab").unwrap();
+    let forged = sign::jwt_token(&other, "app", "jane@example.com", None, now, 300, []);
+    for (token, status, calls) in [(&token, StatusCode::OK, 1), (&forged, StatusCode::UNAUTHORIZED, 0)] {
+        let bearer = format!("Bearer {token}");
+        let (full, head) = both(&jwt, || get_request("/", &[("authorization", &bearer)])).await;
+        assert_eq!(full, head, "JWT");
+        assert_eq!((head.status, head.calls), (status, calls), "JWT: {}", head.body);
+    }
 }
 
 #[test]

@@ -951,3 +951,42 @@ async fn a_misconfigured_tenant_is_refused_in_every_enforcing_mode() {
         assert_rejected(&answer, &rec, 500, "misconfigured", &[SECRET]);
     }
 }
+
+/// Identity state that arrived with the request (from an outer layer, or
+/// code in front of this one) never survives it: a verified request carries
+/// its own identity and no outcome; a passed anonymous request its outcome
+/// and no identity.
+#[tokio::test]
+async fn identity_state_that_arrived_with_the_request_is_replaced() {
+    use http_body_util::Full;
+    use tower::{Layer, ServiceExt};
+    use tower_identity::{VerifiedIdentity, layer::body::RequestBody};
+    type Found = (Option<String>, Option<IdentityOutcome>);
+
+    let keys = KeySet::single(Key::hmac(Identifier::UserId, secret()));
+    let layer = IdentityVerificationLayer::new(keys).mode(Mode::Optional);
+    let (_, rec) = send(&layer, signed(SECRET, "mallory")).await;
+    let mallory = rec.last_identity().expect("mallory verified");
+    // What the inner service finds in the extensions, read directly.
+    let found = |mut req: http::Request<Full<bytes::Bytes>>, outcome: IdentityOutcome| {
+        req.extensions_mut().insert(mallory.clone());
+        req.extensions_mut().insert(outcome);
+        let found = Arc::new(std::sync::Mutex::new(None::<Found>));
+        let seen = found.clone();
+        let inner = tower::service_fn(move |req: http::Request<RequestBody<Full<bytes::Bytes>>>| {
+            let ext = req.extensions();
+            *seen.lock().unwrap() =
+                Some((ext.get::<VerifiedIdentity>().map(|i| i.id().to_owned()), ext.get::<IdentityOutcome>().copied()));
+            async { Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(bytes::Bytes::new()))) }
+        });
+        let svc = layer.layer(inner);
+        async move {
+            let res = svc.oneshot(req).await.unwrap();
+            assert_eq!(res.status(), http::StatusCode::OK);
+            found.lock().unwrap().take().expect("the inner service was called")
+        }
+    };
+
+    assert_eq!(found(signed(SECRET, "42"), IdentityOutcome::Anonymous).await, (Some("42".to_owned()), None));
+    assert_eq!(found(get("/", &[]), IdentityOutcome::Verified).await, (None, Some(IdentityOutcome::Anonymous)));
+}

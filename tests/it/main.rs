@@ -33,6 +33,8 @@ mod hardening;
 mod head_only;
 #[cfg(feature = "jwt")]
 mod jwt;
+#[cfg(all(feature = "axum", feature = "json"))]
+mod keep_body;
 mod layer;
 #[cfg(feature = "jwt")]
 mod log_hygiene;

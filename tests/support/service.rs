@@ -15,6 +15,33 @@ use tower_identity::{IdentityOutcome, IdentityVerificationLayer, Role, SecretPro
 use super::http::{Answer, collect, get};
 use super::keys::signed_headers;
 
+/// One request through a layer, as two layers built from one configuration
+/// must agree on it: the answer, the inner service's calls and what it saw
+/// (`T`, recorded by the test's inner service).
+#[derive(Debug, PartialEq)]
+pub struct Run<T> {
+    pub status: http::StatusCode,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub calls: usize,
+    pub seen: Option<T>,
+}
+
+impl<T> Run<T> {
+    /// The answer (headers sorted by name), the calls counted in `calls` and
+    /// what was left in `seen` (taken).
+    pub fn of(answer: Answer, calls: &AtomicUsize, seen: &Mutex<Option<T>>) -> Run<T> {
+        let mut headers: Vec<(String, String)> = answer
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("<bytes>").to_owned()))
+            .collect();
+        headers.sort();
+        let seen = seen.lock().unwrap().take();
+        Run { status: answer.status, headers, body: answer.body, calls: calls.load(Ordering::SeqCst), seen }
+    }
+}
+
 /// The identity extensions of the last request the inner service saw.
 type Seen = Option<(Option<IdentityOutcome>, Option<VerifiedIdentity>)>;
 
