@@ -224,12 +224,17 @@ fn signed_tokens_with_non_canonical_base64url_are_malformed() {
     let signature = |token: String| token.rsplit_once('.').unwrap().1.to_owned();
     let s64 = signature(forge_raw(&h64, &p64, SECRET));
     let std_alphabet = |part: &str| part.replace('-', "+").replace('_', "/");
+    let padded = |part: &str| {
+        assert_ne!(part.len() % 4, 0, "an unpadded part that needs padding");
+        format!("{part}{}", "=".repeat(4 - part.len() % 4))
+    };
     let cases: Vec<(&str, String)> = vec![
         // Each is correctly signed: only the encoding is wrong.
         ("header tail bits", forge_raw(&tail_bits_set(&h64), &p64, SECRET)),
         ("payload tail bits", forge_raw(&h64, &tail_bits_set(&p64), SECRET)),
-        ("header padded", forge_raw(&format!("{h64}="), &p64, SECRET)),
-        ("payload padded", forge_raw(&h64, &format!("{p64}=="), SECRET)),
+        // Padded correctly (to a multiple of four), which JWS forbids.
+        ("header padded", forge_raw(&padded(&h64), &p64, SECRET)),
+        ("payload padded", forge_raw(&h64, &padded(&p64), SECRET)),
         ("payload with a newline", forge_raw(&h64, &format!("{}\n{}", &p64[..8], &p64[8..]), SECRET)),
         ("payload in the standard alphabet", {
             let mut payload = claims();
