@@ -9,14 +9,13 @@ use axum::routing::get;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tower_identity::layer::body::RequestBody;
 use tower_identity::{
     Identifier, IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, VerifiedIdentity, sign,
 };
 
 use crate::support::{
-    SECRET, Server, client, fetch, grpc_channel, health_check, listener, secret, signed_headers, spawn,
+    SECRET, Server, client, fetch, grpc_channel, health_check, listener, secret, serve_hyper, signed_headers, spawn,
 };
 
 fn layer(mode: Mode) -> IdentityVerificationLayer {
@@ -175,18 +174,7 @@ async fn hyper_tower_to_hyper_service() {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!("{user}:{}", body.len())))))
         },
     );
-    let (l, addr) = listener().await;
-    let server = spawn(async move {
-        loop {
-            let (stream, _) = l.accept().await.unwrap();
-            let svc = hyper_util::service::TowerToHyperService::new(svc.clone());
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    let (server, addr) = serve_hyper(svc).await;
     let h = signed("7");
     // The request body streams through untouched.
     let mut b = Request::post(format!("http://{addr}/"));

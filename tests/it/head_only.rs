@@ -15,7 +15,6 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use http::{HeaderName, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tower::{Layer, Service, ServiceExt};
 use tower_identity::layer::ReadsBody;
 use tower_identity::provider::{LookupResult, from_async_fn};
@@ -23,7 +22,7 @@ use tower_identity::{
     IdentityOutcome, IdentityVerificationLayer, Key, KeySet, Mode, Role, Sources, TenantPolicy, VerifiedIdentity, sign,
 };
 
-use crate::support::{Run, SECRET, Server, collect, get as get_request, listener, secret, signed_headers, spawn};
+use crate::support::{Run, SECRET, Server, collect, get as get_request, secret, serve_hyper, signed_headers};
 
 /// What the inner service saw of one request: its identity extensions, its
 /// URI and its headers (name, value, flagged sensitive), sorted.
@@ -292,18 +291,7 @@ async fn head_only_in_a_hyper_server_hands_on_incoming() {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!("{user}:{len}")))))
         }
     }));
-    let (l, addr) = listener().await;
-    let server = spawn(async move {
-        loop {
-            let (stream, _) = l.accept().await.unwrap();
-            let svc = hyper_util::service::TowerToHyperService::new(svc.clone());
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    let (server, addr) = serve_hyper(svc).await;
     let signed = signed_headers(SECRET, "9");
     let mut req = Request::post(format!("http://{addr}/"));
     for (k, v) in &signed {

@@ -106,6 +106,33 @@ impl Server {
     }
 }
 
+/// Serves the tower service `svc` with hyper-util's HTTP/1.1 and h2c server
+/// on a free port of 127.0.0.1, one task per connection, until the returned
+/// task is dropped.
+pub async fn serve_hyper<S, B>(svc: S) -> (Task, SocketAddr)
+where
+    S: tower::Service<Request<hyper::body::Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (l, addr) = listener().await;
+    let task = spawn(async move {
+        loop {
+            let Ok((stream, _)) = l.accept().await else { return };
+            let svc = hyper_util::service::TowerToHyperService::new(svc.clone());
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (task, addr)
+}
+
 /// An HTTP/1.1 client (h2c when the server offers it) for request bodies of type `B`.
 pub fn client<B>() -> Client<HttpConnector, B>
 where
