@@ -65,8 +65,8 @@ pub(super) fn is_coded(value: &HeaderValue) -> bool {
 /// `application/json`, `application/*+json` or
 /// `application/x-www-form-urlencoded`, parameters ignored. Never a gRPC
 /// body (`application/grpc+json` would look like JSON): those are not read.
-fn body_kind(ct: &HeaderValue) -> Option<BodyKind> {
-    let ct = ct.as_bytes();
+fn body_kind(value: &HeaderValue) -> Option<BodyKind> {
+    let ct = value.as_bytes();
     // What browsers and SDKs send, recognised without parsing.
     match ct {
         b"application/json" => return Some(BodyKind::Json),
@@ -75,7 +75,7 @@ fn body_kind(ct: &HeaderValue) -> Option<BodyKind> {
     }
     // A header value holds tabs and bytes from 0x20 up (no 0x7f): the ASCII
     // ones are exactly what `HeaderValue::to_str` accepts, which this keeps.
-    if !ct.is_ascii() || ct.get(..GRPC.len()).is_some_and(|p| p.eq_ignore_ascii_case(GRPC)) {
+    if !ct.is_ascii() || is_grpc_type(value) {
         return None;
     }
     // Only spaces and tabs to trim, for the same reason.

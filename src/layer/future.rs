@@ -194,7 +194,7 @@ where
     S: Service<Request<RequestBody<B>>>,
     B: Body,
 {
-    let buffering = slot.as_mut().expect("ResponseFuture polled after completion");
+    let buffering = slot.as_mut().expect("response future polled after completion");
     let collected = ready!(buffering.collect.poll(buffering.body.as_mut(), &buffering.reservation, cx));
     let mut buffering = taken(slot);
     let Pending { req, extracted, config, .. } = &mut buffering.pending;
